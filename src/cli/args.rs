@@ -1,0 +1,151 @@
+//! clap definitions of every command and flag. Flag names follow k3s (renamed to k3rs).
+
+use clap::{Args, Parser, Subcommand};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+/// k3rs: a lightweight Kubernetes distribution in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "k3rs", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Verbose logs (same as RUST_LOG=debug).
+    #[arg(long, global = true, env = "K3RS_DEBUG")]
+    pub debug: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control plane (API server, store, scheduler, controllers) and a built-in agent.
+    Server(Box<ServerArgs>),
+    /// Run only the agent, joining an existing server.
+    Agent(AgentArgs),
+}
+
+/// Flags of `k3rs server`.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Directory for all state.
+    #[arg(
+        short = 'd',
+        long,
+        env = "K3RS_DATA_DIR",
+        default_value = "/var/lib/k3rs"
+    )]
+    pub data_dir: PathBuf,
+    /// Config file (keys are flag names).
+    #[arg(
+        short = 'c',
+        long,
+        env = "K3RS_CONFIG_FILE",
+        default_value = "/etc/k3rs/config.yaml"
+    )]
+    pub config: PathBuf,
+    /// Address every listener but the etcd API binds to.
+    #[arg(long, env = "K3RS_BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// Address other servers and agents use to reach this one (default: node IP).
+    #[arg(long, env = "K3RS_ADVERTISE_ADDRESS")]
+    pub advertise_address: Option<IpAddr>,
+    /// Port of the Kubernetes API (HTTPS).
+    #[arg(long, env = "K3RS_HTTPS_LISTEN_PORT", default_value_t = 6443)]
+    pub https_listen_port: u16,
+    /// Address of the etcd v3 gRPC API.
+    #[arg(
+        long,
+        env = "K3RS_ETCD_LISTEN_ADDRESS",
+        default_value = "127.0.0.1:2379"
+    )]
+    pub etcd_listen_address: SocketAddr,
+    /// Port of the raft peer transport.
+    #[arg(long, env = "K3RS_RAFT_LISTEN_PORT", default_value_t = 2380)]
+    pub raft_listen_port: u16,
+    /// Node name (default: hostname).
+    #[arg(long, env = "K3RS_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// IP address to advertise for the node.
+    #[arg(long, env = "K3RS_NODE_IP")]
+    pub node_ip: Option<IpAddr>,
+    /// Extra node labels (key=value), repeatable.
+    #[arg(long = "node-label")]
+    pub node_labels: Vec<String>,
+    /// Node taints (key=value:Effect), repeatable.
+    #[arg(long = "node-taint")]
+    pub node_taints: Vec<String>,
+    /// Shared secret used to join servers and agents.
+    #[arg(short = 't', long, env = "K3RS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Start a new cluster (raft group) with this server as its first member.
+    #[arg(long, env = "K3RS_CLUSTER_INIT")]
+    pub cluster_init: bool,
+    /// Join the cluster of this server (https://host:6443).
+    #[arg(short = 's', long, env = "K3RS_URL")]
+    pub server: Option<String>,
+    /// Do not run the built-in agent.
+    #[arg(long, env = "K3RS_DISABLE_AGENT")]
+    pub disable_agent: bool,
+    /// Do not deploy a packaged component (repeatable).
+    #[arg(long = "disable")]
+    pub disable: Vec<String>,
+    /// Where to write the admin kubeconfig.
+    #[arg(
+        short = 'o',
+        long,
+        env = "K3RS_KUBECONFIG_OUTPUT",
+        default_value = "/etc/k3rs/k3rs.yaml"
+    )]
+    pub write_kubeconfig: PathBuf,
+    /// File mode of the admin kubeconfig (octal).
+    #[arg(long, env = "K3RS_KUBECONFIG_MODE", default_value = "0600")]
+    pub write_kubeconfig_mode: String,
+    /// Extra subject alternative names for the serving certificate (repeatable).
+    #[arg(long = "tls-san")]
+    pub tls_san: Vec<String>,
+    /// Pod network (a /24 per node is carved from it).
+    #[arg(long, env = "K3RS_CLUSTER_CIDR", default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+    /// Service ClusterIP range.
+    #[arg(long, env = "K3RS_SERVICE_CIDR", default_value = "10.43.0.0/16")]
+    pub service_cidr: String,
+    /// Cluster DNS service IP.
+    #[arg(long, env = "K3RS_CLUSTER_DNS", default_value = "10.43.0.10")]
+    pub cluster_dns: IpAddr,
+    /// Use an existing containerd socket instead of starting one.
+    #[arg(long, env = "K3RS_CONTAINER_RUNTIME_ENDPOINT")]
+    pub container_runtime_endpoint: Option<PathBuf>,
+}
+
+/// Flags of `k3rs agent`.
+#[derive(Debug, Clone, Args)]
+pub struct AgentArgs {
+    /// Server to join (https://host:6443).
+    #[arg(short = 's', long, env = "K3RS_URL")]
+    pub server: String,
+    /// Join token.
+    #[arg(short = 't', long, env = "K3RS_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Directory for all state.
+    #[arg(
+        short = 'd',
+        long,
+        env = "K3RS_DATA_DIR",
+        default_value = "/var/lib/k3rs"
+    )]
+    pub data_dir: PathBuf,
+    /// Node name (default: hostname).
+    #[arg(long, env = "K3RS_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// IP address to advertise for the node.
+    #[arg(long, env = "K3RS_NODE_IP")]
+    pub node_ip: Option<IpAddr>,
+    /// Extra node labels (key=value), repeatable.
+    #[arg(long = "node-label")]
+    pub node_labels: Vec<String>,
+    /// Node taints (key=value:Effect), repeatable.
+    #[arg(long = "node-taint")]
+    pub node_taints: Vec<String>,
+    /// Use an existing containerd socket instead of starting one.
+    #[arg(long, env = "K3RS_CONTAINER_RUNTIME_ENDPOINT")]
+    pub container_runtime_endpoint: Option<PathBuf>,
+}

@@ -1,0 +1,86 @@
+//! The command line: `k3rs server`, `k3rs agent`, and the operator tools.
+//!
+//! Owns: argument parsing, config merging (config file, `K3RS_*` env, flags), logging setup,
+//! and wiring components together for each command. May call every component; this is the
+//! only place where `anyhow` is used.
+
+mod args;
+mod server;
+
+pub use args::{AgentArgs, Cli, Command, ServerArgs};
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// Entry point of the binary: parse, set up logging, run the command, map errors to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.debug);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("k3rs")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("k3rs: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("k3rs: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Server(args) => server::run(*args).await,
+        Command::Agent(_args) => {
+            anyhow::bail!("`k3rs agent` is not implemented yet (see issue: the built-in agent)")
+        }
+    }
+}
+
+/// Quiet at info by default; `--debug` or `RUST_LOG` for more.
+fn init_logging(debug: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if debug {
+        "debug,raft=info,sled=info,h2=info,hyper=info,tower=info"
+    } else {
+        "info,raft=warn,sled=warn"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,55 @@
+//! The contract between the raft layer (`raft/`) and the MVCC state machine (`mvcc`).
+//!
+//! The raft loop owns a `Box<dyn StateMachine>` and is the only caller. Entry payloads are
+//! opaque to raft: the store encodes commands (with the proposing member's id and a request
+//! id) and decodes them here. Every member applies every entry and computes the same result,
+//! so the member that proposed an entry answers its waiting client from its own apply; only
+//! the payload ever crosses the network (followers forward proposals to the leader).
+
+use super::error::Result;
+
+/// One committed raft entry with a non-empty payload.
+#[derive(Debug, Clone, Copy)]
+pub struct CommittedEntry<'a> {
+    pub index: u64,
+    pub term: u64,
+    pub data: &'a [u8],
+}
+
+/// What raft applies committed entries to.
+pub trait StateMachine: Send + 'static {
+    /// Apply `entries` (consecutive, in log order) and persist their effects together with
+    /// `applied_index = up_to`, atomically: after a crash either all of the batch is visible
+    /// with the new applied index, or none of it. `up_to` may be larger than the last entry's
+    /// index (empty and conf-change entries are skipped by raft but still count as applied).
+    ///
+    /// The effects need not be fsynced: raft replays from the durable log after a crash.
+    ///
+    /// # Errors
+    /// Only on storage failure; raft then stops (it must not apply past a failed entry).
+    fn apply(&mut self, entries: &[CommittedEntry<'_>], up_to: u64) -> Result<()>;
+
+    /// The last applied index as persisted (0 for a new store). Raft replays from here.
+    fn applied_index(&self) -> u64;
+
+    /// A consistent, self-describing copy of the whole state (for raft snapshots sent to
+    /// lagging or new members, and for log compaction).
+    ///
+    /// # Errors
+    /// On storage failure.
+    fn snapshot(&self) -> Result<Vec<u8>>;
+
+    /// Replace the whole state by a snapshot produced by [`StateMachine::snapshot`] taken at
+    /// raft index `index`; afterwards `applied_index() == index`.
+    ///
+    /// # Errors
+    /// On a corrupt snapshot (the old state is kept) or storage failure.
+    fn restore(&mut self, snapshot: &[u8], index: u64) -> Result<()>;
+
+    /// Make everything applied so far durable (fsync). Raft calls this before it compacts its
+    /// log past the applied index, because replay is no longer possible afterwards.
+    ///
+    /// # Errors
+    /// On storage failure.
+    fn sync(&mut self) -> Result<()>;
+}

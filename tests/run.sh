@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine: installs what the tests need, builds
+# k3rs once (release), then runs every test against that one build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the build and the tests need (installed only when missing).
+packages=(protobuf-compiler containerd runc containernetworking-plugins etcd-client
+          etcd-server busybox-static skopeo iproute2 iptables)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v kubectl >/dev/null || { echo "kubectl is required on PATH" >&2; exit 1; }
+
+export CARGO_TERM_COLOR=never
+cargo fmt --check
+cargo clippy --release --all-targets -- -D warnings
+cargo test --release --all-targets -- --test-threads=2
