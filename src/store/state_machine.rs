@@ -53,3 +53,55 @@ pub trait StateMachine: Send + 'static {
     /// On storage failure.
     fn sync(&mut self) -> Result<()>;
 }
+
+/// Raft facts the store needs (for response headers, lease expiry on the leader, status).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RaftStatus {
+    pub id: u64,
+    pub cluster_id: u64,
+    /// 0 when no leader is known.
+    pub leader_id: u64,
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub is_learner: bool,
+}
+
+/// The replication seam between the store and raft. Production: the raft node in `raft/`.
+/// Unit tests of the store may use a fake that applies proposals directly.
+pub trait Replicator: Send + Sync + 'static {
+    /// Hand `data` to the leader's log (forwarding to the leader when this member follows).
+    /// `Ok` means accepted, not committed: the proposer learns the outcome when its own state
+    /// machine applies the entry. Errors: `NoLeader`, `Timeout`, `Stopped`.
+    fn propose(&self, data: Vec<u8>) -> BoxFuture<'static, Result<()>>;
+
+    /// ReadIndex: a raft index such that once this member has applied it, a local read is
+    /// linearizable. Retries internally until a leader answers or the timeout passes.
+    fn read_index(&self) -> BoxFuture<'static, Result<u64>>;
+
+    /// Current raft facts (cheap, non-blocking).
+    fn status(&self) -> RaftStatus;
+
+    /// Members of the group as the applied configuration says.
+    fn members(&self) -> BoxFuture<'static, Result<Vec<super::types::Member>>>;
+
+    /// Add a member (voter or learner) by name and peer URLs; returns the new member.
+    fn member_add(
+        &self,
+        name: String,
+        peer_urls: Vec<String>,
+        is_learner: bool,
+    ) -> BoxFuture<'static, Result<super::types::Member>>;
+
+    /// Remove a member.
+    fn member_remove(&self, id: u64) -> BoxFuture<'static, Result<()>>;
+
+    /// Promote a learner to voter.
+    fn member_promote(&self, id: u64) -> BoxFuture<'static, Result<()>>;
+
+    /// Transfer leadership to `id` and wait until it leads (or time out).
+    fn transfer_leader(&self, id: u64) -> BoxFuture<'static, Result<()>>;
+}
+
+/// A boxed future, as trait objects need.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
