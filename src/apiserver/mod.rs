@@ -16,6 +16,7 @@ mod fields;
 pub mod handlers;
 mod object;
 mod openapi_min;
+mod protobuf;
 pub mod registry;
 mod router;
 mod selectors;
