@@ -8,8 +8,8 @@
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 
-/// Directories searched for CNI plugins (Debian's package, then the upstream default).
-pub const CNI_DIRS: &[&str] = &["/usr/lib/cni", "/opt/cni/bin"];
+/// Directories searched for CNI plugins (Debian/Fedora, the upstream default, Alpine/SUSE).
+pub const CNI_DIRS: &[&str] = &["/usr/lib/cni", "/opt/cni/bin", "/usr/libexec/cni"];
 /// CNI plugins the agent uses.
 pub const CNI_PLUGINS: &[&str] = &["bridge", "host-local", "loopback", "portmap"];
 
