@@ -5,7 +5,6 @@
 //! Prints one line per check (`ok` or `missing` with the fix) and fails when a required
 //! check is missing. Optional checks (ports already in use) never fail the command.
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 
 /// Directories searched for CNI plugins (Debian/Fedora, the upstream default, Alpine/SUSE).
@@ -144,13 +143,14 @@ pub fn checks() -> Vec<Check> {
             "apt-get install containernetworking-plugins",
         ));
     }
-    for (ip, port, what) in [
-        (Ipv4Addr::UNSPECIFIED, 6443, "--https-listen-port"),
-        (Ipv4Addr::LOCALHOST, 2379, "--etcd-listen-address"),
-        (Ipv4Addr::UNSPECIFIED, 2380, "--raft-listen-port"),
-        (Ipv4Addr::UNSPECIFIED, 10250, "the agent port"),
+    let listening = listening_ports();
+    for (port, what) in [
+        (6443, "--https-listen-port"),
+        (2379, "--etcd-listen-address"),
+        (2380, "--raft-listen-port"),
+        (10250, "the agent port"),
     ] {
-        let free = TcpListener::bind((ip, port)).is_ok();
+        let free = !listening.contains(&port);
         out.push(
             Check::new(
                 format!("port {port}/tcp free"),
@@ -162,6 +162,31 @@ pub fn checks() -> Vec<Check> {
         );
     }
     out
+}
+
+/// TCP ports in LISTEN state on any address, from /proc/net/tcp{,6}. Read instead of
+/// probing with bind(2), which could make a concurrent server's bind fail.
+fn listening_ports() -> Vec<u16> {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| {
+            t.lines()
+                .skip(1)
+                .filter_map(parse_listen_line)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// `sl local_address rem_address st …`: the port of a line whose state is 0A (LISTEN).
+fn parse_listen_line(line: &str) -> Option<u16> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if f.get(3) != Some(&"0A") {
+        return None;
+    }
+    let port = f.get(1)?.rsplit(':').next()?;
+    u16::from_str_radix(port, 16).ok()
 }
 
 fn kernel_release() -> String {
@@ -260,6 +285,19 @@ mod tests {
         let ok = Check::new("runc", true, "/usr/sbin/runc", "x");
         assert!(ok.line().contains(" ok (/usr/sbin/runc)"));
         assert!(!ok.line().contains("fix"));
+    }
+
+    #[test]
+    fn listening_sockets_are_read_from_proc_net_tcp_lines() {
+        let listen = "   0: 00000000:192B 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1";
+        let estab = "   1: 0100007F:0950 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 2 1";
+        assert_eq!(parse_listen_line(listen), Some(6443));
+        assert_eq!(parse_listen_line(estab), None);
+        let v6 = "   0: 00000000000000000000000000000000:280A 00000000000000000000000000000000:0000 0A 0 0 0 0 0";
+        assert_eq!(parse_listen_line(v6), Some(10250));
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert!(listening_ports().contains(&port));
     }
 
     #[test]
