@@ -484,3 +484,82 @@ fn install_and_generated_scripts_are_shellcheck_clean() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn without_systemd_or_openrc_no_service_is_made_and_the_start_command_is_printed() {
+    let s = Sandbox::new();
+    // A PATH holding only the tools install.sh needs: no systemctl anywhere on it.
+    let tools = s.root.join("tools");
+    fs::create_dir(&tools).unwrap();
+    for tool in [
+        "sh",
+        "id",
+        "dirname",
+        "sed",
+        "mkdir",
+        "mktemp",
+        "chmod",
+        "mv",
+        "cmp",
+        "rm",
+        "sha256sum",
+        "awk",
+        "cp",
+        "grep",
+        "env",
+        "sort",
+        "cat",
+        "ln",
+    ] {
+        let found = ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("{tool} not found"));
+        std::os::unix::fs::symlink(found, tools.join(tool)).unwrap();
+    }
+    let r = |p: &str| s.root.join(p);
+    let out = Command::new(tools.join("sh"))
+        .arg(INSTALL_SH)
+        .args(["--tls-san", "a.example"])
+        .env_clear()
+        .env("PATH", &tools)
+        .env("INSTALL_K3RS_BIN", r("k3rs-src"))
+        .env("INSTALL_K3RS_BIN_DIR", r("bin"))
+        .env("INSTALL_K3RS_SYSTEMD_DIR", r("systemd"))
+        .env("INSTALL_K3RS_SKIP_DEPS", "true")
+        .output()
+        .unwrap();
+    let stdout = ok(&out);
+    if Path::new("/sbin/openrc-run").exists() {
+        return; // this host has openrc: the openrc path is taken instead
+    }
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("neither systemd nor openrc"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let start = format!(
+        "{} server \"--tls-san\" \"a.example\"",
+        r("bin/k3rs").display()
+    );
+    assert!(stdout.contains(&start), "{stdout}");
+    assert!(r("bin/k3rs").exists());
+    assert!(r("bin/k3rs-uninstall.sh").exists());
+    assert!(!r("systemd").exists());
+}
+
+#[test]
+fn install_name_gives_the_service_and_its_uninstall_script_their_own_names() {
+    let s = Sandbox::new();
+    ok(&s.install(&[("INSTALL_K3RS_NAME", "edge"), ("K3RS_TOKEN", "t")], &[]));
+    assert!(s.systemd().join("k3rs-edge.service").exists());
+    assert_eq!(mode(&s.systemd().join("k3rs-edge.service.env")), 0o600);
+    assert!(s.bin().join("k3rs-edge-uninstall.sh").exists());
+    assert!(
+        s.systemctl_log()
+            .contains(&"restart k3rs-edge.service".to_string())
+    );
+    let bad = s.install(&[("INSTALL_K3RS_NAME", "a b")], &[]);
+    assert!(!bad.status.success());
+}
