@@ -12,7 +12,8 @@
 //!   given on the command line replace (not extend) the file's list, like k3s.
 //!
 //! Keys are long flag names (`node-label`, `tls-san`, `write-kubeconfig-mode`…). Lists
-//! are YAML sequences; `key+: [..]` appends to a list set earlier in the file (k3s syntax).
+//! are YAML sequences. Drop-ins `<config>.d/*.yaml` are read after the file in name
+//! order; a later key replaces an earlier one and `key+: [..]` appends (k3s syntax).
 //! A key no command knows is an error naming the key and the file; a key another
 //! command knows (e.g. `cluster-init` read by `k3rs agent`) is skipped, so server and
 //! agent can share one file.
@@ -132,15 +133,12 @@ pub fn expand(
             None => (PathBuf::from(DEFAULT_CONFIG), false),
         },
     };
-    let entries = match read_file(&path) {
-        Ok(e) => e,
-        Err(FileError::Missing) if !explicit => return Ok(unchanged(argv)),
-        Err(FileError::Missing) => bail!("config file {} does not exist", path.display()),
-        Err(FileError::Other(e)) => return Err(e),
+    let Some(entries) = read_all(&path, explicit)? else {
+        return Ok(unchanged(argv));
     };
     let mut synthetic = Vec::new();
     let mut from_file = BTreeSet::new();
-    for (key, values) in entries {
+    for Entry { key, values, file } in entries {
         let Some(arg) = sub.get_arguments().find(|a| a.get_long() == Some(&key)) else {
             if known_elsewhere(&root, &key) {
                 tracing::debug!(%key, command = %name, "config key not used by this command");
@@ -148,13 +146,13 @@ pub fn expand(
             }
             bail!(
                 "unknown key {key:?} in config file {}: `k3rs {name}` has no flag --{key}",
-                path.display()
+                file.display()
             );
         };
         if matches!(key.as_str(), "config" | "help" | "version" | PRINT_CONFIG) {
             bail!(
                 "key {key:?} is not allowed in config file {}",
-                path.display()
+                file.display()
             );
         }
         if given(arg, user_args) {
@@ -167,7 +165,7 @@ pub fn expand(
             continue; // env beats the file
         }
         let emitted = to_args(arg, &key, values)
-            .with_context(|| format!("config file {}: key {key:?}", path.display()))?;
+            .with_context(|| format!("config file {}: key {key:?}", file.display()))?;
         if !emitted.is_empty() {
             from_file.insert(key);
         }
@@ -285,40 +283,106 @@ fn occurrences<'a>(
     })
 }
 
-enum FileError {
-    Missing,
-    Other(anyhow::Error),
+/// One merged config entry and the file that set it last.
+#[derive(Debug, Clone, PartialEq)]
+struct Entry {
+    key: String,
+    values: Vec<String>,
+    file: PathBuf,
 }
 
-/// The file's entries in order, `key+` appends merged into their key.
-fn read_file(path: &Path) -> Result<Vec<(String, Vec<String>)>, FileError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(FileError::Missing),
-        Err(e) => {
-            return Err(FileError::Other(
-                anyhow::Error::new(e)
-                    .context(format!("cannot read config file {}", path.display())),
-            ));
+/// The main file, then `<file>.d/*.yaml` drop-ins in name order (k3s's layout); later
+/// files replace keys, `key+` appends. `None` when there is no file at all.
+fn read_all(path: &Path, explicit: bool) -> anyhow::Result<Option<Vec<Entry>>> {
+    let mut entries = Vec::new();
+    let mut found = false;
+    match read_text(path)? {
+        Some(text) => {
+            found = true;
+            merge(&mut entries, parse_raw(&text), path)?;
         }
+        None if explicit => bail!("config file {} does not exist", path.display()),
+        None => {}
+    }
+    let mut dropins_dir = path.as_os_str().to_owned();
+    dropins_dir.push(".d");
+    let mut dropins: Vec<PathBuf> = match std::fs::read_dir(&dropins_dir) {
+        Ok(rd) => rd
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            .collect(),
+        Err(_) => Vec::new(),
     };
-    parse_entries(&text)
-        .with_context(|| format!("invalid config file {}", path.display()))
-        .map_err(FileError::Other)
+    dropins.sort();
+    for p in dropins {
+        if let Some(text) = read_text(&p)? {
+            found = true;
+            merge(&mut entries, parse_raw(&text), &p)?;
+        }
+    }
+    Ok(found.then_some(entries))
 }
 
-/// Parse the YAML text of a config file into `(key, values)` in file order.
+fn read_text(path: &Path) -> anyhow::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read config file {}", path.display())),
+    }
+}
+
+fn merge(
+    out: &mut Vec<Entry>,
+    raw: anyhow::Result<Vec<(String, Vec<String>)>>,
+    file: &Path,
+) -> anyhow::Result<()> {
+    let raw = raw.with_context(|| format!("invalid config file {}", file.display()))?;
+    for (k, values) in raw {
+        if let Some(base) = k.strip_suffix('+') {
+            match out.iter_mut().find(|e| e.key == base) {
+                Some(existing) => {
+                    existing.values.extend(values);
+                    existing.file = file.to_path_buf();
+                }
+                None => out.push(Entry {
+                    key: base.to_string(),
+                    values,
+                    file: file.to_path_buf(),
+                }),
+            }
+        } else {
+            out.retain(|e| e.key != k);
+            out.push(Entry {
+                key: k,
+                values,
+                file: file.to_path_buf(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Parse the YAML text of one config file into `(key, values)` in file order, `key+`
+/// appends merged into their key.
 ///
 /// # Errors
 /// Not a mapping, non-string key, nested mapping, null value.
 pub fn parse_entries(text: &str) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let mut out = Vec::new();
+    merge(&mut out, parse_raw(text), Path::new("-"))?;
+    Ok(out.into_iter().map(|e| (e.key, e.values)).collect())
+}
+
+/// `(key as written, values)` pairs of one file.
+fn parse_raw(text: &str) -> anyhow::Result<Vec<(String, Vec<String>)>> {
     let doc: serde_yaml::Value = serde_yaml::from_str(text).context("not valid YAML")?;
     let map = match doc {
         serde_yaml::Value::Null => return Ok(Vec::new()),
         serde_yaml::Value::Mapping(m) => m,
         _ => bail!("the top level must be a mapping of flag names to values"),
     };
-    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    let mut out = Vec::new();
     for (k, v) in map {
         let Some(k) = k.as_str() else {
             bail!("keys must be strings (flag names), got {k:?}");
@@ -330,15 +394,7 @@ pub fn parse_entries(text: &str) -> anyhow::Result<Vec<(String, Vec<String>)>> {
                 .collect::<anyhow::Result<Vec<_>>>()?,
             other => vec![scalar(&other).with_context(|| format!("key {k:?}"))?],
         };
-        if let Some(base) = k.strip_suffix('+') {
-            match out.iter_mut().find(|(key, _)| key == base) {
-                Some((_, existing)) => existing.extend(values),
-                None => out.push((base.to_string(), values)),
-            }
-        } else {
-            out.retain(|(key, _)| key != k);
-            out.push((k.to_string(), values));
-        }
+        out.push((k.to_string(), values));
     }
     Ok(out)
 }
@@ -359,11 +415,11 @@ pub fn server_file_value(key: &str) -> Option<String> {
     let path = std::env::var_os(CONFIG_ENV)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
-    let entries = read_file(&path).ok()?;
+    let entries = read_all(&path, false).ok()??;
     entries
         .into_iter()
-        .find(|(k, _)| k == key)
-        .and_then(|(_, v)| v.into_iter().last())
+        .find(|e| e.key == key)
+        .and_then(|e| e.values.into_iter().last())
 }
 
 /// The merged configuration of one subcommand as YAML, each line marked with its source.
@@ -540,6 +596,39 @@ mod tests {
         let (_d, p) = with_file("cluster-init: false\n");
         let e = expand_with(&["k3rs", "server", "-c", &p], &[]).unwrap();
         assert_eq!(e.argv.len(), 4);
+    }
+
+    #[test]
+    fn drop_in_files_replace_keys_and_append_with_plus_in_name_order() {
+        let (d, p) = with_file("node-name: main\nnode-label: [a=1]\n");
+        let dropins = d.path().join("config.yaml.d");
+        std::fs::create_dir(&dropins).unwrap();
+        std::fs::write(dropins.join("20-b.yaml"), "node-name: twenty\n").unwrap();
+        std::fs::write(
+            dropins.join("10-a.yaml"),
+            "node-name: ten\nnode-label+: [b=2]\n",
+        )
+        .unwrap();
+        std::fs::write(dropins.join("30-bad.yaml"), "bogus-key: 1\n").unwrap();
+        std::fs::write(dropins.join("README"), "not yaml: [").unwrap();
+        let err = expand_with(&["k3rs", "server", "-c", &p], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("30-bad.yaml") && err.contains("bogus-key"),
+            "{err}"
+        );
+        std::fs::remove_file(dropins.join("30-bad.yaml")).unwrap();
+        let e = expand_with(&["k3rs", "server", "-c", &p], &[]).unwrap();
+        let args: Vec<String> = e.argv.iter().map(|a| a.to_string_lossy().into()).collect();
+        assert!(args.contains(&"--node-name=twenty".to_string()), "{args:?}");
+        assert!(args.contains(&"--node-label=a=1".to_string()), "{args:?}");
+        assert!(args.contains(&"--node-label=b=2".to_string()), "{args:?}");
+        assert!(
+            !args
+                .iter()
+                .any(|a| a.contains("=main") || a.contains("=ten"))
+        );
     }
 
     #[test]
