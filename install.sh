@@ -495,7 +495,7 @@ start_pre() {
 supervisor=supervise-daemon
 name=${SYSTEM_NAME}
 command="${BIN}"
-command_args="${CMD_K3RS}$(printf '%s' "${EXEC_ARGS}" | sed -e 's/%%/%/g' -e 's/\$\$/$/g' -e 's/"/\\"/g') >>/var/log/${SYSTEM_NAME}.log 2>&1"
+command_args="${CMD_K3RS}$(printf '%s' "${EXEC_ARGS}" | sed -e 's/%%/%/g' -e 's/\$\$/$/g' -e 's/"/\\"/g')"
 output_log=/var/log/${SYSTEM_NAME}.log
 error_log=/var/log/${SYSTEM_NAME}.log
 pidfile="/var/run/${SYSTEM_NAME}.pid"
