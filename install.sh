@@ -410,7 +410,8 @@ create_env_file() {
         # names matched [A-Za-z0-9_] above, so eval only reads a variable.
         eval "value=\${${name}}"
         # shellcheck disable=SC2154 # value is set by the eval above
-        escaped=$(printf '%s' "${value}" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g')
+        # systemd and sh both unescape \\ \" \$ \` inside double quotes.
+        escaped=$(printf '%s' "${value}" | sed -e 's/[\\"$`]/\\&/g')
         printf '%s="%s"\n' "${name}" "${escaped}" >>"${tmp}"
     done
     if install_file "${tmp}" "${FILE_K3RS_ENV}" 600; then

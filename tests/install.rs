@@ -126,7 +126,7 @@ fn server_install_writes_unit_env_file_and_scripts_and_starts_the_service() {
     ok(&s.install(
         &[
             ("K3RS_TOKEN", "se\"cret"),
-            ("K3RS_NODE_NAME", "n1"),
+            ("K3RS_NODE_NAME", "n$1`x`\\"),
             ("INSTALL_K3RS_EXEC", "server --tls-san k3rs.example"),
             ("OTHER_VAR", "not copied"),
         ],
@@ -167,7 +167,20 @@ fn server_install_writes_unit_env_file_and_scripts_and_starts_the_service() {
     );
     assert_eq!(mode(&env_path), 0o600);
     let env = fs::read_to_string(&env_path).unwrap();
-    assert_eq!(env, "K3RS_NODE_NAME=\"n1\"\nK3RS_TOKEN=\"se\\\"cret\"\n");
+    assert_eq!(
+        env,
+        "K3RS_NODE_NAME=\"n\\$1\\`x\\`\\\\\"\nK3RS_TOKEN=\"se\\\"cret\"\n"
+    );
+    // What the shell (openrc sources this file) reads back is the original value.
+    let echoed = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            ". {} && printf %s \"$K3RS_NODE_NAME\"",
+            env_path.display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&echoed.stdout), "n$1`x`\\");
 
     for script in ["k3rs-killall.sh", "k3rs-uninstall.sh"] {
         assert_eq!(mode(&s.bin().join(script)), 0o755, "{script}");
