@@ -271,11 +271,15 @@ for service in /etc/init.d/k3rs*; do
     [ -x "${service}" ] && "${service}" stop
 done
 
-# Process ids whose command line mentions a k3rs path, children first.
+# k3rs itself, and containerd or its shims started for k3rs (their command line names a
+# k3rs path). Other processes that merely mention a k3rs path (an editor, a shell) live.
 k3rs_pids() {
     # The awk program never spells a full "<dir>/" itself, so it does not match itself.
     ps -e -o pid= -o args= | awk -v data="${DATA_DIR}" -v run=/run/k3rs -v bin="${BIN}" -v self="$$" '
-        $1 != self && (index($0, data "/") || index($0, run "/") || $2 == bin) { print $1 }'
+        $1 == self { next }
+        $2 == bin { print $1; next }
+        { n = split($2, part, "/"); name = part[n] }
+        name ~ /^containerd(-shim.*)?$/ && (index($0, data "/") || index($0, run "/")) { print $1 }'
 }
 
 pstree() {

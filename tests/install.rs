@@ -576,3 +576,99 @@ fn install_name_gives_the_service_and_its_uninstall_script_their_own_names() {
     let bad = s.install(&[("INSTALL_K3RS_NAME", "a b")], &[]);
     assert!(!bad.status.success());
 }
+
+/// Runs the generated killall script for real, inside private network, mount and pid
+/// namespaces (with a tmpfs over /run), so nothing on this host is touched.
+#[test]
+fn killall_in_private_namespaces_removes_bridge_veths_rules_mounts_netns_and_processes() {
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        eprintln!("skipped: needs root for namespaces");
+        return;
+    }
+    let s = Sandbox::new();
+    ok(&s.install(&[("K3RS_TOKEN", "t")], &[]));
+    let data = s.root.join("data");
+    let script = format!(
+        r#"
+set -e
+mount -t tmpfs tmpfs /run
+ip link set lo up
+ip link add cni0 type bridge
+ip link add veth-k3rs1 type veth peer name peer-k3rs1
+ip link set veth-k3rs1 master cni0
+iptables -N CNI-TEST
+iptables -A FORWARD -j CNI-TEST
+iptables -t nat -N K3RS-SERVICES
+iptables -t nat -A PREROUTING -j K3RS-SERVICES
+iptables -N KEEP-ME
+iptables -A INPUT -j KEEP-ME
+nft add table inet k3rs_proxy
+mkdir -p {data}/agent/run /run/k3rs/containerd
+mount -t tmpfs tmpfs {data}/agent/run
+mount -t tmpfs tmpfs /run/k3rs/containerd
+ip netns add k3rs-pod1
+mkdir -p {data}/bin
+cp "$(command -v sleep)" {data}/bin/containerd-shim-runc-v2
+{data}/bin/containerd-shim-runc-v2 300 &
+victim=$!
+sleep 301 &
+bystander=$!
+set +e
+sh {killall} >/dev/null 2>&1
+echo "killall-exit=$?"
+ip link show cni0 >/dev/null 2>&1 && echo LEFT-cni0
+ip link show veth-k3rs1 >/dev/null 2>&1 && echo LEFT-veth
+iptables-save | grep -E 'CNI-|K3RS' && echo LEFT-rules
+iptables-save | grep -q KEEP-ME || echo LOST-unrelated-rule
+nft list tables | grep -q k3rs && echo LEFT-nft
+# (mounts inherited from the host are listed too: look only at the ones made here)
+grep -E '{data}|/run/k3rs/containerd|/run/netns/k3rs-pod1' /proc/self/mounts && echo LEFT-mounts
+[ -e /run/netns/k3rs-pod1 ] && echo LEFT-netns
+[ -e /run/k3rs ] && echo LEFT-run-k3rs
+sleep 0.2
+kill -0 $victim 2>/dev/null && echo LEFT-process
+kill -0 $bystander 2>/dev/null || echo LOST-unrelated-process
+echo done
+"#,
+        data = data.display(),
+        killall = s.bin().join("k3rs-killall.sh").display()
+    );
+    let out = Command::new("unshare")
+        .args([
+            "--net",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "sh",
+            "-c",
+        ])
+        .arg(&script)
+        .env(
+            "PATH",
+            format!(
+                "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                s.root.join("fake").display()
+            ),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !stdout.contains("killall-exit=") {
+        // The namespace setup itself failed (no unshare/iptables/nft support here).
+        eprintln!("skipped: cannot build the sandbox: {stderr}");
+        assert!(
+            !stderr.contains("k3rs-killall"),
+            "killall failed to run: {stderr}"
+        );
+        return;
+    }
+    assert!(stdout.contains("done"), "{stdout}\n{stderr}");
+    let problems: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("LEFT") || l.starts_with("LOST"))
+        .collect();
+    assert!(problems.is_empty(), "{problems:?}\n{stdout}\n{stderr}");
+}
