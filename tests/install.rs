@@ -240,7 +240,7 @@ fn rerun_changes_no_file_and_does_not_restart_the_running_service() {
 }
 
 #[test]
-fn changed_flags_or_env_restart_the_service() {
+fn changed_flags_env_or_binary_restart_the_service() {
     let s = Sandbox::new();
     ok(&s.install(&[("K3RS_TOKEN", "t")], &[]));
     let n = s.systemctl_log().len();
@@ -259,6 +259,19 @@ fn changed_flags_or_env_restart_the_service() {
         "{calls:?}"
     );
     assert!(!calls.contains(&"daemon-reload".to_string()), "{calls:?}");
+    // A new binary restarts it too.
+    write_exec(&s.root.join("k3rs-src"), "#!/bin/sh\necho fake k3rs v2\n");
+    let n = s.systemctl_log().len();
+    ok(&s.install(&[("K3RS_TOKEN", "t2")], &["--tls-san", "x"]));
+    let calls = s.systemctl_log()[n..].to_vec();
+    assert!(
+        calls.contains(&"restart k3rs.service".to_string()),
+        "{calls:?}"
+    );
+    assert_eq!(
+        fs::read_to_string(s.bin().join("k3rs")).unwrap(),
+        "#!/bin/sh\necho fake k3rs v2\n"
+    );
 }
 
 #[test]
