@@ -21,6 +21,13 @@ struct TestNode {
     kv: KvHandle,
 }
 
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 fn free_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().to_string()
@@ -57,6 +64,7 @@ async fn start_node(
     faults: &Arc<NetFaults>,
     compact_every: u64,
 ) -> TestNode {
+    init_tracing();
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let sm = KvStateMachine::open(&dir.join("sm")).unwrap();
@@ -216,59 +224,90 @@ async fn a_single_member_survives_restart_and_replays_its_log() {
     n.node.shutdown().await;
 }
 
+fn refs(v: &[TestNode]) -> Vec<&TestNode> {
+    v.iter().collect()
+}
+
+fn by_id(v: &[TestNode], id: u64) -> usize {
+    v.iter().position(|n| n.node.id() == id).unwrap()
+}
+
+fn join_via(n: &TestNode) -> Bootstrap {
+    Bootstrap::Join {
+        peer_addr: format!("http://{}", n.addr),
+        token: "secret".into(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_member_group_replicates_and_survives_partition_restart_and_membership_changes() {
     let root = tempfile::tempdir().unwrap();
     let faults = NetFaults::new();
     let compact = 40;
-    let a = start_node(
-        root.path(),
-        "a",
-        &free_addr(),
-        Bootstrap::ClusterInit,
-        &faults,
-        compact,
-    )
-    .await;
-    let join = |via: &TestNode| Bootstrap::Join {
-        peer_addr: format!("http://{}", via.addr),
-        token: "secret".into(),
-    };
-    let b = start_node(root.path(), "b", &free_addr(), join(&a), &faults, compact).await;
-    let c = start_node(root.path(), "c", &free_addr(), join(&b), &faults, compact).await;
+    let r = root.path();
+    let mut live: Vec<TestNode> = Vec::new();
+    live.push(
+        start_node(
+            r,
+            "a",
+            &free_addr(),
+            Bootstrap::ClusterInit,
+            &faults,
+            compact,
+        )
+        .await,
+    );
+    let b = start_node(r, "b", &free_addr(), join_via(&live[0]), &faults, compact).await;
+    live.push(b);
+    // c joins through a follower: the request is forwarded to the leader by raft.
+    let c = start_node(r, "c", &free_addr(), join_via(&live[1]), &faults, compact).await;
+    live.push(c);
     let mut acked: Vec<(String, String)> = Vec::new();
 
-    // Elect, replicate, agree on membership.
-    leader_of(&[&a, &b, &c]).await;
-    for (i, n) in [&a, &b, &c].iter().enumerate() {
+    // Elect, replicate (through every member, followers forward), agree on membership.
+    leader_of(&refs(&live)).await;
+    for (i, n) in live.iter().enumerate() {
         put(n, &format!("w{i}"), "1").await;
         acked.push((format!("w{i}"), "1".into()));
     }
-    all_have(&[&a, &b, &c], &acked).await;
-    let m = a.node.members().await.unwrap();
+    all_have(&refs(&live), &acked).await;
+    let m = live[0].node.members().await.unwrap();
     assert_eq!(m.len(), 3);
     assert!(m.iter().all(|m| !m.is_learner));
-    for n in [&b, &c] {
+    for n in &live[1..] {
         wait_for("identical member lists", || {
             futures::executor::block_on(n.node.members()).unwrap() == m
         })
         .await;
     }
-    let names: Vec<_> = m.iter().map(|m| m.name.clone()).collect();
-    assert!(names.contains(&"b".to_string()) && names.contains(&"c".to_string()));
+    let mut names: Vec<_> = m.iter().map(|m| m.name.clone()).collect();
+    names.sort();
+    assert_eq!(names, ["a", "b", "c"]);
 
     // Partition the leader away: a new leader appears, writes continue, and what the old
     // leader accepts while cut off never commits.
-    let nodes = [&a, &b, &c];
-    let old = leader_of(&nodes).await;
-    let old_node = *nodes.iter().find(|n| n.node.id() == old).unwrap();
-    let rest: Vec<&TestNode> = nodes
-        .iter()
-        .copied()
-        .filter(|n| n.node.id() != old)
-        .collect();
+    let old = leader_of(&refs(&live)).await;
+    let old_i = by_id(&live, old);
+    let rest: Vec<&TestNode> = live.iter().filter(|n| n.node.id() != old).collect();
     faults.isolate(old);
     let t0 = Instant::now();
+    // While cut off it still leads for an election timeout: a conf change it accepts cannot
+    // commit, so a second one is refused as "already in progress" instead of being dropped.
+    let first = live[old_i].node.clone();
+    let pending = tokio::spawn(async move {
+        first
+            .member_add("x".into(), vec!["http://127.0.0.1:1".into()], false)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let second = live[old_i]
+        .node
+        .member_add("y".into(), vec!["http://127.0.0.1:2".into()], true)
+        .await;
+    assert!(
+        matches!(&second, Err(StoreError::InvalidRequest(m)) if m.contains("in progress")),
+        "{second:?}"
+    );
     wait_for("a new leader among the majority", || {
         let l = rest[0].node.status().leader_id;
         l != 0 && l != old && rest.iter().all(|n| n.node.status().leader_id == l)
@@ -279,65 +318,80 @@ async fn a_three_member_group_replicates_and_survives_partition_restart_and_memb
         "failover took {:?}",
         t0.elapsed()
     );
-    let _ = old_node.node.propose(b"stale=1".to_vec()).await;
+    let _ = live[old_i].node.propose(b"stale=1".to_vec()).await;
     put(rest[0], "during", "partition").await;
     acked.push(("during".into(), "partition".into()));
     faults.heal();
     put(rest[1], "healed", "1").await;
     acked.push(("healed".into(), "1".into()));
-    all_have(&nodes, &acked).await;
-    for n in nodes {
+    all_have(&refs(&live), &acked).await;
+    for n in &live {
         assert_eq!(
             n.kv.get("stale"),
             None,
             "uncommitted write of the old leader applied on {}",
             n.name
         );
+        assert_eq!(n.node.members().await.unwrap().len(), 3);
     }
+    assert!(
+        pending.await.unwrap().is_err(),
+        "the cut-off conf change must not succeed"
+    );
+    // ReadIndex on a follower is served through the leader and covers every applied write.
+    let f = live
+        .iter()
+        .find(|n| n.node.status().leader_id != n.node.id())
+        .unwrap();
+    let ri = f.node.read_index().await.unwrap();
+    assert!(
+        ri >= live
+            .iter()
+            .map(|n| n.node.status().applied_index)
+            .min()
+            .unwrap()
+    );
 
     // Stop a follower, write past a compaction, restart it from its data directory.
-    let leader = leader_of(&nodes).await;
-    let follower = *nodes.iter().find(|n| n.node.id() != leader).unwrap();
-    let (fname, faddr) = (follower.name.clone(), follower.addr.clone());
-    follower.node.shutdown().await;
-    let writer = *nodes.iter().find(|n| n.node.id() == leader).unwrap();
+    let leader = leader_of(&refs(&live)).await;
+    let f_i = live.iter().position(|n| n.node.id() != leader).unwrap();
+    let stopped = live.remove(f_i);
+    stopped.node.shutdown().await;
+    let (fname, faddr, fid) = (
+        stopped.name.clone(),
+        stopped.addr.clone(),
+        stopped.node.id(),
+    );
+    drop(stopped);
+    let w = by_id(&live, leader);
     for i in 0..compact + 10 {
-        put(writer, &format!("s{i}"), "x").await;
+        put(&live[w], &format!("s{i}"), "x").await;
         acked.push((format!("s{i}"), "x".into()));
     }
-    let restarted = start_node(
-        root.path(),
-        &fname,
-        &faddr,
-        Bootstrap::ClusterInit,
-        &faults,
-        compact,
-    )
-    .await;
-    let live: Vec<&TestNode> = nodes
-        .iter()
-        .copied()
-        .filter(|n| n.name != fname)
-        .chain([&restarted])
-        .collect();
-    all_have(&live, &acked).await;
+    let back = start_node(r, &fname, &faddr, Bootstrap::ClusterInit, &faults, compact).await;
+    assert_eq!(back.node.id(), fid, "a restarted member keeps its identity");
+    live.push(back);
+    all_have(&refs(&live), &acked).await;
 
     // A fourth member joins after compaction: it can only be brought up by a snapshot.
-    let d = start_node(
-        root.path(),
-        "d",
-        &free_addr(),
-        join(writer),
-        &faults,
-        compact,
-    )
-    .await;
-    put(&d, "from", "d").await;
+    let snap_index = |n: &TestNode| -> u64 {
+        std::fs::read_dir(n.dir.join("raft/snap"))
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                u64::from_str_radix(name.strip_suffix(".snap")?, 16).ok()
+            })
+            .max()
+            .unwrap()
+    };
+    assert!(snap_index(&live[w]) > 1, "the leader compacted its log");
+    let d = start_node(r, "d", &free_addr(), join_via(&live[w]), &faults, compact).await;
+    live.push(d);
+    let d_i = live.len() - 1;
+    put(&live[d_i], "from", "d").await;
     acked.push(("from".into(), "d".into()));
-    let mut live = live;
-    live.push(&d);
-    all_have(&live, &acked).await;
-    let snaps: Vec<_> = std::fs::read_dir(d.dir.join("raft/snap"))
+    all_have(&refs(&live), &acked).await;
+    let snaps: Vec<_> = std::fs::read_dir(live[d_i].dir.join("raft/snap"))
         .unwrap()
         .collect();
     assert_eq!(snaps.len(), 1, "d should hold the snapshot it was sent");
@@ -348,23 +402,18 @@ async fn a_three_member_group_replicates_and_survives_partition_restart_and_memb
     .await;
 
     // Transfer leadership to d.
-    let d_id = d.node.id();
+    let d_id = live[d_i].node.id();
     with_retry(|| live[0].node.transfer_leader(d_id)).await;
-    assert_eq!(leader_of(&live).await, d_id);
-    put(live[0], "after", "transfer").await;
+    assert_eq!(leader_of(&refs(&live)).await, d_id);
+    put(&live[0], "after", "transfer").await;
     acked.push(("after".into(), "transfer".into()));
 
     // Remove a member: the rest agree and it stops itself.
-    let victim = live.iter().copied().find(|n| n.node.id() != d_id).unwrap();
-    let victim_id = victim.node.id();
-    with_retry(|| d.node.member_remove(victim_id)).await;
-    let remaining: Vec<&TestNode> = live
-        .iter()
-        .copied()
-        .filter(|n| n.node.id() != victim_id)
-        .collect();
+    let victim_id = live[0].node.id();
+    with_retry(|| live[d_i].node.member_remove(victim_id)).await;
+    let victim = live.remove(0);
     wait_for("three members everywhere", || {
-        remaining.iter().all(|n| {
+        live.iter().all(|n| {
             let m = futures::executor::block_on(n.node.members()).unwrap();
             m.len() == 3 && m.iter().all(|m| m.id != victim_id)
         })
@@ -372,16 +421,17 @@ async fn a_three_member_group_replicates_and_survives_partition_restart_and_memb
     .await;
     wait_for("the removed member stops", || victim.node.is_stopped()).await;
     assert!(victim.node.error().unwrap().contains("removed"));
-    put(remaining[0], "final", "1").await;
+    put(&live[0], "final", "1").await;
     acked.push(("final".into(), "1".into()));
-    all_have(&remaining, &acked).await;
+    all_have(&refs(&live), &acked).await;
 
     // Removing an unknown member is an error, not a hang.
     assert!(matches!(
-        d.node.member_remove(12345).await,
+        live[0].node.member_remove(12345).await,
         Err(StoreError::MemberNotFound { .. })
     ));
-    for n in nodes.iter().chain([&&restarted, &&d]) {
+    victim.node.shutdown().await;
+    for n in &live {
         n.node.shutdown().await;
     }
 }

@@ -299,6 +299,7 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
         pending_cc: Default::default(),
         removed: false,
     };
+    node.publish();
     let thread = std::thread::Builder::new()
         .name(format!("raft-{}", config.name))
         .spawn(move || node.run())

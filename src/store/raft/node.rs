@@ -491,9 +491,11 @@ impl Node {
     fn maybe_compact(&mut self) -> Result<()> {
         let applied = self.raw.raft.raft_log.applied;
         let snap_index = self.raw.store().snapshot_metadata().index;
+        let due = applied >= snap_index + self.compact_every
+            || (self.raw.store().take_snapshot_wanted() && applied > snap_index);
         // Only when the state machine is exactly at raft's applied index: a snapshot must
         // describe the state at the index it is labelled with.
-        if applied < snap_index + self.compact_every || self.sm.applied_index() != applied {
+        if !due || self.sm.applied_index() != applied {
             return Ok(());
         }
         self.sm.sync()?;
@@ -503,7 +505,8 @@ impl Node {
             .compact(applied, self.conf_state.clone(), &data)
     }
 
-    fn publish(&self) {
+    /// Publish status and members for readers on other threads.
+    pub fn publish(&self) {
         let r = &self.raw.raft;
         let status = RaftStatus {
             id: r.id,

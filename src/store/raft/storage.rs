@@ -7,6 +7,7 @@
 //! Memory stays bounded because the log is compacted every N applied entries.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
@@ -24,6 +25,9 @@ pub struct WalStorage {
     snapshot: SnapshotMetadata,
     /// Entries above `snapshot.index`, consecutive.
     entries: Vec<Entry>,
+    /// Set when raft asked for a snapshot that the stored one cannot serve (it predates the
+    /// requesting member); the loop then compacts at the applied index, and raft retries.
+    snapshot_wanted: AtomicBool,
 }
 
 impl WalStorage {
@@ -39,6 +43,7 @@ impl WalStorage {
             hard_state: r.hard_state,
             snapshot: r.snapshot,
             entries: r.entries,
+            snapshot_wanted: AtomicBool::new(false),
         })
     }
 
@@ -180,6 +185,11 @@ impl WalStorage {
             .map(|e| e.term)
     }
 
+    /// Whether raft asked for a fresher snapshot since the last call (clears the flag).
+    pub fn take_snapshot_wanted(&self) -> bool {
+        self.snapshot_wanted.swap(false, Ordering::Relaxed)
+    }
+
     /// Number of entries held in memory (for tests).
     pub fn entry_count(&self) -> usize {
         self.entries.len()
@@ -232,9 +242,19 @@ impl Storage for WalStorage {
         Ok(self.last())
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // The snapshot at the compaction point is exactly what a member that needs entries
-        // below `first_index` lacks.
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        // The snapshot at the compaction point is what a member that needs entries below
+        // `first_index` lacks, unless it predates that member (raft-rs refuses a snapshot
+        // whose configuration lacks the receiver): then ask the loop for a fresh one.
+        let cs = self.snapshot.get_conf_state();
+        if self.snapshot.index < request_index
+            || !(cs.voters.contains(&to) || cs.learners.contains(&to))
+        {
+            self.snapshot_wanted.store(true, Ordering::Relaxed);
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
         match self.snapshot_data() {
             Ok(data) => {
                 let mut s = Snapshot::default();
