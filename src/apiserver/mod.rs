@@ -4,3 +4,4 @@
 //! that does) and [`crate::pki`].
 
 pub mod patch;
+pub mod table;
