@@ -21,6 +21,12 @@ pub enum Command {
     Server(Box<ServerArgs>),
     /// Run only the agent, joining an existing server.
     Agent(AgentArgs),
+    /// Container log driver run by containerd's shim (internal).
+    #[command(hide = true)]
+    ContainerLogger {
+        /// CRI log file to append to.
+        path: PathBuf,
+    },
 }
 
 /// Flags of `k3rs server`.
