@@ -30,6 +30,12 @@ pub enum Command {
     Completion(super::completion::CompletionArgs),
     /// Manage join tokens.
     Token(super::token::TokenArgs),
+    /// Container log driver run by containerd's shim (internal).
+    #[command(hide = true)]
+    ContainerLogger {
+        /// CRI log file to append to.
+        path: PathBuf,
+    },
 }
 
 /// Flags of `k3rs server`.

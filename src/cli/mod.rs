@@ -55,6 +55,7 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server::run(*args).await,
+        Command::ContainerLogger { path } => Ok(crate::agent::runtime::logger::run(&path)?),
         Command::Agent(_args) => {
             anyhow::bail!("`k3rs agent` is not implemented yet (see issue: the built-in agent)")
         }
