@@ -9,6 +9,7 @@
 
 mod certs;
 mod kubeconfig;
+pub mod token;
 
 pub use certs::{ServerPki, ensure_server_pki, serving_sans};
 pub use kubeconfig::{kubeconfig_yaml, write_kubeconfig};

@@ -2,6 +2,8 @@
 //! data dir, and kubectl runners bound to its kubeconfig.
 #![allow(dead_code)]
 
+pub mod images;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
