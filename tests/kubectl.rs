@@ -432,7 +432,7 @@ fn custom_resources_are_served_with_their_printer_columns_and_schema() {
             .contains("widget.example.com/w1 created")
     );
     let out = ts.ok(KUBECTL, &["get", "wd"]);
-    assert_eq!(header(&out), ["NAME", "SIZE", "AGE"]);
+    assert_eq!(header(&out), ["NAME", "SIZE"]);
     assert!(
         out.lines()
             .any(|l| l.starts_with("w1") && l.split_whitespace().nth(1) == Some("3")),

@@ -11,7 +11,6 @@
 mod admission;
 mod bootstrap;
 pub mod discovery;
-mod fallback_patch;
 mod fields;
 pub mod handlers;
 mod object;
@@ -21,10 +20,10 @@ mod protobuf;
 pub mod registry;
 mod router;
 mod selectors;
-pub mod table;
 pub mod server;
 pub mod status;
 pub mod storage;
+pub mod table;
 mod tables;
 
 pub use handlers::Api;
