@@ -9,6 +9,7 @@
 //! `object` (metadata helpers), `registry` (kinds), `tables` (Table output), `selectors`.
 
 mod admission;
+pub mod auth;
 mod bootstrap;
 pub mod discovery;
 mod fields;
@@ -44,10 +45,21 @@ pub struct ApiServerConfig {
 ///
 /// # Errors
 /// When the backend cannot be read or written.
-pub async fn new_api(backend: Arc<dyn storage::Backend>) -> Result<Arc<Api>, status::ApiError> {
+pub async fn new_api(
+    backend: Arc<dyn storage::Backend>,
+    service_account_key_pem: Option<&str>,
+) -> Result<Arc<Api>, status::ApiError> {
+    let tokens = match service_account_key_pem {
+        Some(pem) => Some(
+            auth::TokenSigner::from_pem(pem)
+                .map_err(|e| status::ApiError::internal(format!("bad service account key: {e}")))?,
+        ),
+        None => None,
+    };
     let api = Arc::new(Api {
         backend,
         registry: Registry::new(),
+        tokens,
     });
     handlers::refresh_crds(&api).await?;
     bootstrap::ensure_defaults(&api).await?;

@@ -31,7 +31,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::warn!("using the in-memory store: cluster data is NOT persisted across restarts");
     let backend: Arc<dyn crate::apiserver::storage::Backend> =
         Arc::new(crate::apiserver::storage::memory::MemoryBackend::new());
-    let api = crate::apiserver::new_api(backend)
+    let api = crate::apiserver::new_api(backend, Some(&pki.service_account_key_pem))
         .await
         .map_err(|e| anyhow::anyhow!("cannot initialise the API: {e}"))?;
 
