@@ -435,3 +435,88 @@ async fn a_three_member_group_replicates_and_survives_partition_restart_and_memb
         n.node.shutdown().await;
     }
 }
+
+struct FullDisk {
+    inner: std::fs::File,
+    budget: usize,
+}
+
+impl k3rs::store::raft::wal::WalFile for FullDisk {
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if buf.len() > self.budget {
+            self.budget = 0;
+            return Err(std::io::Error::from_raw_os_error(28));
+        }
+        self.budget -= buf.len();
+        std::io::Write::write_all(&mut self.inner, buf)
+    }
+    fn sync_data(&mut self) -> std::io::Result<()> {
+        self.inner.sync_data()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_the_member_and_loses_no_acknowledged_write() {
+    init_tracing();
+    let root = tempfile::tempdir().unwrap();
+    let faults = NetFaults::new();
+    let addr = free_addr();
+    let dir = root.path().join("full");
+    std::fs::create_dir_all(&dir).unwrap();
+    let sm = KvStateMachine::open(&dir.join("sm")).unwrap();
+    let kv = sm.handle();
+    let mut cfg = config(&dir, "full", &addr, Bootstrap::ClusterInit, &faults, 10_000);
+    cfg.wal_file_wrapper = Some(Arc::new(|f| {
+        Box::new(FullDisk {
+            inner: f,
+            budget: 3000,
+        })
+    }));
+    let node = start(cfg, Box::new(sm)).await.unwrap();
+    let mut acked = Vec::new();
+    for i in 0..1000 {
+        let k = format!("k{i}");
+        match node.propose(format!("{k}=v").into_bytes()).await {
+            Ok(()) => {
+                wait_for("apply or stop", || {
+                    kv.get(&k).is_some() || node.is_stopped()
+                })
+                .await;
+                if kv.get(&k).is_some() {
+                    acked.push(k);
+                }
+            }
+            Err(StoreError::Stopped) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        node.is_stopped(),
+        "the member must stop when the disk is full"
+    );
+    let err = node.error().unwrap();
+    assert!(err.contains("os error 28"), "{err}");
+    assert!(acked.len() > 5, "some writes fit before the disk filled");
+    assert!(matches!(
+        node.propose(b"late=1".to_vec()).await,
+        Err(StoreError::Stopped)
+    ));
+    node.shutdown().await;
+    drop(kv);
+
+    // Restarted on a disk with room, every acknowledged write is there.
+    std::fs::remove_dir_all(dir.join("sm")).unwrap();
+    let n = start_node(
+        root.path(),
+        "full",
+        &addr,
+        Bootstrap::ClusterInit,
+        &faults,
+        10_000,
+    )
+    .await;
+    for k in &acked {
+        wait_for("acknowledged write after restart", || n.kv.get(k).is_some()).await;
+    }
+    n.node.shutdown().await;
+}

@@ -92,6 +92,8 @@ pub struct RaftConfig {
     pub acceptor: Arc<dyn Acceptor>,
     /// Test-only network fault switchboard.
     pub faults: Option<Arc<NetFaults>>,
+    /// Test-only disk fault hook: wraps every WAL segment file opened for writing.
+    pub wal_file_wrapper: Option<wal::FileWrapper>,
 }
 
 impl std::fmt::Debug for RaftConfig {
@@ -134,6 +136,7 @@ impl RaftConfig {
             connector: Arc::new(TcpConnector),
             acceptor: Arc::new(PlainAcceptor),
             faults: None,
+            wal_file_wrapper: None,
         }
     }
 }
@@ -171,7 +174,7 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
     let listener = TcpListener::bind(&config.listen_addr)
         .await
         .map_err(|e| io_err(std::path::Path::new(&config.listen_addr), e))?;
-    let mut storage = WalStorage::open(&dir, config.segment_size, None)?;
+    let mut storage = WalStorage::open(&dir, config.segment_size, config.wal_file_wrapper.clone())?;
     let has_log = storage.snapshot_metadata().index > 0 || storage.last() > 0;
     let me = |id| MemberMeta {
         id,

@@ -110,7 +110,11 @@ impl Node {
             if self.shared.stop_requested.load(Ordering::Relaxed) {
                 break Ok(());
             }
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            let wait = if self.raw.has_ready() {
+                Duration::ZERO
+            } else {
+                next_tick.saturating_duration_since(Instant::now())
+            };
             let mut stop = false;
             match self.rx.recv_timeout(wait) {
                 Ok(input) => stop = !self.handle(input),
@@ -152,6 +156,7 @@ impl Node {
             }
         }
         self.shared.stopped.store(true, Ordering::SeqCst);
+        self.transport.shutdown();
         for (_, (reply, _)) in self.pending_reads.drain() {
             let _ = reply.send(Err(StoreError::Stopped));
         }
@@ -316,6 +321,19 @@ impl Node {
         // Dropping a read's sender makes the caller retry with a fresh request.
         self.pending_reads
             .retain(|_, (_, at)| now.duration_since(*at) < limit);
+        // raft-rs silently drops a ReadIndex that reached a leader before it committed an
+        // entry in its term (or no leader at all): re-issue unanswered ones every few ticks.
+        if self.leader_id() != 0 {
+            let stale: Vec<Vec<u8>> = self
+                .pending_reads
+                .iter()
+                .filter(|(_, (_, at))| now.duration_since(*at) >= self.tick * 3)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for ctx in stale {
+                self.raw.read_index(ctx);
+            }
+        }
         let expired: Vec<u64> = self
             .pending_cc
             .iter()
@@ -463,6 +481,8 @@ impl Node {
                     changed = Some(ch.node_id);
                 }
                 self.transport.set_peers(&self.members);
+                // Publish before answering: a join reply lists the members as of this change.
+                self.publish();
                 tracing::info!(index = e.index, voters = ?self.conf_state.voters, learners = ?self.conf_state.learners, "raft: membership changed");
                 if let Some((reply, _)) = waiter {
                     let id = changed.unwrap_or_default();

@@ -222,6 +222,12 @@ impl Transport {
         }
     }
 
+    /// Stop every peer task (the member stopped).
+    pub fn shutdown(&mut self) {
+        self.cancel.cancel();
+        self.peers.clear();
+    }
+
     /// Queue `msg` for its peer; returns false when it was dropped (unknown peer, full queue).
     pub fn send(&mut self, msg: Message) -> bool {
         let Some(peer) = self.peers.get(&msg.to) else {
