@@ -186,6 +186,36 @@ async fn a_single_member_survives_restart_and_replays_its_log() {
         put(&n, &format!("k{i}"), &format!("v{i}")).await;
         acked.push((format!("k{i}"), format!("v{i}")));
     }
+    // Garbage on the peer port drops that connection, not the member.
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut junk = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        junk.write_all(b"\x00\x00\x00\x09\x01not-protobuf-at-all")
+            .await
+            .unwrap();
+        // The member may already have hung up.
+        let _ = junk.write_all(&[0xff; 64]).await;
+    }
+    // A join with the wrong token is refused and changes nothing.
+    let intruder = tempfile::tempdir().unwrap();
+    let mut bad = config(
+        intruder.path(),
+        "intruder",
+        &free_addr(),
+        Bootstrap::Join {
+            peer_addr: addr.clone(),
+            token: "wrong".into(),
+        },
+        &faults,
+        10_000,
+    );
+    bad.request_timeout = Duration::from_secs(1);
+    let sm = KvStateMachine::open(&intruder.path().join("sm")).unwrap();
+    let err = start(bad, Box::new(sm)).await.err().unwrap();
+    assert!(err.to_string().contains("bad token"), "{err}");
+    put(&n, "still", "alive").await;
+    acked.push(("still".into(), "alive".into()));
+
     let id = n.node.id();
     let read = n.node.read_index().await.unwrap();
     assert!(read >= 21, "read index {read}");
@@ -423,6 +453,44 @@ async fn a_three_member_group_replicates_and_survives_partition_restart_and_memb
     assert!(victim.node.error().unwrap().contains("removed"));
     put(&live[0], "final", "1").await;
     acked.push(("final".into(), "1".into()));
+    all_have(&refs(&live), &acked).await;
+
+    // A learner is listed as such everywhere, can be promoted, and removed again.
+    let ghost = with_retry(|| {
+        live[0]
+            .node
+            .member_add("ghost".into(), vec!["http://127.0.0.1:1".into()], true)
+    })
+    .await;
+    assert!(ghost.is_learner);
+    let ghost_view = |n: &TestNode| {
+        futures::executor::block_on(n.node.members())
+            .unwrap()
+            .into_iter()
+            .find(|m| m.id == ghost.id)
+    };
+    wait_for("the learner everywhere", || {
+        live.iter()
+            .all(|n| ghost_view(n).is_some_and(|m| m.is_learner && m.name == "ghost"))
+    })
+    .await;
+    assert!(matches!(
+        live[0].node.transfer_leader(ghost.id).await,
+        Err(StoreError::MemberNotFound { .. })
+    ));
+    with_retry(|| live[1].node.member_promote(ghost.id)).await;
+    wait_for("the promoted voter everywhere", || {
+        live.iter()
+            .all(|n| ghost_view(n).is_some_and(|m| !m.is_learner))
+    })
+    .await;
+    with_retry(|| live[0].node.member_remove(ghost.id)).await;
+    wait_for("the ghost gone everywhere", || {
+        live.iter().all(|n| ghost_view(n).is_none())
+    })
+    .await;
+    put(&live[1], "post", "ghost").await;
+    acked.push(("post".into(), "ghost".into()));
     all_have(&refs(&live), &acked).await;
 
     // Removing an unknown member is an error, not a hang.
