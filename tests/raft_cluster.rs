@@ -451,6 +451,21 @@ async fn a_three_member_group_replicates_and_survives_partition_restart_and_memb
     .await;
     wait_for("the removed member stops", || victim.node.is_stopped()).await;
     assert!(victim.node.error().unwrap().contains("removed"));
+    // Restarting a removed member is refused with a clear error.
+    victim.node.shutdown().await;
+    let (vname, vaddr, vdir) = (victim.name.clone(), victim.addr.clone(), victim.dir.clone());
+    drop(victim);
+    let sm = KvStateMachine::open(&vdir.join("sm")).unwrap();
+    let cfg = config(
+        &vdir,
+        &vname,
+        &vaddr,
+        Bootstrap::ClusterInit,
+        &faults,
+        compact,
+    );
+    let err = start(cfg, Box::new(sm)).await.err().unwrap();
+    assert!(err.to_string().contains("was removed"), "{err}");
     put(&live[0], "final", "1").await;
     acked.push(("final".into(), "1".into()));
     all_have(&refs(&live), &acked).await;
@@ -498,7 +513,6 @@ async fn a_three_member_group_replicates_and_survives_partition_restart_and_memb
         live[0].node.member_remove(12345).await,
         Err(StoreError::MemberNotFound { .. })
     ));
-    victim.node.shutdown().await;
     for n in &live {
         n.node.shutdown().await;
     }

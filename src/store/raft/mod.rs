@@ -183,6 +183,13 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
         client_urls: config.client_urls.clone(),
     };
     let file = match MemberFile::load(&dir)? {
+        Some(f) if f.removed => {
+            return Err(StoreError::Raft(format!(
+                "member {:x} was removed from the group; delete {} to join again",
+                f.id,
+                dir.display()
+            )));
+        }
         Some(f) => {
             tracing::info!(
                 id = format_args!("{:x}", f.id),
@@ -206,6 +213,7 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
                         name: config.name.clone(),
                         cluster_init: true,
                         initial_members: vec![me(id)],
+                        removed: false,
                     }
                 }
                 Bootstrap::Join { peer_addr, token } => {
@@ -217,6 +225,7 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
                         name: config.name.clone(),
                         cluster_init: false,
                         initial_members: members,
+                        removed: false,
                     }
                 }
             };
@@ -301,6 +310,7 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
         pending_reads: Default::default(),
         pending_cc: Default::default(),
         removed: false,
+        data_dir: dir.clone(),
     };
     node.publish();
     let thread = std::thread::Builder::new()
@@ -322,7 +332,11 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
         listener,
         config.acceptor.clone(),
         tx,
-        join_handler(handle.clone(), config.token.clone()),
+        join_handler(
+            Arc::downgrade(&handle.inner),
+            config.token.clone(),
+            config.connector.clone(),
+        ),
         config.faults.clone(),
         config.max_message_size,
         cancel,
@@ -340,6 +354,7 @@ async fn join_with_retry(
         name: config.name.clone(),
         peer_urls: vec![config.advertise_peer_url.clone()],
         client_urls: config.client_urls.clone(),
+        forwarded: false,
     };
     let addr = url_to_addr(peer_addr);
     let deadline = Instant::now() + config.request_timeout * 3;
@@ -355,13 +370,48 @@ async fn join_with_retry(
     }
 }
 
-fn join_handler(node: RaftNode, token: String) -> JoinHandler {
+fn join_handler(
+    node: std::sync::Weak<Inner>,
+    token: String,
+    connector: Arc<dyn Connector>,
+) -> JoinHandler {
     Arc::new(move |req: JoinRequest| {
-        let node = node.clone();
+        let node = node.upgrade().map(|inner| RaftNode { inner });
         let token = token.clone();
+        let connector = connector.clone();
         Box::pin(async move {
+            let Some(node) = node else {
+                return JoinReply::Err("member is shutting down".into());
+            };
             if req.token != token {
                 return JoinReply::Err("join refused: bad token".into());
+            }
+            let status = node.status();
+            if status.leader_id != 0 && status.leader_id != status.id && !req.forwarded {
+                // Hand the request to the leader: only it can tell "a change is already in
+                // progress" (a follower's forwarded conf change would be dropped silently).
+                let leader_addr = node
+                    .inner
+                    .shared
+                    .metas
+                    .read()
+                    .ok()
+                    .and_then(|m| m.iter().find(|m| m.id == status.leader_id).cloned())
+                    .and_then(|m| m.peer_urls.first().map(|u| url_to_addr(u)));
+                if let Some(addr) = leader_addr {
+                    let mut fwd = req.clone();
+                    fwd.forwarded = true;
+                    let timeout = node.inner.request_timeout * 2;
+                    return match transport::join(&*connector, &addr, &fwd, timeout).await {
+                        Ok((id, cluster_id, members)) => JoinReply::Ok {
+                            id,
+                            cluster_id,
+                            members,
+                        },
+                        Err(StoreError::Raft(m)) => JoinReply::Err(m),
+                        Err(e) => JoinReply::Err(e.to_string()),
+                    };
+                }
             }
             // Added as a voter directly: the joining server is up and reachable (it is
             // asking), it is brought up by one snapshot, and etcd does the same; the
@@ -384,13 +434,23 @@ fn join_handler(node: RaftNode, token: String) -> JoinHandler {
                         .map(|v| v.clone())
                         .unwrap_or_default(),
                 },
-                Err(e @ (StoreError::NoLeader | StoreError::InvalidRequest(_))) => {
-                    JoinReply::Err(format!("{e} (retry)"))
+                Err(e @ StoreError::NoLeader) => JoinReply::Err(format!("{e} (retry)")),
+                Err(StoreError::InvalidRequest(m)) if m.contains("in progress") => {
+                    JoinReply::Err(format!("{m} (retry)"))
                 }
                 Err(e) => JoinReply::Err(e.to_string()),
             }
         })
     })
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is gone: stop the loop (it exits within a tick) and the transport.
+        self.shared.stop_requested.store(true, Ordering::SeqCst);
+        let _ = self.tx.try_send(Input::Shutdown);
+        self.cancel.cancel();
+    }
 }
 
 impl RaftNode {
@@ -558,6 +618,9 @@ impl Replicator for RaftNode {
                 .unwrap_or(false);
             if !is_voter {
                 return Err(StoreError::MemberNotFound { id });
+            }
+            if this.status().leader_id == id {
+                return Ok(());
             }
             let deadline = Instant::now() + this.inner.request_timeout;
             let mut resend = Instant::now();

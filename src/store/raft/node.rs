@@ -33,7 +33,7 @@ use crate::store::error::{Result, StoreError};
 use crate::store::state_machine::{CommittedEntry, RaftStatus, StateMachine};
 use crate::store::types::Member;
 
-use super::membership::{ConfChangeContext, MemberMeta, Members, new_member_id};
+use super::membership::{ConfChangeContext, MemberFile, MemberMeta, Members, new_member_id};
 use super::snapshot;
 use super::storage::WalStorage;
 use super::transport::Transport;
@@ -99,6 +99,8 @@ pub struct Node {
     pub pending_reads: HashMap<Vec<u8>, (oneshot::Sender<Result<u64>>, Instant)>,
     pub pending_cc: HashMap<u64, (oneshot::Sender<Result<Member>>, Instant)>,
     pub removed: bool,
+    /// Where `member.json` lives (marked on removal).
+    pub data_dir: std::path::PathBuf,
 }
 
 impl Node {
@@ -149,6 +151,9 @@ impl Node {
                 ));
             }
         };
+        if self.removed {
+            self.mark_removed();
+        }
         if let Err(e) = &outcome {
             tracing::error!(error = %e, "raft: member stopped");
             if let Ok(mut slot) = self.shared.error.lock() {
@@ -162,6 +167,20 @@ impl Node {
         }
         for (_, (reply, _)) in self.pending_cc.drain() {
             let _ = reply.send(Err(StoreError::Stopped));
+        }
+    }
+
+    /// Record the removal so a restart refuses instead of haunting the group.
+    fn mark_removed(&self) {
+        let res = MemberFile::load(&self.data_dir).and_then(|f| match f {
+            Some(mut f) => {
+                f.removed = true;
+                f.save(&self.data_dir)
+            }
+            None => Ok(()),
+        });
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "raft: cannot record this member's removal");
         }
     }
 
@@ -245,15 +264,18 @@ impl Node {
                 client_urls,
                 learner,
             } => {
-                if self
+                if let Some(m) = self
                     .members
                     .by_id
                     .values()
-                    .any(|m| m.name == name && (is_voter(m.id) || is_learner(m.id)))
+                    .find(|m| m.name == name && (is_voter(m.id) || is_learner(m.id)))
                 {
                     return refuse(
                         reply,
-                        StoreError::InvalidRequest(format!("a member named {name:?} exists")),
+                        StoreError::InvalidRequest(format!(
+                            "a member named {name:?} already exists (id {:x}); remove it first",
+                            m.id
+                        )),
                     );
                 }
                 let id = new_member_id(&self.members);
