@@ -602,3 +602,72 @@ async fn a_full_disk_stops_the_member_and_loses_no_acknowledged_write() {
     }
     n.node.shutdown().await;
 }
+
+/// Not a correctness test: prints write throughput and latency (run with `--ignored`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_write_throughput_and_latency() {
+    let root = tempfile::tempdir().unwrap();
+    let faults = NetFaults::new();
+    let r = root.path();
+    let mut live = vec![
+        start_node(
+            r,
+            "a",
+            &free_addr(),
+            Bootstrap::ClusterInit,
+            &faults,
+            10_000,
+        )
+        .await,
+    ];
+    for label in ["1 member", "3 members"] {
+        if label == "3 members" {
+            let b = start_node(r, "b", &free_addr(), join_via(&live[0]), &faults, 10_000).await;
+            live.push(b);
+            let c = start_node(r, "c", &free_addr(), join_via(&live[0]), &faults, 10_000).await;
+            live.push(c);
+        }
+        let leader = leader_of(&refs(&live)).await;
+        let n = &live[by_id(&live, leader)];
+        let t = Instant::now();
+        let seq = 200;
+        for i in 0..seq {
+            let k = format!("{label}-seq{i}");
+            n.node.propose(format!("{k}=v").into_bytes()).await.unwrap();
+            while n.kv.get(&k).is_none() {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+        }
+        let lat = t.elapsed() / seq;
+        let total = 5000;
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..50 {
+            let node = n.node.clone();
+            let label = label.to_string();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..total / 50 {
+                    node.propose(format!("{label}-par{w}-{i}=v").into_bytes())
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        wait_for("the last parallel writes", || {
+            (0..50).all(|w| {
+                n.kv.get(&format!("{label}-par{w}-{}", total / 50 - 1))
+                    .is_some()
+            })
+        })
+        .await;
+        let tput = f64::from(total) / t.elapsed().as_secs_f64();
+        println!("{label}: sequential put→apply {lat:?}/write; pipelined {tput:.0} writes/s");
+    }
+    for n in &live {
+        n.node.shutdown().await;
+    }
+}
