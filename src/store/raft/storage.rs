@@ -140,6 +140,7 @@ impl WalStorage {
         self.hard_state = hs;
         self.entries.clear();
         self.snapshot = meta;
+        snapshot::remove_older(&self.snap_dir, self.snapshot.index);
         self.wal.purge_below(self.snapshot.index)?;
         Ok(())
     }
@@ -168,6 +169,7 @@ impl WalStorage {
         let drop = (index - self.snapshot.index) as usize;
         self.entries.drain(..drop.min(self.entries.len()));
         self.snapshot = meta;
+        snapshot::remove_older(&self.snap_dir, index);
         let removed = self.wal.purge_below(index)?;
         tracing::debug!(index, removed_segments = removed, "raft: log compacted");
         Ok(())
