@@ -52,6 +52,8 @@ fn config(
     c.tick_interval = Duration::from_millis(50);
     c.request_timeout = Duration::from_secs(3);
     c.compact_every = compact_every;
+    // Small segments: rotation, purge and multi-segment replay happen in every scenario.
+    c.segment_size = 1024;
     c.faults = Some(faults.clone());
     c
 }
@@ -226,6 +228,11 @@ async fn a_single_member_survives_restart_and_replays_its_log() {
     let sm = KvStateMachine::open(&intruder.path().join("sm")).unwrap();
     let err = start(bad, Box::new(sm)).await.err().unwrap();
     assert!(err.to_string().contains("bad token"), "{err}");
+    let huge = n.node.propose(vec![b'x'; 17 << 20]).await;
+    assert!(
+        matches!(huge, Err(StoreError::InvalidRequest(_))),
+        "{huge:?}"
+    );
     put(&n, "still", "alive").await;
     acked.push(("still".into(), "alive".into()));
 
@@ -428,6 +435,12 @@ async fn a_three_member_group_replicates_and_survives_partition_restart_and_memb
             .unwrap()
     };
     assert!(snap_index(&live[w]) > 1, "the leader compacted its log");
+    let wal = live[w].dir.join("raft/wal");
+    assert!(
+        !wal.join("0000000000000001.wal").exists(),
+        "segments below the compaction point are deleted: {:?}",
+        std::fs::read_dir(&wal).unwrap().count()
+    );
     let d = start_node(r, "d", &free_addr(), join_via(&live[w]), &faults, compact).await;
     live.push(d);
     let d_i = live.len() - 1;
@@ -580,6 +593,8 @@ async fn a_full_disk_stops_the_member_and_loses_no_acknowledged_write() {
     let sm = KvStateMachine::open(&dir.join("sm")).unwrap();
     let kv = sm.handle();
     let mut cfg = config(&dir, "full", &addr, Bootstrap::ClusterInit, &faults, 10_000);
+    // One segment for the whole test: each new segment file would get a fresh budget.
+    cfg.segment_size = 64 << 20;
     cfg.wal_file_wrapper = Some(Arc::new(|f| {
         Box::new(FullDisk {
             inner: f,

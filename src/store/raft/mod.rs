@@ -86,6 +86,8 @@ pub struct RaftConfig {
     pub segment_size: u64,
     /// Largest peer frame accepted, snapshots included (256 MiB).
     pub max_message_size: u32,
+    /// Largest proposal accepted (16 MiB); bigger ones could never be replicated.
+    pub max_proposal_size: usize,
     /// Dials peers (plain TCP by default).
     pub connector: Arc<dyn Connector>,
     /// Wraps accepted peer connections (identity by default).
@@ -133,6 +135,7 @@ impl RaftConfig {
             compact_every: 10_000,
             segment_size: 64 << 20,
             max_message_size: 256 << 20,
+            max_proposal_size: 16 << 20,
             connector: Arc::new(TcpConnector),
             acceptor: Arc::new(PlainAcceptor),
             faults: None,
@@ -149,6 +152,7 @@ struct Inner {
     request_timeout: Duration,
     election_timeout: Duration,
     tick: Duration,
+    max_proposal_size: usize,
 }
 
 /// A running raft member. Cheap to clone.
@@ -326,6 +330,9 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
             request_timeout: config.request_timeout,
             election_timeout: config.tick_interval * config.election_tick as u32,
             tick: config.tick_interval,
+            max_proposal_size: config
+                .max_proposal_size
+                .min(config.max_message_size as usize / 2),
         }),
     };
     tokio::spawn(transport::serve(
@@ -543,6 +550,13 @@ impl Replicator for RaftNode {
     fn propose(&self, data: Vec<u8>) -> BoxFuture<'static, Result<()>> {
         let this = self.clone();
         Box::pin(async move {
+            if data.len() > this.inner.max_proposal_size {
+                return Err(StoreError::InvalidRequest(format!(
+                    "proposal of {} bytes exceeds the limit of {}",
+                    data.len(),
+                    this.inner.max_proposal_size
+                )));
+            }
             let (reply, rx) = oneshot::channel();
             this.submit(Input::Propose { data, reply })?;
             this.wait(rx, this.inner.request_timeout).await
