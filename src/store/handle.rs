@@ -131,8 +131,12 @@ impl Store {
             if !txn_is_serializable(&req) {
                 self.linearize().await?;
             }
-            // A read-only txn on a write batch that is dropped, never committed.
-            self.inner.shared.mvcc.begin().txn(&req)?
+            // A read-only txn on a write batch that is dropped, never committed. Blocking:
+            // opening the batch waits for an apply in progress.
+            let shared = self.inner.shared.clone();
+            tokio::task::spawn_blocking(move || shared.mvcc.begin().txn(&req))
+                .await
+                .map_err(|_| StoreError::Stopped)??
         } else {
             match self.inner.propose(Command::Txn(req)).await? {
                 Output::Txn(r) => r,
