@@ -3,5 +3,6 @@
 //! Owns: everything under `/api` and `/apis`. May call: [`crate::store`] (the only component
 //! that does) and [`crate::pki`].
 
+pub mod openapi;
 pub mod patch;
 pub mod table;
