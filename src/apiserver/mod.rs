@@ -3,6 +3,7 @@
 //! Owns: everything under `/api` and `/apis`. May call: [`crate::store`] (the only component
 //! that does) and [`crate::pki`].
 
+pub mod defaults;
 pub mod openapi;
 pub mod patch;
 pub mod table;
