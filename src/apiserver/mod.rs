@@ -7,3 +7,4 @@ pub mod defaults;
 pub mod openapi;
 pub mod patch;
 pub mod table;
+pub mod validation;
