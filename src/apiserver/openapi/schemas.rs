@@ -151,6 +151,7 @@ fn build() -> Catalog {
     g.subschema_for::<meta::WatchEvent<serde_json::Value>>();
     g.subschema_for::<meta::ListMeta>();
     let mut definitions = g.take_definitions(true);
+    add_patch_extensions(&mut definitions);
     for k in &kinds {
         if let Some(Value::Object(def)) = definitions.get_mut(&k.definition) {
             def.insert(
@@ -177,6 +178,217 @@ fn build() -> Catalog {
         );
     }
     Catalog { definitions, kinds }
+}
+
+/// Upstream's `patchStrategy`/`patchMergeKey` struct tags for the fields kubectl patches:
+/// (definition, property, merge key, strategy). kubectl (1.27+) reads these from the v3
+/// document to build client-side apply patches; without them it replaces whole lists and
+/// never sends `$patch: delete` or `$setElementOrder`.
+const PATCH_META: &[(&str, &str, Option<&str>, &str)] = &[
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        "finalizers",
+        None,
+        "merge",
+    ),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        "ownerReferences",
+        Some("uid"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "volumes",
+        Some("name"),
+        "merge,retainKeys",
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "initContainers",
+        Some("name"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "containers",
+        Some("name"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "ephemeralContainers",
+        Some("name"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "imagePullSecrets",
+        Some("name"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "hostAliases",
+        Some("ip"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "topologySpreadConstraints",
+        Some("topologyKey"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "resourceClaims",
+        Some("name"),
+        "merge,retainKeys",
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "schedulingGates",
+        Some("name"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.core.v1.Container",
+        "ports",
+        Some("containerPort"),
+        "merge",
+    ),
+    ("io.k8s.api.core.v1.Container", "env", Some("name"), "merge"),
+    (
+        "io.k8s.api.core.v1.Container",
+        "volumeMounts",
+        Some("mountPath"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.core.v1.Container",
+        "volumeDevices",
+        Some("devicePath"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "env",
+        Some("name"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "volumeMounts",
+        Some("mountPath"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "volumeDevices",
+        Some("devicePath"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.core.v1.ServiceSpec",
+        "ports",
+        Some("port"),
+        "merge",
+    ),
+    ("io.k8s.api.core.v1.NodeSpec", "podCIDRs", None, "merge"),
+    (
+        "io.k8s.api.core.v1.NodeStatus",
+        "conditions",
+        Some("type"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.core.v1.NodeStatus",
+        "addresses",
+        Some("type"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.core.v1.PodStatus",
+        "conditions",
+        Some("type"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.core.v1.PodStatus",
+        "podIPs",
+        Some("ip"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.core.v1.PodStatus",
+        "hostIPs",
+        Some("ip"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.core.v1.ServiceStatus",
+        "conditions",
+        Some("type"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.core.v1.PersistentVolumeClaimStatus",
+        "conditions",
+        Some("type"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.apps.v1.DeploymentSpec",
+        "strategy",
+        None,
+        "retainKeys",
+    ),
+    (
+        "io.k8s.api.apps.v1.DeploymentStatus",
+        "conditions",
+        Some("type"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.apps.v1.ReplicaSetStatus",
+        "conditions",
+        Some("type"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.apps.v1.StatefulSetStatus",
+        "conditions",
+        Some("type"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.apps.v1.DaemonSetStatus",
+        "conditions",
+        Some("type"),
+        "merge",
+    ),
+    (
+        "io.k8s.api.batch.v1.JobStatus",
+        "conditions",
+        Some("type"),
+        "merge",
+    ),
+];
+
+fn add_patch_extensions(defs: &mut Map<String, Value>) {
+    for (def, prop, key, strategy) in PATCH_META {
+        let Some(Value::Object(p)) = defs
+            .get_mut(*def)
+            .and_then(|d| d.get_mut("properties"))
+            .and_then(|ps| ps.get_mut(*prop))
+        else {
+            continue;
+        };
+        p.insert("x-kubernetes-patch-strategy".into(), json!(strategy));
+        if let Some(k) = key {
+            p.insert("x-kubernetes-patch-merge-key".into(), json!(k));
+        }
+    }
 }
 
 impl Catalog {

@@ -182,3 +182,20 @@ fn crd_schema_joins_its_group_version_document() {
     );
     assert_refs_resolve(&doc, schemas, "#/components/schemas/");
 }
+
+#[test]
+fn v3_schemas_carry_patch_metadata_for_client_side_apply() {
+    let doc = v3_group_version(&[deploy()], "apps", "v1").unwrap();
+    let s = &doc["components"]["schemas"];
+    let containers = &s["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+    assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+    assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
+    assert_eq!(
+        s["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]["strategy"]["x-kubernetes-patch-strategy"],
+        "retainKeys"
+    );
+    assert_eq!(
+        s["io.k8s.api.core.v1.Container"]["properties"]["ports"]["x-kubernetes-patch-merge-key"],
+        "containerPort"
+    );
+}

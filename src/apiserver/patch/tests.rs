@@ -538,3 +538,37 @@ fn fields_v1_round_trips() {
     );
     assert_eq!(FieldSet::from_fields_v1(&v1), set);
 }
+
+#[test]
+fn kubectl_client_side_apply_patch_applies_like_upstream() {
+    // Captured from kubectl 1.32 applying a second manifest (one container dropped, one
+    // env var dropped, a port added, containers reordered, strategy switched to Recreate,
+    // a label removed) against this server's OpenAPI v3 document.
+    let current: Value = serde_json::from_str(include_str!(
+        "../../../tests/fixtures/smp/kubectl-apply-current.json"
+    ))
+    .unwrap();
+    let patch = include_str!("../../../tests/fixtures/smp/kubectl-apply-patch.json");
+    let out = apply(
+        &deploy_kind(),
+        PatchType::StrategicMerge,
+        &current,
+        patch.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(out["metadata"]["labels"], json!({"app": "shop"}));
+    assert_eq!(out["spec"]["replicas"], 3);
+    assert_eq!(out["spec"]["strategy"], json!({"type": "Recreate"}));
+    assert_eq!(
+        out["spec"]["template"]["spec"]["containers"],
+        json!([
+            {"name": "logger", "image": "fluentbit:2"},
+            {"name": "web", "image": "nginx:1.27", "env": [{"name": "B", "value": "2"}],
+                "ports": [{"containerPort": 80}, {"containerPort": 443}]}
+        ])
+    );
+    let last = out["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+        .as_str()
+        .unwrap();
+    assert!(last.contains("fluentbit:2"));
+}
