@@ -166,7 +166,20 @@ fn strip_nulls(v: &Value) -> Value {
     }
 }
 
-/// Applies `applied` (already decoded from YAML/JSON) for `field_manager`.
+/// Decodes an `application/apply-patch+yaml` body (YAML or JSON) into an object.
+pub fn parse_apply_body(body: &[u8]) -> Result<Value, ApplyError> {
+    let v: Value = serde_yaml::from_slice(body)
+        .map_err(|e| ApplyError::BadRequest(format!("error decoding YAML: {e}")))?;
+    if v.is_object() {
+        Ok(v)
+    } else {
+        Err(ApplyError::BadRequest(
+            "apply patch must be a YAML or JSON object".into(),
+        ))
+    }
+}
+
+/// Applies `applied` (decoded with [`parse_apply_body`]) for `field_manager`.
 /// `current` is `None` when the object does not exist yet (apply creates it).
 pub fn server_side_apply(
     kind: &KindPath,

@@ -572,3 +572,51 @@ fn kubectl_client_side_apply_patch_applies_like_upstream() {
         .unwrap();
     assert!(last.contains("fluentbit:2"));
 }
+
+#[test]
+fn apply_matches_ports_whose_protocol_was_defaulted() {
+    let live = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+        "spec": {"ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}]}});
+    let svc = KindPath::new("", "v1", "Service");
+    let applied = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+        "spec": {"ports": [{"port": 80, "targetPort": 8080}]}});
+    let out = server_side_apply(&svc, Some(&live), &applied, "kubectl", false, T).unwrap();
+    assert_eq!(
+        out["spec"]["ports"],
+        json!([{"port": 80, "protocol": "TCP", "targetPort": 8080}])
+    );
+    let mf = &out["metadata"]["managedFields"][0]["fieldsV1"];
+    assert!(
+        mf["f:spec"]["f:ports"]
+            .get("k:{\"port\":80,\"protocol\":\"TCP\"}")
+            .is_some()
+    );
+}
+
+#[test]
+fn apply_without_protocol_shares_a_port_field_instead_of_conflicting() {
+    let svc = KindPath::new("", "v1", "Service");
+    let mut live = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+        "spec": {"ports": [{"port": 80, "protocol": "TCP", "targetPort": 8080}]}});
+    update_managed_fields(&svc, None, &mut live, "kubectl-create", "Update", T);
+    let applied = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+        "spec": {"ports": [{"port": 80, "targetPort": 8080}]}});
+    assert!(server_side_apply(&svc, Some(&live), &applied, "kubectl", false, T).is_ok());
+}
+
+#[test]
+fn apply_bodies_decode_from_yaml_or_json() {
+    let y =
+        b"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n";
+    assert_eq!(parse_apply_body(y).unwrap()["spec"]["replicas"], 2);
+    let j = br#"{"apiVersion":"v1","kind":"Pod"}"#;
+    assert_eq!(parse_apply_body(j).unwrap()["kind"], "Pod");
+    assert!(matches!(
+        parse_apply_body(b"- a\n- b\n"),
+        Err(ApplyError::BadRequest(_))
+    ));
+    assert!(matches!(
+        parse_apply_body(b"a: [\n"),
+        Err(ApplyError::BadRequest(_))
+    ));
+}
