@@ -620,3 +620,48 @@ fn apply_bodies_decode_from_yaml_or_json() {
         Err(ApplyError::BadRequest(_))
     ));
 }
+
+#[test]
+fn container_dropped_from_applied_config_is_removed_whole() {
+    let two = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"template": {"spec": {"containers": [
+            {"name": "nginx", "image": "nginx"}, {"name": "side", "image": "busybox"}]}}}});
+    let mut created = server_side_apply(&deploy_kind(), None, &two, "kubectl", false, T).unwrap();
+    // Defaults added by the server belong to nobody.
+    created["spec"]["template"]["spec"]["containers"][1]["imagePullPolicy"] = json!("Always");
+    let one = applied_deploy(1, "nginx");
+    let out = server_side_apply(&deploy_kind(), Some(&created), &one, "kubectl", false, T).unwrap();
+    let names: Vec<&str> = out["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["nginx"]);
+}
+
+#[test]
+fn item_held_by_another_manager_keeps_its_key_and_their_fields() {
+    let two = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"template": {"spec": {"containers": [
+            {"name": "nginx", "image": "nginx"}, {"name": "side", "image": "busybox"}]}}}});
+    let created = server_side_apply(&deploy_kind(), None, &two, "kubectl", false, T).unwrap();
+    let mut tuned = created.clone();
+    tuned["spec"]["template"]["spec"]["containers"][1]["resources"] =
+        json!({"limits": {"cpu": "1"}});
+    update_managed_fields(
+        &deploy_kind(),
+        Some(&created),
+        &mut tuned,
+        "vpa",
+        "Update",
+        T,
+    );
+    let one = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"template": {"spec": {"containers": [{"name": "nginx", "image": "nginx"}]}}}});
+    let out = server_side_apply(&deploy_kind(), Some(&tuned), &one, "kubectl", false, T).unwrap();
+    let side = &out["spec"]["template"]["spec"]["containers"][1];
+    assert_eq!(side["name"], "side");
+    assert_eq!(side["resources"], json!({"limits": {"cpu": "1"}}));
+    assert!(side.get("image").is_none());
+}
