@@ -123,9 +123,12 @@ fn build(
         }
         add_kind_paths(&mut paths, k, &name, builtin, flavor);
     }
-    let mut all = cat.definitions.clone();
-    all.extend(extra);
-    let defs: Map<String, Value> = closure(&all, roots).into_iter().collect();
+    let defs: Map<String, Value> = closure(
+        |name| extra.get(name).or_else(|| cat.definitions.get(name)),
+        roots,
+    )
+    .into_iter()
+    .collect();
     (defs, paths)
 }
 

@@ -401,8 +401,8 @@ impl Catalog {
 }
 
 /// Collects `roots` and every definition they reference, transitively.
-pub(crate) fn closure(
-    defs: &Map<String, Value>,
+pub(crate) fn closure<'a>(
+    lookup: impl Fn(&str) -> Option<&'a Value>,
     roots: impl IntoIterator<Item = String>,
 ) -> BTreeMap<String, Value> {
     let mut seen = BTreeSet::new();
@@ -412,7 +412,7 @@ pub(crate) fn closure(
         if !seen.insert(name.clone()) {
             continue;
         }
-        let Some(def) = defs.get(&name) else {
+        let Some(def) = lookup(&name) else {
             continue;
         };
         collect_refs(def, &mut stack);
