@@ -8,6 +8,9 @@
 
 mod paths;
 mod schemas;
+mod v2pb;
+
+pub use v2pb::{V2_PROTOBUF_CONTENT_TYPE, v2_protobuf};
 
 use paths::{Flavor, add_kind_paths};
 use schemas::{DELETE_OPTIONS, PATCH, STATUS, WATCH_EVENT, catalog, closure, gvk, to_v2_refs};

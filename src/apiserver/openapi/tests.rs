@@ -199,3 +199,35 @@ fn v3_schemas_carry_patch_metadata_for_client_side_apply() {
         "containerPort"
     );
 }
+
+#[test]
+fn v2_protobuf_carries_patch_gvk_and_field_validation() {
+    use prost::Message;
+    let bytes = v2_protobuf(&[deploy(), widget()]);
+    let doc = v2pb::Document::decode(bytes.as_slice()).unwrap();
+    assert_eq!(doc.swagger, "2.0");
+    let paths = doc.paths.unwrap().path;
+    let item = paths
+        .iter()
+        .find(|p| p.name == "/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
+        .unwrap();
+    let patch = item.value.as_ref().unwrap().patch.as_ref().unwrap();
+    let gvk = patch
+        .vendor_extension
+        .iter()
+        .find(|e| e.name == "x-kubernetes-group-version-kind")
+        .unwrap();
+    let yaml: Value = serde_yaml::from_str(&gvk.value.as_ref().unwrap().yaml).unwrap();
+    assert_eq!(
+        yaml,
+        json!({"group": "apps", "kind": "Deployment", "version": "v1"})
+    );
+    assert!(patch.parameters.iter().any(|p| {
+        p.parameter
+            .as_ref()
+            .and_then(|p| p.non_body_parameter.as_ref())
+            .and_then(|n| n.query_parameter_sub_schema.as_ref())
+            .is_some_and(|q| q.name == "fieldValidation")
+    }));
+    assert!(paths.iter().any(|p| p.name.contains("/widgets/{name}")));
+}
