@@ -331,6 +331,15 @@ fn merge_apply(kind: &KindPath, path: &mut FieldPath, live: &Value, applied: &Va
                 }
                 Value::Array(out)
             }
+            // Items without their key cannot be merged; such a list is owned whole (the
+            // field set treats it the same way).
+            ListKind::Map(keys)
+                if a.iter()
+                    .chain(l.iter())
+                    .any(|i| item_key(i, keys).is_none()) =>
+            {
+                applied.clone()
+            }
             ListKind::Map(keys) => {
                 let mut out = l.clone();
                 for item in a {

@@ -665,3 +665,60 @@ fn item_held_by_another_manager_keeps_its_key_and_their_fields() {
     assert_eq!(side["resources"], json!({"limits": {"cpu": "1"}}));
     assert!(side.get("image").is_none());
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-5i64..5).prop_map(Value::from),
+            "[a-c]{0,2}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("name".to_string()),
+                        Just("containers".to_string()),
+                        Just("spec".to_string()),
+                        Just("$patch".to_string()),
+                        "[a-c]{1,2}"
+                    ],
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn patches_never_panic_and_merge_patch_is_idempotent(cur in json_value(), p in json_value()) {
+            let bytes = p.to_string();
+            let once = apply(&pod_kind(), PatchType::Merge, &cur, bytes.as_bytes()).unwrap();
+            let twice = apply(&pod_kind(), PatchType::Merge, &once, bytes.as_bytes()).unwrap();
+            prop_assert_eq!(once, twice);
+            let _ = apply(&pod_kind(), PatchType::StrategicMerge, &cur, bytes.as_bytes());
+            let _ = apply(&pod_kind(), PatchType::Json, &cur, bytes.as_bytes());
+            let mut obj = json!({"apiVersion": "v1", "kind": "Pod"});
+            if let (Value::Object(o), Value::Object(extra)) = (&mut obj, &p) {
+                for (k, v) in extra {
+                    if k != "apiVersion" && k != "kind" {
+                        o.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            let cur_obj = cur.is_object().then_some(&cur);
+            if let Ok(out) = server_side_apply(&pod_kind(), cur_obj, &obj, "m", true, T) {
+                // Re-applying the same configuration changes nothing but the timestamp.
+                let again = server_side_apply(&pod_kind(), Some(&out), &obj, "m", false, T).unwrap();
+                prop_assert_eq!(out, again);
+            }
+        }
+    }
+}
