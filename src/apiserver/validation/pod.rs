@@ -1,6 +1,7 @@
 //! Pod spec checks (upstream `ValidatePodSpec` subset): containers, names, images, ports,
 //! env, volumes and mounts, enums.
 
+use super::quantity::{QUANTITY_MSG, parse_quantity};
 use super::{Errs, FieldCause, names};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -175,6 +176,7 @@ fn container(
             Some(_) => {}
         }
     }
+    resources(c.get("resources"), &format!("{path}.resources"), errs);
     let mut mount_paths = HashSet::new();
     for (i, m) in arr(c, "volumeMounts").iter().enumerate() {
         let mp = format!("{path}.volumeMounts[{i}]");
@@ -206,6 +208,52 @@ fn container(
                         "must be unique",
                     ));
                 }
+            }
+        }
+    }
+}
+
+/// Quantity syntax, and requests not above limits (upstream `ValidateResourceRequirements`).
+fn resources(res: Option<&Value>, path: &str, errs: &mut Errs) {
+    let Some(res) = res else { return };
+    let mut parsed = |kind: &str| -> Vec<(String, String, f64)> {
+        let mut out = Vec::new();
+        for (name, q) in res
+            .get(kind)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let text = match q {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            match parse_quantity(&text) {
+                Some(v) if v >= 0.0 => out.push((name.clone(), text, v)),
+                Some(_) => errs.push(FieldCause::invalid(
+                    &format!("{path}.{kind}[{name}]"),
+                    &Value::String(text),
+                    "must be greater than or equal to 0",
+                )),
+                None => errs.push(FieldCause::invalid(
+                    &format!("{path}.{kind}[{name}]"),
+                    &Value::String(text),
+                    QUANTITY_MSG,
+                )),
+            }
+        }
+        out
+    };
+    let limits = parsed("limits");
+    let requests = parsed("requests");
+    for (name, text, req) in &requests {
+        if let Some((_, ltext, lim)) = limits.iter().find(|(n, _, _)| n == name) {
+            if req > lim {
+                errs.push(FieldCause::invalid(
+                    &format!("{path}.requests"),
+                    &Value::String(text.clone()),
+                    &format!("must be less than or equal to {name} limit of {ltext}"),
+                ));
             }
         }
     }

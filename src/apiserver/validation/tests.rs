@@ -231,3 +231,40 @@ fn unknown_fields_in_crd_schema_respect_preserve_unknown() {
         vec!["spec.extra"]
     );
 }
+
+#[test]
+fn resources_pvc_and_ingress_checks() {
+    let p = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x",
+        "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1", "memory": "lots"}}}]}});
+    let msgs: Vec<String> = validate("", "v1", "Pod", &p, None)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(msgs.contains(&"spec.containers[0].resources.requests: Invalid value: \"2\": must be less than or equal to cpu limit of 1".to_string()), "{msgs:?}");
+    assert!(msgs.iter().any(|m| m.starts_with("spec.containers[0].resources.limits[memory]: Invalid value: \"lots\": quantities must match")));
+    let pvc = json!({"metadata": {"name": "data"}, "spec": {}});
+    let msgs: Vec<String> = validate("", "v1", "PersistentVolumeClaim", &pvc, None)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        msgs,
+        vec![
+            "spec.accessModes: Required value: at least 1 access mode is required".to_string(),
+            "spec.resources[storage]: Required value".to_string(),
+        ]
+    );
+    let ing = json!({"metadata": {"name": "i"}, "spec": {"rules": [{"host": "*.example.com", "http": {"paths": [
+        {"path": "/", "backend": {"service": {"name": "s", "port": {"number": 80}}}}]}}]}});
+    let msgs: Vec<String> = validate("networking.k8s.io", "v1", "Ingress", &ing, None)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        msgs,
+        vec![
+            "spec.rules[0].http.paths[0].pathType: Required value: pathType must be specified"
+                .to_string()
+        ]
+    );
+}

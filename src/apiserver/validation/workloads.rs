@@ -85,6 +85,8 @@ pub(crate) fn validate_kind(group: &str, kind: &str, obj: &Value, errs: &mut Err
         }
         ("", "Service") => service(spec, errs),
         ("", "ConfigMap") => data_keys(obj, &["data", "binaryData"], errs),
+        ("", "PersistentVolumeClaim") => pvc_spec(spec, "spec", errs),
+        ("networking.k8s.io", "Ingress") => ingress(spec, errs),
         ("", "Secret") => {
             data_keys(obj, &["data", "stringData"], errs);
             let has = |k: &str| {
@@ -362,6 +364,107 @@ fn data_keys(obj: &Value, fields: &[&str], errs: &mut Errs) {
                         "duplicate of key present in data",
                     ));
                 }
+            }
+        }
+    }
+}
+
+const ACCESS_MODES: [&str; 4] = [
+    "ReadOnlyMany",
+    "ReadWriteMany",
+    "ReadWriteOnce",
+    "ReadWriteOncePod",
+];
+
+fn pvc_spec(spec: &Value, path: &str, errs: &mut Errs) {
+    let modes = spec
+        .get("accessModes")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if modes.is_empty() {
+        errs.push(FieldCause::required(
+            &format!("{path}.accessModes"),
+            "at least 1 access mode is required",
+        ));
+    }
+    for m in &modes {
+        if !m.as_str().is_some_and(|s| ACCESS_MODES.contains(&s)) {
+            errs.push(FieldCause::not_supported(
+                &format!("{path}.accessModes"),
+                m,
+                &ACCESS_MODES,
+            ));
+        }
+    }
+    if spec.pointer("/resources/requests/storage").is_none() && spec.get("dataSourceRef").is_none()
+    {
+        errs.push(FieldCause::required(
+            &format!("{path}.resources[storage]"),
+            "",
+        ));
+    }
+    errs.one_of(
+        spec,
+        "volumeMode",
+        &format!("{path}.volumeMode"),
+        &["Block", "Filesystem"],
+    );
+}
+
+fn ingress(spec: &Value, errs: &mut Errs) {
+    let rules = spec
+        .get("rules")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if rules.is_empty() && spec.get("defaultBackend").is_none_or(Value::is_null) {
+        errs.push(FieldCause::invalid(
+            "spec",
+            &Value::String("[]".into()),
+            "either `defaultBackend` or `rules` must be specified",
+        ));
+    }
+    for (i, r) in rules.iter().enumerate() {
+        if let Some(host) = r.get("host").and_then(Value::as_str) {
+            let bare = host.strip_prefix("*.").unwrap_or(host);
+            errs.syntax(
+                &format!("spec.rules[{i}].host"),
+                host,
+                names::dns1123_subdomain(bare),
+            );
+        }
+        let paths = r
+            .pointer("/http/paths")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for (j, p) in paths.iter().enumerate() {
+            let pp = format!("spec.rules[{i}].http.paths[{j}]");
+            match p.get("pathType").and_then(Value::as_str) {
+                None => errs.push(FieldCause::required(
+                    &format!("{pp}.pathType"),
+                    "pathType must be specified",
+                )),
+                Some(t) => {
+                    errs.one_of(
+                        p,
+                        "pathType",
+                        &format!("{pp}.pathType"),
+                        &["Exact", "ImplementationSpecific", "Prefix"],
+                    );
+                    let path = p.get("path").and_then(Value::as_str).unwrap_or_default();
+                    if (t == "Exact" || t == "Prefix") && !path.starts_with('/') {
+                        errs.push(FieldCause::invalid(
+                            &format!("{pp}.path"),
+                            &Value::String(path.into()),
+                            "must be an absolute path",
+                        ));
+                    }
+                }
+            }
+            if p.get("backend").is_none_or(Value::is_null) {
+                errs.push(FieldCause::required(&format!("{pp}.backend"), ""));
             }
         }
     }
