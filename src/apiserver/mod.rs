@@ -11,7 +11,6 @@
 mod admission;
 mod bootstrap;
 pub mod discovery;
-mod fallback_patch;
 mod fields;
 pub mod handlers;
 mod object;
@@ -19,13 +18,14 @@ mod openapi_min;
 pub mod defaults;
 pub mod openapi;
 pub mod patch;
+mod protobuf;
 pub mod registry;
 mod router;
 mod selectors;
-pub mod table;
 pub mod server;
 pub mod status;
 pub mod storage;
+pub mod table;
 mod tables;
 
 pub use handlers::Api;
