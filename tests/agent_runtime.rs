@@ -128,3 +128,44 @@ async fn supervised_containerd_imports_an_image_and_runs_a_container_with_cri_lo
     shutdown.cancel();
     supervised.stopped().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_network_assigns_a_reachable_ip_and_teardown_releases_it() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    use k3rs::agent::network::{Cni, CniConfig, CniNetwork, PodNetwork, PodRef};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = CniConfig::new(tmp.path().join("cni"), "10.88.41.0/24");
+    cfg.bridge = "k3rst41".into();
+    cfg.network_name = "k3rs-test41".into();
+    let net = CniNetwork::new(Cni::new(cfg).unwrap(), &tmp.path().join("run"));
+    let pod = PodRef {
+        uid: format!("net-{}", uuid::Uuid::new_v4().simple()),
+        namespace: "default".into(),
+        name: "n".into(),
+        hostname: "n".into(),
+        ports: vec![],
+    };
+    let sb = net.setup(&pod).await.unwrap();
+    assert!(sb.ip.to_string().starts_with("10.88.41."), "{}", sb.ip);
+    assert!(sb.namespaces.net.exists());
+    let ipam = tmp.path().join("cni/ipam/k3rs-test41");
+    assert!(ipam.join(sb.ip.to_string()).exists());
+    // Setting up again (agent restart) keeps the same IP.
+    assert_eq!(net.setup(&pod).await.unwrap().ip, sb.ip);
+    let ping = std::process::Command::new("busybox")
+        .args(["ping", "-c1", "-W2", &sb.ip.to_string()])
+        .output()
+        .unwrap();
+    assert!(ping.status.success(), "{ping:?}");
+    net.teardown(&pod).await.unwrap();
+    assert!(!sb.namespaces.net.exists());
+    assert!(!ipam.join(sb.ip.to_string()).exists());
+    net.teardown(&pod).await.unwrap();
+    // CNI never deletes the bridge; the test does, to leave the host as it found it.
+    let _ = std::process::Command::new("ip")
+        .args(["link", "del", "k3rst41"])
+        .status();
+}
