@@ -3,5 +3,9 @@
 //! Owns: node registration and heartbeat, pod workers, the containerd runtime, CNI, volumes,
 //! probes, logs/exec. May call: the API server (as a client) and containerd; never the store.
 
+pub mod backoff;
 pub mod network;
+pub mod pod;
+pub mod pod_worker;
 pub mod runtime;
+pub mod status;
