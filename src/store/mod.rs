@@ -24,6 +24,7 @@
 //! gRPC facade).
 
 pub mod error;
+pub mod etcd;
 pub mod mvcc;
 pub mod raft;
 pub mod state_machine;
