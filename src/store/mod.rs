@@ -41,6 +41,7 @@ pub mod command;
 pub mod error;
 mod handle;
 mod lease;
+pub mod etcd;
 pub mod mvcc;
 pub mod raft;
 mod setup;
