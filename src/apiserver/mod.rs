@@ -20,10 +20,10 @@ pub mod patch;
 pub mod registry;
 mod router;
 mod selectors;
-pub mod table;
 pub mod server;
 pub mod status;
 pub mod storage;
+pub mod table;
 mod tables;
 
 pub use handlers::Api;
