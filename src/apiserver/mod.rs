@@ -16,6 +16,8 @@ mod fields;
 pub mod handlers;
 mod object;
 mod openapi_min;
+pub mod defaults;
+pub mod openapi;
 pub mod patch;
 mod protobuf;
 pub mod registry;
@@ -80,3 +82,4 @@ pub async fn start(
     tracing::info!(addr = %cfg.listen, "kubernetes API listening (https)");
     Ok(tokio::spawn(server::serve(api, listener, tls, shutdown)))
 }
+pub mod validation;
