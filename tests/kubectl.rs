@@ -625,3 +625,36 @@ fn auth_commands_and_service_account_tokens_work() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("Unauthorized"));
 }
+
+#[test]
+fn objects_survive_a_server_restart() {
+    let ts = TestServer::start();
+    ts.ok(
+        KUBECTL,
+        &["create", "-f", &ts.file("cm.yaml", CM_YAML.as_bytes())],
+    );
+    let rv = ts.ok(
+        KUBECTL,
+        &[
+            "get",
+            "cm",
+            "settings",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ],
+    );
+    let ts = ts.restart();
+    let after = ts.ok(
+        KUBECTL,
+        &[
+            "get",
+            "cm",
+            "settings",
+            "-o",
+            "jsonpath={.metadata.resourceVersion} {.data.a}",
+        ],
+    );
+    assert_eq!(after, format!("{rv} one"));
+    let ns = ts.ok(KUBECTL, &["get", "ns", "-o", "name"]);
+    assert_eq!(ns.lines().count(), 4, "{ns}");
+}

@@ -11,13 +11,13 @@
 mod admission;
 pub mod auth;
 mod bootstrap;
+pub mod defaults;
 pub mod discovery;
 mod fields;
 pub mod handlers;
 mod object;
-mod openapi_min;
-pub mod defaults;
 pub mod openapi;
+mod openapi_min;
 pub mod patch;
 mod protobuf;
 pub mod registry;
@@ -63,9 +63,24 @@ pub async fn new_api(
         registry: Registry::new(),
         tokens,
     });
-    handlers::refresh_crds(&api).await?;
-    bootstrap::ensure_defaults(&api).await?;
-    Ok(api)
+    // A fresh raft member needs a moment to elect itself: retry what the store cannot answer
+    // yet (503/504) for a while.
+    let mut attempt = 0;
+    loop {
+        let r = async {
+            handlers::refresh_crds(&api).await?;
+            bootstrap::ensure_defaults(&api).await
+        }
+        .await;
+        match r {
+            Err(e) if matches!(e.code, 503 | 504) && attempt < 60 => {
+                attempt += 1;
+                tracing::debug!(error = %e, "store not ready yet; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            other => break other.map(|()| api),
+        }
+    }
 }
 
 /// Bind and serve until `shutdown`; returns once the listener is bound and serving.
