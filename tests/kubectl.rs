@@ -658,3 +658,24 @@ fn objects_survive_a_server_restart() {
     let ns = ts.ok(KUBECTL, &["get", "ns", "-o", "name"]);
     assert_eq!(ns.lines().count(), 4, "{ns}");
 }
+
+#[test]
+fn explain_reads_the_openapi_v3_documents() {
+    let ts = TestServer::start();
+    let out = ts.ok(KUBECTL, &["explain", "deployment.spec.replicas"]);
+    assert!(
+        out.contains("KIND:       Deployment") && out.contains("replicas <integer>"),
+        "{out}"
+    );
+    let out = ts.ok(KUBECTL_130, &["explain", "pods.spec.containers.image"]);
+    assert!(
+        out.contains("image\t<string>") || out.contains("image <string>"),
+        "{out}"
+    );
+    ts.ok(
+        KUBECTL,
+        &["apply", "-f", &ts.file("crd.yaml", CRD_YAML.as_bytes())],
+    );
+    let out = ts.ok(KUBECTL, &["explain", "widgets.spec.size"]);
+    assert!(out.contains("size <integer>"), "{out}");
+}

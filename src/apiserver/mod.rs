@@ -17,7 +17,7 @@ mod fields;
 pub mod handlers;
 mod object;
 pub mod openapi;
-mod openapi_min;
+mod openapi_docs;
 pub mod patch;
 mod protobuf;
 pub mod registry;
@@ -62,6 +62,7 @@ pub async fn new_api(
         backend,
         registry: Registry::new(),
         tokens,
+        openapi: Default::default(),
     });
     // A fresh raft member needs a moment to elect itself: retry what the store cannot answer
     // yet (503/504) for a while.

@@ -563,6 +563,8 @@ const REVIEWS: &[(&str, &str, &str, bool)] = &[
 #[derive(Clone)]
 pub struct Registry {
     kinds: Arc<RwLock<Vec<Arc<ResourceKind>>>>,
+    /// Bumped whenever the served kinds change (caches key on it).
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Registry {
@@ -576,6 +578,7 @@ impl Registry {
     pub fn new() -> Self {
         Self {
             kinds: Arc::new(RwLock::new(builtin_kinds())),
+            generation: Arc::new(std::sync::atomic::AtomicU64::new(1)),
         }
     }
 
@@ -619,7 +622,22 @@ impl Registry {
         for crd in crds {
             kinds.extend(kinds_of_crd(crd));
         }
-        *self.kinds.write().unwrap_or_else(|p| p.into_inner()) = kinds;
+        let mut cur = self.kinds.write().unwrap_or_else(|p| p.into_inner());
+        let changed = cur.len() != kinds.len()
+            || cur
+                .iter()
+                .zip(&kinds)
+                .any(|(a, b)| format!("{a:?}") != format!("{b:?}"));
+        *cur = kinds;
+        if changed {
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Changes whenever the set of served kinds changes.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

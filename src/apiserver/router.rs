@@ -4,7 +4,6 @@
 use super::auth::User;
 use super::discovery;
 use super::handlers::{self, Api, Query, Reply, Req};
-use super::openapi_min;
 use super::status::ApiError;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -35,6 +34,14 @@ fn json_response(code: u16, v: &Value, content_type: &str, warnings: &[String]) 
         if let Ok(h) = HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
             resp.headers_mut().append("warning", h);
         }
+    }
+    resp
+}
+
+fn raw_response(body: Vec<u8>, content_type: &str) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    if let Ok(ct) = HeaderValue::from_str(content_type) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, ct);
     }
     resp
 }
@@ -124,14 +131,31 @@ async fn route_inner(
             return discovery::group(&api.registry, g)
                 .map_or_else(|| Err(ApiError::path_not_found()), json);
         }
-        ["openapi", "v3"] => return json(openapi_min::v3_index(&api.registry)),
-        ["openapi", "v3", "api", v] => {
-            return openapi_min::v3_group_version(&api.registry, "", v)
-                .map_or_else(|| Err(ApiError::path_not_found()), json);
+        ["openapi", "v2"] => {
+            let pb = accept.contains("protobuf");
+            let doc = api
+                .openapi
+                .get(&api.registry, if pb { "v2pb" } else { "v2" });
+            let ct = if pb {
+                super::openapi::V2_PROTOBUF_CONTENT_TYPE
+            } else {
+                "application/json"
+            };
+            return doc
+                .map(|d| raw_response(d.as_ref().clone(), ct))
+                .ok_or_else(ApiError::path_not_found);
         }
-        ["openapi", "v3", "apis", g, v] => {
-            return openapi_min::v3_group_version(&api.registry, g, v)
-                .map_or_else(|| Err(ApiError::path_not_found()), json);
+        ["openapi", "v3", rest @ ..] => {
+            let name = if rest.is_empty() {
+                "v3".to_string()
+            } else {
+                format!("v3/{}", rest.join("/"))
+            };
+            return api
+                .openapi
+                .get(&api.registry, &name)
+                .map(|d| raw_response(d.as_ref().clone(), "application/json"))
+                .ok_or_else(ApiError::path_not_found);
         }
         _ => {}
     }

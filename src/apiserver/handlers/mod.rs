@@ -28,6 +28,8 @@ pub struct Api {
     pub registry: Registry,
     /// Signs and verifies service-account tokens (absent in some unit tests).
     pub tokens: Option<crate::apiserver::auth::TokenSigner>,
+    /// Generated OpenAPI documents.
+    pub openapi: crate::apiserver::openapi_docs::OpenApiCache,
 }
 
 /// Decoded query string (last value wins).
