@@ -11,6 +11,7 @@
 mod admission;
 pub mod auth;
 mod bootstrap;
+mod compactor;
 pub mod defaults;
 pub mod discovery;
 mod fields;
@@ -96,6 +97,11 @@ pub async fn start(
     let tls = server::tls_config(&cfg.pki)?;
     let listener = server::bind(cfg.listen).await?;
     tracing::info!(addr = %cfg.listen, "kubernetes API listening (https)");
+    tokio::spawn(compactor::run(
+        api.backend.clone(),
+        compactor::INTERVAL,
+        shutdown.clone(),
+    ));
     Ok(tokio::spawn(server::serve(api, listener, tls, shutdown)))
 }
 pub mod validation;

@@ -270,3 +270,6 @@ mod tests {
         assert_eq!(q.get("x"), None);
     }
 }
+
+#[cfg(test)]
+mod handler_tests;
