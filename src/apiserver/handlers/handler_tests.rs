@@ -22,13 +22,8 @@ fn req(
     query: &str,
     body: Value,
 ) -> Req {
-    let version = if group.is_empty() || group == "apps" {
-        "v1"
-    } else {
-        "v1"
-    };
     Req {
-        kind: api.registry.find(group, version, plural).unwrap(),
+        kind: api.registry.find(group, "v1", plural).unwrap(),
         namespace: ns.map(String::from),
         name: name.map(String::from),
         sub: None,
