@@ -10,13 +10,13 @@
 
 mod admission;
 mod bootstrap;
+pub mod defaults;
 pub mod discovery;
 mod fields;
 pub mod handlers;
 mod object;
-mod openapi_min;
-pub mod defaults;
 pub mod openapi;
+mod openapi_min;
 pub mod patch;
 mod protobuf;
 pub mod registry;
@@ -27,6 +27,7 @@ pub mod status;
 pub mod storage;
 pub mod table;
 mod tables;
+pub mod validation;
 
 pub use handlers::Api;
 pub use registry::Registry;
@@ -70,4 +71,3 @@ pub async fn start(
     tracing::info!(addr = %cfg.listen, "kubernetes API listening (https)");
     Ok(tokio::spawn(server::serve(api, listener, tls, shutdown)))
 }
-pub mod validation;
