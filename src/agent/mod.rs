@@ -2,3 +2,5 @@
 //!
 //! Owns: node registration and heartbeat, pod workers, the containerd runtime, CNI, volumes,
 //! probes, logs/exec. May call: the API server (as a client) and containerd; never the store.
+
+pub mod runtime;

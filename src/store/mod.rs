@@ -24,6 +24,8 @@
 //! gRPC facade).
 
 pub mod error;
+pub mod mvcc;
+pub mod raft;
 pub mod state_machine;
 pub mod types;
 

@@ -1,0 +1,500 @@
+//! etcd's MVCC data model on sled: global revisions, per-key create/mod revision and
+//! version, tombstones, history until compaction, leases' persistent state.
+//!
+//! Synchronous and sled-only (no tokio): reads go straight to sled through [`Mvcc`]; writes
+//! happen only through a [`WriteBatch`] (one per raft apply call), committed atomically with
+//! the applied index. The key layout is documented in `keys.rs`.
+//!
+//! Concurrency: one writer at a time (the batch holds `writer`); a batch buffers its writes in
+//! an overlay and commits them with one `apply_batch` under the `view` write lock, so readers
+//! (which hold the `view` read lock for a whole scan) always see whole revisions.
+
+mod batch;
+pub(crate) mod keys;
+mod snapshot;
+
+#[cfg(test)]
+mod model_tests;
+#[cfg(test)]
+mod tests;
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
+
+pub use batch::{Committed, LeaseChange, RevisionEvents, WriteBatch, check_txn_keys};
+
+use super::error::{Result, StoreError};
+use super::types::{Event, EventType, KeyValue, RangeRequest, RangeResponse, Revision};
+use keys::Record;
+
+/// The sled-backed MVCC store. Share it behind an `Arc`.
+pub struct Mvcc {
+    db: sled::Db,
+    tree: sled::Tree,
+    path: PathBuf,
+    /// Held (write) while a batch commits and (read) by every multi-step read.
+    view: RwLock<()>,
+    /// Serialises write batches.
+    writer: Mutex<()>,
+    revision: AtomicI64,
+    compact_revision: AtomicI64,
+    applied_index: AtomicU64,
+}
+
+/// A page of watch history: whole revisions from the requested start.
+#[derive(Debug, Default)]
+pub struct HistoryChunk {
+    /// Matching events grouped by revision, ascending; events carry `prev_kv` when known.
+    pub revisions: Vec<RevisionEvents>,
+    /// Every revision up to and including this one was scanned.
+    pub scanned_to: Revision,
+}
+
+/// The user-key interval of a request, with etcd's `range_end` conventions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum KeyRange {
+    /// `range_end` empty: exactly `key`.
+    Single(Vec<u8>),
+    /// `[start, end)`; `end == None` means unbounded (`range_end == [0]`).
+    Span {
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+    },
+}
+
+impl KeyRange {
+    pub(crate) fn new(key: &[u8], range_end: &[u8]) -> Self {
+        match range_end {
+            [] => KeyRange::Single(key.to_vec()),
+            [0] => KeyRange::Span {
+                start: key.to_vec(),
+                end: None,
+            },
+            end => KeyRange::Span {
+                start: key.to_vec(),
+                end: Some(end.to_vec()),
+            },
+        }
+    }
+
+    pub(crate) fn contains(&self, k: &[u8]) -> bool {
+        match self {
+            KeyRange::Single(key) => key.as_slice() == k,
+            KeyRange::Span { start, end } => {
+                k >= start.as_slice() && end.as_deref().is_none_or(|e| k < e)
+            }
+        }
+    }
+
+    /// `[lo, hi)` in the `c` keyspace; `None` when the interval is empty.
+    pub(crate) fn current_bounds(&self) -> Option<(Vec<u8>, Vec<u8>)> {
+        match self {
+            KeyRange::Single(key) => {
+                let lo = keys::current_key(key);
+                let mut hi = lo.clone();
+                hi.push(0);
+                Some((lo, hi))
+            }
+            KeyRange::Span { start, end } => {
+                let lo = keys::current_key(start);
+                let hi = match end {
+                    None => keys::prefix_end(keys::CURRENT),
+                    Some(e) if e.as_slice() <= start.as_slice() => return None,
+                    Some(e) => keys::current_key(e),
+                };
+                Some((lo, hi))
+            }
+        }
+    }
+
+    /// `[lo, hi)` in the `h` keyspace; `None` when the interval is empty.
+    pub(crate) fn history_bounds(&self) -> Option<(Vec<u8>, Vec<u8>)> {
+        match self {
+            KeyRange::Single(key) => {
+                let lo = keys::history_prefix(key);
+                let mut hi = lo.clone();
+                hi.extend_from_slice(&[0xFF; 9]);
+                Some((lo, hi))
+            }
+            KeyRange::Span { start, end } => {
+                let lo = keys::history_prefix(start);
+                let hi = match end {
+                    None => keys::prefix_end(keys::HISTORY),
+                    Some(e) if e.as_slice() <= start.as_slice() => return None,
+                    Some(e) => keys::history_prefix(e),
+                };
+                Some((lo, hi))
+            }
+        }
+    }
+}
+
+/// Opens sled, retrying for a while when the directory lock is still held: a dropped `Db`
+/// releases its lock only once sled's background flusher has let go of it.
+fn open_db(path: &Path, cache_bytes: u64) -> Result<sled::Db> {
+    let mut attempts = 0;
+    loop {
+        match sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .open()
+        {
+            Err(sled::Error::Io(e))
+                if attempts < 150 && e.to_string().contains("could not acquire lock") =>
+            {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+fn read_meta_i64(tree: &sled::Tree, name: &[u8], default: i64) -> Result<i64> {
+    match tree.get(name)? {
+        Some(v) => keys::decode_i64(&v),
+        None => Ok(default),
+    }
+}
+
+impl Mvcc {
+    /// Opens (or creates) the store at `path` with a sled page cache of `cache_bytes`.
+    ///
+    /// # Errors
+    /// Storage failures and corrupt metadata.
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<Self> {
+        let db = open_db(path, cache_bytes)?;
+        let tree = db.open_tree("mvcc")?;
+        let revision = read_meta_i64(&tree, keys::META_REVISION, 1)?;
+        let compact = read_meta_i64(&tree, keys::META_COMPACT, 0)?;
+        let applied = read_meta_i64(&tree, keys::META_APPLIED, 0)?;
+        Ok(Mvcc {
+            db,
+            tree,
+            path: path.to_path_buf(),
+            view: RwLock::new(()),
+            writer: Mutex::new(()),
+            revision: AtomicI64::new(revision),
+            compact_revision: AtomicI64::new(compact),
+            applied_index: AtomicU64::new(applied as u64),
+        })
+    }
+
+    /// The newest revision (1 for an empty store).
+    pub fn current_revision(&self) -> Revision {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    /// Reads below this revision fail with `Compacted` (0 = never compacted).
+    pub fn compact_revision(&self) -> Revision {
+        self.compact_revision.load(Ordering::Acquire)
+    }
+
+    /// The raft index of the last applied entry, as committed.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index.load(Ordering::Acquire)
+    }
+
+    /// Bytes sled uses on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    fn read_view(&self) -> RwLockReadGuard<'_, ()> {
+        self.view
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts the (only) write batch; blocks while another one is open.
+    pub fn begin(&self) -> WriteBatch<'_> {
+        let guard = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        WriteBatch::new(self, guard)
+    }
+
+    /// `range` over committed state. The header's revision is the current revision (as in
+    /// etcd, even for reads at a past revision); member/raft fields are left to the caller.
+    ///
+    /// # Errors
+    /// `FutureRevision`, `Compacted`, storage failures.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        let _view = self.read_view();
+        let current = self.current_revision();
+        let rev = resolve_read_revision(req.revision, current, self.compact_revision())?;
+        let range = KeyRange::new(&req.key, &req.range_end);
+        let mut acc = RangeAcc::new(req);
+        if rev == current {
+            if let Some((lo, hi)) = range.current_bounds() {
+                for item in self.tree.range(lo..hi) {
+                    let (k, v) = item?;
+                    acc.push(&k[1..], || Record::decode(&v));
+                }
+            }
+        } else if let Some((lo, hi)) = range.history_bounds() {
+            self.visit_history_at(lo, hi, rev, |key, rec| acc.push_record(key, rec))?;
+        }
+        let mut resp = acc.finish_checked()?;
+        resp.header.revision = current;
+        Ok(resp)
+    }
+
+    /// Calls `f` for every key live at `rev` within `[lo, hi)` of the `h` keyspace, in key
+    /// order: two seeks per key (its first entry, then its newest entry `<= rev`).
+    fn visit_history_at(
+        &self,
+        lo: Vec<u8>,
+        hi: Vec<u8>,
+        rev: Revision,
+        mut f: impl FnMut(Vec<u8>, Record),
+    ) -> Result<()> {
+        let mut cursor = Bound::Included(lo);
+        loop {
+            let Some(first) = self
+                .tree
+                .range::<Vec<u8>, _>((cursor.clone(), Bound::Excluded(hi.clone())))
+                .next()
+            else {
+                return Ok(());
+            };
+            let (hk, _) = first?;
+            let (prefix, _) = keys::split_history_key(&hk)?;
+            let mut newest = prefix.to_vec();
+            newest.extend_from_slice(&keys::rev_bytes(rev));
+            if let Some(item) = self.tree.range(prefix.to_vec()..=newest).next_back() {
+                let (_, v) = item?;
+                let rec = Record::decode(&v)?;
+                if !rec.tombstone {
+                    f(keys::decode_history_prefix(prefix)?, rec);
+                }
+            }
+            let mut next = prefix.to_vec();
+            next.extend_from_slice(&[0xFF; 8]);
+            cursor = Bound::Excluded(next);
+        }
+    }
+
+    /// Watch history: the events of whole revisions from `from` on, for keys `matches`
+    /// accepts, stopping after the revision where `max_events` is reached.
+    ///
+    /// # Errors
+    /// `Compacted` when `from` is below the compact revision; storage failures.
+    pub fn history(
+        &self,
+        from: Revision,
+        max_events: usize,
+        matches: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<HistoryChunk> {
+        let _view = self.read_view();
+        let compact = self.compact_revision();
+        if from < compact {
+            return Err(StoreError::Compacted {
+                compact_revision: compact,
+            });
+        }
+        let current = self.current_revision();
+        let mut chunk = HistoryChunk {
+            revisions: Vec::new(),
+            scanned_to: current,
+        };
+        let mut events = 0usize;
+        let lo = keys::revlog_key(from.max(1), 0);
+        for item in self.tree.range(lo..keys::prefix_end(keys::REVLOG)) {
+            let (rk, key) = item?;
+            let rev = keys::revlog_rev(&rk)?;
+            let last_rev = chunk.revisions.last().map(|r| r.revision);
+            if last_rev != Some(rev) && events >= max_events {
+                chunk.scanned_to = rev - 1;
+                break;
+            }
+            if !matches(&key) {
+                continue;
+            }
+            let event = self.history_event(&key, rev)?;
+            events += 1;
+            match chunk.revisions.last_mut() {
+                Some(r) if r.revision == rev => r.events.push(event),
+                _ => chunk.revisions.push(RevisionEvents {
+                    revision: rev,
+                    events: vec![event],
+                }),
+            }
+        }
+        Ok(chunk)
+    }
+
+    /// The event that changed `key` at `rev`, with the previous version as `prev_kv` when
+    /// it is still in history.
+    fn history_event(&self, key: &[u8], rev: Revision) -> Result<Event> {
+        let hk = keys::history_key(key, rev);
+        let rec = match self.tree.get(&hk)? {
+            Some(v) => Record::decode(&v)?,
+            None => return Err(StoreError::Corrupt("revision log without history".into())),
+        };
+        let prefix = keys::history_prefix(key);
+        let prev_kv = match self.tree.range(prefix..hk).next_back() {
+            Some(item) => {
+                let (_, v) = item?;
+                let prev = Record::decode(&v)?;
+                (!prev.tombstone).then(|| prev.into_kv(key.to_vec()))
+            }
+            None => None,
+        };
+        Ok(if rec.tombstone {
+            Event {
+                kind: EventType::Delete,
+                kv: KeyValue {
+                    key: key.to_vec(),
+                    mod_revision: rev,
+                    ..KeyValue::default()
+                },
+                prev_kv,
+            }
+        } else {
+            Event {
+                kind: EventType::Put,
+                kv: rec.into_kv(key.to_vec()),
+                prev_kv,
+            }
+        })
+    }
+
+    /// The granted TTL of lease `id`, if it exists.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn lease_ttl(&self, id: i64) -> Result<Option<i64>> {
+        match self.tree.get(keys::lease_key(id))? {
+            Some(v) => Ok(Some(keys::decode_i64(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every lease as `(id, granted ttl)`.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn leases(&self) -> Result<Vec<(i64, i64)>> {
+        let _view = self.read_view();
+        let mut out = Vec::new();
+        for item in self
+            .tree
+            .range(keys::prefix_start(keys::LEASE)..keys::prefix_end(keys::LEASE))
+        {
+            let (k, v) = item?;
+            out.push((keys::lease_id_of(&k)?, keys::decode_i64(&v)?));
+        }
+        Ok(out)
+    }
+
+    /// The keys attached to lease `id`, in key order.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn lease_keys(&self, id: i64) -> Result<Vec<Vec<u8>>> {
+        let _view = self.read_view();
+        let prefix = keys::attach_prefix(id);
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(&prefix) {
+            let (k, _) = item?;
+            out.push(k[prefix.len()..].to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Where the database lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Checks a read revision (0 = current) against the current and compact revisions.
+pub(crate) fn resolve_read_revision(
+    requested: Revision,
+    current: Revision,
+    compact: Revision,
+) -> Result<Revision> {
+    let rev = if requested <= 0 { current } else { requested };
+    if rev > current {
+        return Err(StoreError::FutureRevision { current });
+    }
+    if rev < compact {
+        return Err(StoreError::Compacted {
+            compact_revision: compact,
+        });
+    }
+    Ok(rev)
+}
+
+/// Builds a range response with etcd's limit/count/more semantics.
+pub(crate) struct RangeAcc {
+    limit: usize,
+    keys_only: bool,
+    count_only: bool,
+    kvs: Vec<KeyValue>,
+    count: i64,
+    error: Option<StoreError>,
+}
+
+impl RangeAcc {
+    pub(crate) fn new(req: &RangeRequest) -> Self {
+        RangeAcc {
+            limit: usize::try_from(req.limit).unwrap_or(0),
+            keys_only: req.keys_only,
+            count_only: req.count_only,
+            kvs: Vec::new(),
+            count: 0,
+            error: None,
+        }
+    }
+
+    fn wants_kv(&self) -> bool {
+        !self.count_only && (self.limit == 0 || self.kvs.len() < self.limit)
+    }
+
+    /// Counts a key; decodes its record only when it will be returned.
+    pub(crate) fn push(&mut self, key: &[u8], rec: impl FnOnce() -> Result<Record>) {
+        self.count += 1;
+        if self.wants_kv() {
+            match rec() {
+                Ok(r) => self.push_record_inner(key.to_vec(), r),
+                Err(e) => self.error = Some(e),
+            }
+        }
+    }
+
+    pub(crate) fn push_record(&mut self, key: Vec<u8>, rec: Record) {
+        self.count += 1;
+        if self.wants_kv() {
+            self.push_record_inner(key, rec);
+        }
+    }
+
+    fn push_record_inner(&mut self, key: Vec<u8>, mut rec: Record) {
+        if self.keys_only {
+            rec.value.clear();
+        }
+        self.kvs.push(rec.into_kv(key));
+    }
+
+    pub(crate) fn finish(self) -> RangeResponse {
+        let more = !self.count_only && self.limit > 0 && self.count > self.limit as i64;
+        RangeResponse {
+            header: Default::default(),
+            kvs: self.kvs,
+            more,
+            count: self.count,
+        }
+    }
+
+    pub(crate) fn finish_checked(self) -> Result<RangeResponse> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.finish()),
+        }
+    }
+}
