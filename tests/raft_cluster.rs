@@ -519,7 +519,16 @@ async fn a_three_member_group_replicates_and_survives_partition_restart_and_memb
         live[0].node.transfer_leader(ghost.id).await,
         Err(StoreError::MemberNotFound { .. })
     ));
-    with_retry(|| live[1].node.member_promote(ghost.id)).await;
+    // Through a follower: the change is handed to the leader over the peer transport.
+    let follower = live
+        .iter()
+        .find(|n| n.node.status().leader_id != n.node.id())
+        .unwrap();
+    with_retry(|| follower.node.member_promote(ghost.id)).await;
+    assert!(matches!(
+        follower.node.member_promote(ghost.id).await,
+        Err(StoreError::InvalidRequest(m)) if m.contains("not a learner")
+    ));
     wait_for("the promoted voter everywhere", || {
         live.iter()
             .all(|n| ghost_view(n).is_some_and(|m| !m.is_learner))

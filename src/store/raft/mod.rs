@@ -44,7 +44,9 @@ use node::{Input, MemberOp, Node, Shared};
 use storage::WalStorage;
 pub use testing::NetFaults;
 pub use transport::{Acceptor, Connector, PlainAcceptor, TcpConnector};
-use transport::{JoinHandler, JoinReply, JoinRequest, Transport};
+use transport::{
+    JoinReply, JoinRequest, MemberReply, MemberRequest, PeerService, Transport, WireError,
+};
 
 /// How a member with an empty data directory enters a group. Ignored once `member.json`
 /// exists: a restarted member always resumes its membership.
@@ -153,6 +155,8 @@ struct Inner {
     election_timeout: Duration,
     tick: Duration,
     max_proposal_size: usize,
+    token: String,
+    connector: Arc<dyn Connector>,
 }
 
 /// A running raft member. Cheap to clone.
@@ -333,17 +337,17 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
             max_proposal_size: config
                 .max_proposal_size
                 .min(config.max_message_size as usize / 2),
+            token: config.token.clone(),
+            connector: config.connector.clone(),
         }),
     };
     tokio::spawn(transport::serve(
         listener,
         config.acceptor.clone(),
         tx,
-        join_handler(
-            Arc::downgrade(&handle.inner),
-            config.token.clone(),
-            config.connector.clone(),
-        ),
+        Arc::new(Service {
+            node: Arc::downgrade(&handle.inner),
+        }),
         config.faults.clone(),
         config.max_message_size,
         cancel,
@@ -377,78 +381,52 @@ async fn join_with_retry(
     }
 }
 
-fn join_handler(
+/// Answers join and membership requests from peers.
+struct Service {
     node: std::sync::Weak<Inner>,
-    token: String,
-    connector: Arc<dyn Connector>,
-) -> JoinHandler {
-    Arc::new(move |req: JoinRequest| {
-        let node = node.upgrade().map(|inner| RaftNode { inner });
-        let token = token.clone();
-        let connector = connector.clone();
+}
+
+impl Service {
+    fn node(&self) -> Option<RaftNode> {
+        self.node.upgrade().map(|inner| RaftNode { inner })
+    }
+}
+
+impl PeerService for Service {
+    fn join(&self, req: JoinRequest) -> BoxFuture<'static, JoinReply> {
+        let node = self.node();
         Box::pin(async move {
             let Some(node) = node else {
                 return JoinReply::Err("member is shutting down".into());
             };
-            if req.token != token {
-                return JoinReply::Err("join refused: bad token".into());
-            }
-            let status = node.status();
-            if status.leader_id != 0 && status.leader_id != status.id && !req.forwarded {
-                // Hand the request to the leader: only it can tell "a change is already in
-                // progress" (a follower's forwarded conf change would be dropped silently).
-                let leader_addr = node
-                    .inner
-                    .shared
-                    .metas
-                    .read()
-                    .ok()
-                    .and_then(|m| m.iter().find(|m| m.id == status.leader_id).cloned())
-                    .and_then(|m| m.peer_urls.first().map(|u| url_to_addr(u)));
-                if let Some(addr) = leader_addr {
-                    let mut fwd = req.clone();
-                    fwd.forwarded = true;
-                    let timeout = node.inner.request_timeout * 2;
-                    return match transport::join(&*connector, &addr, &fwd, timeout).await {
-                        Ok((id, cluster_id, members)) => JoinReply::Ok {
-                            id,
-                            cluster_id,
-                            members,
-                        },
-                        Err(StoreError::Raft(m)) => JoinReply::Err(m),
-                        Err(e) => JoinReply::Err(e.to_string()),
-                    };
-                }
-            }
-            // Added as a voter directly: the joining server is up and reachable (it is
-            // asking), it is brought up by one snapshot, and etcd does the same; the
-            // learner-then-promote dance would need progress tracking for little gain here.
-            let op = MemberOp::Add {
-                name: req.name,
-                peer_urls: req.peer_urls,
-                client_urls: req.client_urls,
-                learner: false,
+            node.handle_join(req).await
+        })
+    }
+
+    fn member(&self, req: MemberRequest) -> BoxFuture<'static, MemberReply> {
+        let node = self.node();
+        Box::pin(async move {
+            let Some(node) = node else {
+                return MemberReply::Err(WireError::Other("member is shutting down".into()));
             };
-            match node.member_op(op).await {
-                Ok(m) => JoinReply::Ok {
-                    id: m.id,
-                    cluster_id: node.status().cluster_id,
-                    members: node
-                        .inner
-                        .shared
-                        .metas
-                        .read()
-                        .map(|v| v.clone())
-                        .unwrap_or_default(),
+            if req.token != node.inner.token {
+                return MemberReply::Err(WireError::Invalid("bad token".into()));
+            }
+            // Never forwarded again: a leader change in between surfaces as an error.
+            match node.member_op_local(req.op).await {
+                Ok(m) => MemberReply::Ok {
+                    is_learner: m.is_learner,
+                    member: MemberMeta {
+                        id: m.id,
+                        name: m.name,
+                        peer_urls: m.peer_urls,
+                        client_urls: m.client_urls,
+                    },
                 },
-                Err(e @ StoreError::NoLeader) => JoinReply::Err(format!("{e} (retry)")),
-                Err(StoreError::InvalidRequest(m)) if m.contains("in progress") => {
-                    JoinReply::Err(format!("{m} (retry)"))
-                }
-                Err(e) => JoinReply::Err(e.to_string()),
+                Err(e) => MemberReply::Err(e.into()),
             }
         })
-    })
+    }
 }
 
 impl Drop for Inner {
@@ -509,7 +487,90 @@ impl RaftNode {
         }
     }
 
+    fn peer_addr(&self, id: u64) -> Option<String> {
+        let metas = self.inner.shared.metas.read().ok()?;
+        let m = metas.iter().find(|m| m.id == id)?;
+        m.peer_urls.first().map(|u| url_to_addr(u))
+    }
+
+    async fn handle_join(&self, req: JoinRequest) -> JoinReply {
+        if req.token != self.inner.token {
+            return JoinReply::Err("join refused: bad token".into());
+        }
+        let status = self.status();
+        if status.leader_id != 0 && status.leader_id != status.id && !req.forwarded {
+            // Hand the request to the leader: its member list is the newest, and only it
+            // can tell "a change is already in progress".
+            if let Some(addr) = self.peer_addr(status.leader_id) {
+                let mut fwd = req.clone();
+                fwd.forwarded = true;
+                let timeout = self.inner.request_timeout * 2;
+                return match transport::join(&*self.inner.connector, &addr, &fwd, timeout).await {
+                    Ok((id, cluster_id, members)) => JoinReply::Ok {
+                        id,
+                        cluster_id,
+                        members,
+                    },
+                    Err(StoreError::Raft(m)) => JoinReply::Err(m),
+                    Err(e) => JoinReply::Err(e.to_string()),
+                };
+            }
+        }
+        // Added as a voter directly: the joining server is up and reachable (it is asking),
+        // it is brought up by one snapshot, and etcd does the same; learner-then-promote
+        // would need progress tracking and a second conf change for little gain here.
+        let op = MemberOp::Add {
+            name: req.name,
+            peer_urls: req.peer_urls,
+            client_urls: req.client_urls,
+            learner: false,
+        };
+        match self.member_op_local(op).await {
+            Ok(m) => JoinReply::Ok {
+                id: m.id,
+                cluster_id: self.status().cluster_id,
+                members: self
+                    .inner
+                    .shared
+                    .metas
+                    .read()
+                    .map(|v| v.clone())
+                    .unwrap_or_default(),
+            },
+            Err(e @ StoreError::NoLeader) => JoinReply::Err(format!("{e} (retry)")),
+            Err(StoreError::InvalidRequest(m)) if m.contains("in progress") => {
+                JoinReply::Err(format!("{m} (retry)"))
+            }
+            Err(e) => JoinReply::Err(e.to_string()),
+        }
+    }
+
+    /// A membership change: handed to the leader when we follow, proposed here otherwise.
     async fn member_op(&self, op: MemberOp) -> Result<Member> {
+        let status = self.status();
+        if status.leader_id != 0
+            && status.leader_id != status.id
+            && let Some(addr) = self.peer_addr(status.leader_id)
+        {
+            let req = MemberRequest {
+                token: self.inner.token.clone(),
+                op,
+            };
+            let timeout = self.inner.request_timeout + self.inner.tick * 4;
+            let (m, is_learner) =
+                transport::member_request(&*self.inner.connector, &addr, &req, timeout).await?;
+            return Ok(Member {
+                id: m.id,
+                name: m.name,
+                peer_urls: m.peer_urls,
+                client_urls: m.client_urls,
+                is_learner,
+            });
+        }
+        self.member_op_local(op).await
+    }
+
+    async fn member_op_local(&self, op: MemberOp) -> Result<Member> {
         let (reply, rx) = oneshot::channel();
         self.submit(Input::ConfChange { op, reply })?;
         // The loop answers Timeout itself after request_timeout; leave it a margin.

@@ -39,7 +39,7 @@ use super::storage::WalStorage;
 use super::transport::Transport;
 
 /// A membership change request.
-#[derive(Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum MemberOp {
     Add {
         name: String,
