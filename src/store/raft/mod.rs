@@ -265,6 +265,15 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
         Members::from_list(file.initial_members.clone())
     };
     let last = storage.last();
+    let commit = storage.hard_state().commit;
+    if commit > last || commit < snap_meta.index {
+        // raft-rs would panic on this; refuse with a message instead.
+        return Err(StoreError::Corrupt(format!(
+            "raft log in {} is inconsistent: commit index {commit} outside [{}, {last}]",
+            dir.display(),
+            snap_meta.index
+        )));
+    }
     if sm.applied_index() > last {
         return Err(StoreError::Corrupt(format!(
             "state machine applied index {} is beyond the raft log (last index {last})",
