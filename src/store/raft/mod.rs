@@ -294,12 +294,8 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
         .validate()
         .map_err(|e| StoreError::Raft(format!("config: {e}")))?;
     let conf_state = snap_meta.get_conf_state().clone();
-    let mut raw = RawNode::new(&raft_cfg, storage, &log::logger(&config.name))
+    let raw = RawNode::new(&raft_cfg, storage, &log::logger(&config.name))
         .map_err(|e| StoreError::Raft(e.to_string()))?;
-    if conf_state.voters == [file.id] && last == snap_meta.index {
-        // A fresh single-member group: no need to wait an election timeout.
-        let _ = raw.campaign();
-    }
     let (tx, rx) = std::sync::mpsc::sync_channel(8192);
     let cancel = CancellationToken::new();
     let mut transport = Transport::new(

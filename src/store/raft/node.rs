@@ -106,9 +106,21 @@ pub struct Node {
 impl Node {
     /// Run until shutdown, removal or a fatal storage error.
     pub fn run(mut self) {
+        // Re-apply what the log holds above the snapshot (conf changes included) first; a
+        // member that is then the only voter need not wait an election timeout.
+        let replay = self.on_ready();
+        if replay.is_ok()
+            && self.conf_state.voters == [self.raw.raft.id]
+            && self.raw.raft.state != StateRole::Leader
+        {
+            let _ = self.raw.campaign();
+        }
         self.publish();
         let mut next_tick = Instant::now() + self.tick;
         let outcome = loop {
+            if let Err(e) = &replay {
+                break Err(StoreError::Raft(format!("replaying the log: {e}")));
+            }
             if self.shared.stop_requested.load(Ordering::Relaxed) {
                 break Ok(());
             }
