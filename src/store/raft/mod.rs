@@ -7,8 +7,26 @@
 //!
 //! ```text
 //! start(RaftConfig, Box<dyn StateMachine>) -> RaftNode        // replays the WAL, joins or resumes
-//! RaftNode: Replicator + Clone; node.shutdown().await; node.id(); node.error()
+//! RaftNode: Replicator + Clone; node.shutdown().await; node.id(); node.error(); node.is_stopped()
 //! ```
+//!
+//! Guarantees the store can rely on:
+//! - `propose` → `Ok` means the entry reached raft (a follower forwards it to the leader
+//!   inside raft); the outcome is the local `StateMachine::apply` of that entry. An entry is
+//!   applied on every member or on none (one accepted by a cut-off leader is dropped), so a
+//!   waiting proposer must time out.
+//! - Entries reach `apply` only after they and the commit index are fdatasynced here.
+//!   After a crash, every committed entry above the state machine's `applied_index()` is
+//!   applied again; if the state machine is behind the last snapshot it is `restore`d first.
+//! - `read_index` returns an index that is safe to read at once it is applied locally;
+//!   it retries internally and fails with `NoLeader`/`Timeout` after `request_timeout`.
+//! - `members()` lists the voters and learners of the applied configuration (sorted by id)
+//!   with name, peer and client URLs replicated in the conf-change context, so every member
+//!   returns the same list. Membership changes made on a follower are handed to the leader;
+//!   a change requested while another is pending fails with `InvalidRequest("… in progress
+//!   …")` (retry after it is applied).
+//! - A member that applies its own removal, or hits a disk error (ENOSPC…), stops: every
+//!   call then fails with `Stopped` and [`RaftNode::error`] says why.
 
 // rust-protobuf messages carry hidden fields (unknown_fields, cached_size), so the idiom is
 // `let mut m = M::default(); m.field = ...` (raft-rs allows the same lint for this reason).
