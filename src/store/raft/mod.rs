@@ -339,6 +339,7 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
         compact_every: config.compact_every.max(1),
         request_timeout: config.request_timeout,
         pending_reads: Default::default(),
+        new_reads: Vec::new(),
         pending_cc: Default::default(),
         removed: false,
         data_dir: dir.clone(),
@@ -613,8 +614,7 @@ impl RaftNode {
                 });
             }
             let (reply, rx) = oneshot::channel();
-            let ctx = uuid::Uuid::new_v4().as_bytes().to_vec();
-            self.submit(Input::ReadIndex { ctx, reply })?;
+            self.submit(Input::ReadIndex { reply })?;
             let attempt = self.inner.election_timeout.min(deadline - now);
             match tokio::time::timeout(attempt, rx).await {
                 Ok(Ok(Ok(index))) => return Ok(index),

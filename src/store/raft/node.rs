@@ -59,7 +59,6 @@ pub enum Input {
     },
     Step(Box<Message>),
     ReadIndex {
-        ctx: Vec<u8>,
         reply: oneshot::Sender<Result<u64>>,
     },
     ConfChange {
@@ -71,6 +70,9 @@ pub enum Input {
     SnapshotStatus(u64, bool),
     Shutdown,
 }
+
+/// Where a ReadIndex answer goes.
+pub type ReadReply = oneshot::Sender<Result<u64>>;
 
 /// State the loop publishes for cheap reads from other threads.
 #[derive(Default)]
@@ -96,7 +98,11 @@ pub struct Node {
     pub tick: Duration,
     pub compact_every: u64,
     pub request_timeout: Duration,
-    pub pending_reads: HashMap<Vec<u8>, (oneshot::Sender<Result<u64>>, Instant)>,
+    /// ReadIndex requests in flight, by raft request context; one context serves every
+    /// request that arrived in the same loop pass (one heartbeat round for all of them).
+    pub pending_reads: HashMap<Vec<u8>, (Vec<ReadReply>, Instant)>,
+    /// ReadIndex requests received in this loop pass, not yet handed to raft.
+    pub new_reads: Vec<ReadReply>,
     pub pending_cc: HashMap<u64, (oneshot::Sender<Result<Member>>, Instant)>,
     pub removed: bool,
     /// Where `member.json` lives (marked on removal).
@@ -148,6 +154,12 @@ impl Node {
             if stop {
                 break Ok(());
             }
+            if !self.new_reads.is_empty() {
+                let ctx = uuid::Uuid::new_v4().as_bytes().to_vec();
+                self.raw.read_index(ctx.clone());
+                let batch = std::mem::take(&mut self.new_reads);
+                self.pending_reads.insert(ctx, (batch, Instant::now()));
+            }
             if Instant::now() >= next_tick {
                 self.raw.tick();
                 next_tick = Instant::now() + self.tick;
@@ -174,7 +186,12 @@ impl Node {
         }
         self.shared.stopped.store(true, Ordering::SeqCst);
         self.transport.shutdown();
-        for (_, (reply, _)) in self.pending_reads.drain() {
+        for reply in self
+            .pending_reads
+            .drain()
+            .flat_map(|(_, (r, _))| r)
+            .chain(self.new_reads.drain(..))
+        {
             let _ = reply.send(Err(StoreError::Stopped));
         }
         for (_, (reply, _)) in self.pending_cc.drain() {
@@ -216,12 +233,11 @@ impl Node {
                     tracing::debug!(error = %e, "raft: ignored peer message");
                 }
             }
-            Input::ReadIndex { ctx, reply } => {
+            Input::ReadIndex { reply } => {
                 if self.leader_id() == 0 {
                     let _ = reply.send(Err(StoreError::NoLeader));
                 } else {
-                    self.raw.read_index(ctx.clone());
-                    self.pending_reads.insert(ctx, (reply, Instant::now()));
+                    self.new_reads.push(reply);
                 }
             }
             Input::ConfChange { op, reply } => {
@@ -408,8 +424,10 @@ impl Node {
         let committed = rd.take_committed_entries();
         self.apply_entries(committed)?;
         for rs in rd.take_read_states() {
-            if let Some((reply, _)) = self.pending_reads.remove(&rs.request_ctx) {
-                let _ = reply.send(Ok(rs.index));
+            if let Some((replies, _)) = self.pending_reads.remove(&rs.request_ctx) {
+                for reply in replies {
+                    let _ = reply.send(Ok(rs.index));
+                }
             }
         }
         self.send(rd.take_persisted_messages());
