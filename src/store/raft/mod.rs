@@ -323,6 +323,7 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
         config.connector.clone(),
         config.faults.clone(),
         cancel.clone(),
+        config.max_message_size,
     );
     transport.set_peers(&members);
     let shared = Arc::new(Shared::default());

@@ -232,6 +232,7 @@ pub struct Transport {
     connector: Arc<dyn Connector>,
     faults: Option<Arc<NetFaults>>,
     cancel: CancellationToken,
+    max_frame: u32,
 }
 
 impl Transport {
@@ -243,6 +244,7 @@ impl Transport {
         connector: Arc<dyn Connector>,
         faults: Option<Arc<NetFaults>>,
         cancel: CancellationToken,
+        max_frame: u32,
     ) -> Self {
         Transport {
             id,
@@ -252,6 +254,7 @@ impl Transport {
             connector,
             faults,
             cancel,
+            max_frame,
         }
     }
 
@@ -286,6 +289,7 @@ impl Transport {
                 connector: self.connector.clone(),
                 faults: self.faults.clone(),
                 cancel: cancel.clone(),
+                max_frame: self.max_frame,
             };
             self.rt.spawn(task.run());
             self.peers.insert(*id, Peer { addr, tx, cancel });
@@ -315,6 +319,7 @@ struct PeerTask {
     connector: Arc<dyn Connector>,
     faults: Option<Arc<NetFaults>>,
     cancel: CancellationToken,
+    max_frame: u32,
 }
 
 impl PeerTask {
@@ -358,15 +363,26 @@ impl PeerTask {
                     }
                 }
             }
-            let Some(stream) = conn.as_mut() else {
-                continue;
-            };
             let bytes = match msg.write_to_bytes() {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(error = %e, "raft: cannot encode message");
                     continue;
                 }
+            };
+            if bytes.len() >= self.max_frame as usize {
+                // The peer would drop the connection on it; say why instead of looping.
+                tracing::error!(
+                    peer = self.to,
+                    bytes = bytes.len(),
+                    limit = self.max_frame,
+                    "raft: message larger than max_message_size (a snapshot?); raise the limit on every member"
+                );
+                self.report(is_snapshot, false);
+                continue;
+            }
+            let Some(stream) = conn.as_mut() else {
+                continue;
             };
             match write_frame(stream, KIND_RAFT, &bytes).await {
                 Ok(()) => {
