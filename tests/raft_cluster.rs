@@ -539,7 +539,7 @@ async fn a_three_member_group_replicates_and_survives_partition_restart_and_memb
     .await;
     assert!(matches!(
         live[0].node.transfer_leader(ghost.id).await,
-        Err(StoreError::MemberNotFound { .. })
+        Err(StoreError::InvalidRequest(m)) if m.contains("learner")
     ));
     // Through a follower: the change is handed to the leader over the peer transport.
     let follower = live

@@ -708,15 +708,21 @@ impl Replicator for RaftNode {
     fn transfer_leader(&self, id: u64) -> BoxFuture<'static, Result<()>> {
         let this = self.clone();
         Box::pin(async move {
-            let is_voter = this
+            let member = this
                 .inner
                 .shared
                 .members
                 .read()
-                .map(|m| m.iter().any(|m| m.id == id && !m.is_learner))
-                .unwrap_or(false);
-            if !is_voter {
-                return Err(StoreError::MemberNotFound { id });
+                .ok()
+                .and_then(|m| m.iter().find(|m| m.id == id).cloned());
+            match member {
+                None => return Err(StoreError::MemberNotFound { id }),
+                Some(m) if m.is_learner => {
+                    return Err(StoreError::InvalidRequest(format!(
+                        "member {id:x} is a learner and cannot lead"
+                    )));
+                }
+                Some(_) => {}
             }
             if this.status().leader_id == id {
                 return Ok(());
