@@ -182,7 +182,8 @@ where
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// The default current-thread runtime: the raft loop runs on its own thread either way.
+#[tokio::test]
 async fn a_single_member_survives_restart_and_replays_its_log() {
     let root = tempfile::tempdir().unwrap();
     let faults = NetFaults::new();

@@ -169,6 +169,8 @@ struct Inner {
     shared: Arc<Shared>,
     cancel: CancellationToken,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The peer listener task; awaited on shutdown so the port is free afterwards.
+    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
     request_timeout: Duration,
     election_timeout: Duration,
     tick: Duration,
@@ -356,6 +358,7 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
             shared,
             cancel: cancel.clone(),
             thread: Mutex::new(Some(thread)),
+            server: Mutex::new(None),
             request_timeout: config.request_timeout,
             election_timeout: config.tick_interval * config.election_tick as u32,
             tick: config.tick_interval,
@@ -366,7 +369,7 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
             connector: config.connector.clone(),
         }),
     };
-    tokio::spawn(transport::serve(
+    let server = tokio::spawn(transport::serve(
         listener,
         config.acceptor.clone(),
         tx,
@@ -377,6 +380,9 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
         config.max_message_size,
         cancel,
     ));
+    if let Ok(mut slot) = handle.inner.server.lock() {
+        *slot = Some(server);
+    }
     Ok(handle)
 }
 
@@ -479,7 +485,8 @@ impl RaftNode {
         self.inner.shared.stopped.load(Ordering::SeqCst)
     }
 
-    /// Stop the loop and the transport; waits for the loop thread (the WAL is closed after).
+    /// Stop the loop and the transport; waits for the loop thread (the WAL and the state
+    /// machine are closed after) and for the peer listener to close (its port is free).
     pub async fn shutdown(&self) {
         self.inner
             .shared
@@ -490,6 +497,10 @@ impl RaftNode {
         let thread = self.inner.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(t) = thread {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        let server = self.inner.server.lock().ok().and_then(|mut s| s.take());
+        if let Some(s) = server {
+            let _ = s.await;
         }
     }
 
