@@ -345,6 +345,7 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
         new_reads: Vec::new(),
         pending_cc: Default::default(),
         removed: false,
+        removed_peers: Default::default(),
         data_dir: dir.clone(),
     };
     node.publish();

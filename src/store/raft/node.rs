@@ -68,6 +68,8 @@ pub enum Input {
     TransferLeader(u64),
     Unreachable(u64),
     SnapshotStatus(u64, bool),
+    /// A member told us that we were removed from the group.
+    Removed(u64),
     Shutdown,
 }
 
@@ -105,6 +107,8 @@ pub struct Node {
     pub new_reads: Vec<ReadReply>,
     pub pending_cc: HashMap<u64, (oneshot::Sender<Result<Member>>, Instant)>,
     pub removed: bool,
+    /// Members whose removal we applied: address and when we last told them.
+    pub removed_peers: HashMap<u64, (String, Option<Instant>)>,
     /// Where `member.json` lives (marked on removal).
     pub data_dir: std::path::PathBuf,
 }
@@ -213,6 +217,19 @@ impl Node {
         }
     }
 
+    /// A removed member that still sends us messages never learnt of its removal (the
+    /// leader stopped replicating to it): tell it, at most once a second.
+    fn tell_if_removed(&mut self, from: u64) {
+        let Some((addr, last)) = self.removed_peers.get_mut(&from) else {
+            return;
+        };
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        *last = Some(Instant::now());
+        self.transport.notify_removed(from, addr.clone());
+    }
+
     fn leader_id(&self) -> u64 {
         self.raw.raft.leader_id
     }
@@ -229,6 +246,7 @@ impl Node {
                 let _ = reply.send(res);
             }
             Input::Step(msg) => {
+                self.tell_if_removed(msg.from);
                 if let Err(e) = self.raw.step(*msg) {
                     tracing::debug!(error = %e, "raft: ignored peer message");
                 }
@@ -255,6 +273,12 @@ impl Node {
                     SnapshotStatus::Failure
                 },
             ),
+            Input::Removed(id) => {
+                if id == self.raw.raft.id {
+                    tracing::warn!("raft: a member says this member was removed from the group");
+                    self.removed = true;
+                }
+            }
             Input::Shutdown => return false,
         }
         true
@@ -517,6 +541,7 @@ impl Node {
                 for ch in cc.get_changes() {
                     match ch.get_change_type() {
                         ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                            self.removed_peers.remove(&ch.node_id);
                             if let Some(c) = &ctx {
                                 let mut m = c.member.clone();
                                 m.id = ch.node_id;
@@ -524,6 +549,9 @@ impl Node {
                             }
                         }
                         ConfChangeType::RemoveNode => {
+                            if let Some(addr) = self.members.peer_addr(ch.node_id) {
+                                self.removed_peers.insert(ch.node_id, (addr, None));
+                            }
                             self.members.by_id.remove(&ch.node_id);
                             if ch.node_id == self.raw.raft.id {
                                 self.removed = true;

@@ -8,7 +8,9 @@
 //! Wire format: frames `[len: u32 BE][kind: u8][payload]` where `len` counts kind+payload.
 //! Kind 1 = a protobuf `eraftpb::Message`, 2/3 = join request/reply (JSON), 4/5 = membership
 //! change request/reply (JSON; a follower hands member add/remove/promote to the leader, the
-//! only member that can tell "a change is already in progress").
+//! only member that can tell "a change is already in progress"), 6 = "you were removed" (the
+//! member id, u64 BE), sent to a removed member that still talks to us: the leader stops
+//! replicating to it, so it may never apply its own removal.
 //! Proposals and ReadIndex need no frames of their own: raft-rs forwards `MsgPropose` and
 //! `MsgReadIndex` from followers to the leader inside kind-1 frames.
 //!
@@ -43,6 +45,7 @@ const KIND_JOIN: u8 = 2;
 const KIND_JOIN_REPLY: u8 = 3;
 const KIND_MEMBER: u8 = 4;
 const KIND_MEMBER_REPLY: u8 = 5;
+const KIND_REMOVED: u8 = 6;
 /// Messages queued per peer before we start dropping.
 const PEER_QUEUE: usize = 4096;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -302,6 +305,28 @@ impl Transport {
         self.peers.clear();
     }
 
+    /// Tell the (former) member `id` at `addr` that it was removed; best effort.
+    pub fn notify_removed(&self, id: u64, addr: String) {
+        if let Some(f) = &self.faults
+            && !f.allows(self.id, id)
+        {
+            return;
+        }
+        let connector = self.connector.clone();
+        self.rt.spawn(async move {
+            let send = async {
+                let mut s = connector.connect(addr).await?;
+                write_frame(&mut s, KIND_REMOVED, &id.to_be_bytes()).await
+            };
+            if let Err(e) = tokio::time::timeout(CONNECT_TIMEOUT, send)
+                .await
+                .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")))
+            {
+                tracing::debug!(peer = id, error = %e, "raft: cannot notify a removed member");
+            }
+        });
+    }
+
     /// Queue `msg` for its peer; returns false when it was dropped (unknown peer, full queue).
     pub fn send(&mut self, msg: Message) -> bool {
         let Some(peer) = self.peers.get(&msg.to) else {
@@ -481,6 +506,12 @@ async fn serve_conn(
             KIND_JOIN => {
                 let reply = service.join(decode_json(&payload)?).await;
                 write_frame(&mut stream, KIND_JOIN_REPLY, &encode_json(&reply)?).await?;
+            }
+            KIND_REMOVED => {
+                let id: [u8; 8] = payload.as_slice().try_into().map_err(|_| {
+                    io::Error::new(io::ErrorKind::InvalidData, "bad removal notice")
+                })?;
+                let _ = input.try_send(Input::Removed(u64::from_be_bytes(id)));
             }
             KIND_MEMBER => {
                 let reply = service.member(decode_json(&payload)?).await;
