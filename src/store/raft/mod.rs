@@ -90,7 +90,7 @@ pub struct RaftConfig {
     /// Client URLs published in the member list.
     pub client_urls: Vec<String>,
     pub bootstrap: Bootstrap,
-    /// Shared secret a joining server must present.
+    /// Shared secret a joining server must present (joins are refused while it is empty).
     pub token: String,
     /// One raft tick (100 ms by default).
     pub tick_interval: Duration,
@@ -531,6 +531,9 @@ impl RaftNode {
     }
 
     async fn handle_join(&self, req: JoinRequest) -> JoinReply {
+        if self.inner.token.is_empty() {
+            return JoinReply::Err("join refused: this member has no join token configured".into());
+        }
         if req.token != self.inner.token {
             return JoinReply::Err("join refused: bad token".into());
         }
