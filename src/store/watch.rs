@@ -152,9 +152,14 @@ impl Watcher {
                     if let Some(out) = self.step_history() {
                         return Some(out);
                     }
+                    // Long replays without matches must not hog the worker (and stay
+                    // cancellable by timeouts).
+                    tokio::task::yield_now().await;
                 }
                 Mode::Live => {
-                    if self.progress.take() {
+                    // Answer progress only when caught up with the feed, so that the
+                    // revision it reports is as fresh as this member's.
+                    if self.rx.is_empty() && self.progress.take() {
                         return Some(Ok(self.response(Vec::new())));
                     }
                     if let Some(out) = self.step_live().await {
@@ -295,3 +300,7 @@ impl Watcher {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "watch_tests.rs"]
+mod tests;

@@ -653,7 +653,7 @@ fn run_batch(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, max_shrink_iters: 2000, ..ProptestConfig::default() })]
 
     #[test]
     fn sled_mvcc_agrees_with_the_model(ops in prop::collection::vec(op(), 1..60)) {
