@@ -442,3 +442,31 @@ async fn synced_state_survives_reopen_and_corrupt_restore_keeps_it() {
     assert_eq!(r.kvs[0].value, b"1");
     assert_eq!(store.leases().await.unwrap().leases, vec![3]);
 }
+
+#[tokio::test]
+async fn a_raft_snapshot_restore_sends_live_watchers_back_to_history() {
+    let a = fixture(opts());
+    for i in 0..5 {
+        a.store.put(put("/r", &i.to_string())).await.unwrap();
+    }
+    let snap = a.store.snapshot().await.unwrap();
+
+    let b = fixture(opts());
+    let mut w = b
+        .store
+        .watch(WatchRequest {
+            key: b"/r".to_vec(),
+            ..WatchRequest::default()
+        })
+        .unwrap();
+    b.fake
+        .with_state_machine(|sm| sm.restore(&snap, 40))
+        .unwrap();
+    let mut values = Vec::new();
+    while values.len() < 5 {
+        values.extend(next(&mut w).await.events.into_iter().map(|e| e.kv.value));
+    }
+    assert_eq!(values, vec![b"0", b"1", b"2", b"3", b"4"]);
+    assert_eq!(b.store.status().raft_applied_index, 40);
+    assert_eq!(b.store.current_revision(), 6);
+}
