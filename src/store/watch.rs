@@ -20,6 +20,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast};
 
@@ -108,7 +109,7 @@ impl Watcher {
             (req.start_revision, Mode::History)
         };
         let ticker = req.progress_notify.then(|| {
-            let period = shared.opts.progress_interval;
+            let period = shared.opts.progress_interval.max(Duration::from_millis(1));
             let mut t = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             t
