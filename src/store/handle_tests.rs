@@ -343,24 +343,32 @@ async fn watch_filters_and_progress_notifications() {
 #[tokio::test]
 async fn an_expired_lease_deletes_its_keys_with_delete_events() {
     let f = fixture(opts());
-    let lease = f.store.lease_grant(0, 1).await.unwrap();
+    // Two seconds: time enough to attach keys and inspect the lease before it expires.
+    let lease = f.store.lease_grant(0, 2).await.unwrap();
     assert!(lease.id > 0);
+    let mut last = 0;
     for k in ["/l/a", "/l/b"] {
-        f.store
+        last = f
+            .store
             .put(PutRequest {
                 lease: lease.id,
                 ..put(k, "v")
             })
             .await
-            .unwrap();
+            .unwrap()
+            .header
+            .revision;
     }
     let ttl = f.store.lease_time_to_live(lease.id, true).await.unwrap();
-    assert_eq!((ttl.granted_ttl, ttl.keys.len()), (1, 2));
+    assert_eq!((ttl.granted_ttl, ttl.keys.len()), (2, 2));
+    assert!((1..=2).contains(&ttl.ttl));
     let mut w = f
         .store
         .watch(WatchRequest {
             key: b"/l/".to_vec(),
             range_end: vec![0],
+            // From right after the puts: the lease may expire before the watch starts.
+            start_revision: last + 1,
             ..WatchRequest::default()
         })
         .unwrap();
@@ -394,7 +402,6 @@ async fn leases_expire_only_on_the_leader_and_keep_alive_works_on_a_follower() {
         Err(StoreError::LeaseNotFound { id: 5 })
     ));
     // Becoming leader restarts the full TTL, then it expires.
-    f.fake.set_leader(7);
     let mut w = f
         .store
         .watch(WatchRequest {
@@ -402,6 +409,7 @@ async fn leases_expire_only_on_the_leader_and_keep_alive_works_on_a_follower() {
             ..WatchRequest::default()
         })
         .unwrap();
+    f.fake.set_leader(7);
     let r = next(&mut w).await;
     assert_eq!(r.events[0].kind, EventType::Delete);
     assert!(matches!(
