@@ -478,3 +478,18 @@ async fn a_raft_snapshot_restore_sends_live_watchers_back_to_history() {
     assert_eq!(b.store.status().raft_applied_index, 40);
     assert_eq!(b.store.current_revision(), 6);
 }
+
+#[tokio::test]
+async fn store_futures_and_watchers_are_send_for_grpc_handlers() {
+    fn is_send<T: Send>(t: T) -> T {
+        t
+    }
+    let f = fixture(opts());
+    drop(is_send(f.store.range(RangeRequest::default())));
+    drop(is_send(f.store.put(put("/a", "1"))));
+    drop(is_send(f.store.txn(TxnRequest::default())));
+    drop(is_send(f.store.lease_keep_alive(1)));
+    drop(is_send(f.store.snapshot()));
+    let mut w = is_send(f.store.watch(WatchRequest::default()).unwrap());
+    drop(is_send(w.recv()));
+}
