@@ -493,3 +493,22 @@ async fn store_futures_and_watchers_are_send_for_grpc_handlers() {
     let mut w = is_send(f.store.watch(WatchRequest::default()).unwrap());
     drop(is_send(w.recv()));
 }
+
+#[tokio::test]
+async fn watchers_end_when_the_state_machine_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sm, core) = open_state(dir.path(), &opts()).unwrap();
+    let fake = FakeReplicator::new(sm, 1);
+    let store = core.into_store(fake.clone());
+    let mut w = store.watch(WatchRequest::default()).unwrap();
+    let waiting = tokio::spawn(async move { w.recv().await.is_none() });
+    tokio::task::yield_now().await;
+    // Dropping the replicator drops the state machine it owns.
+    drop(store);
+    drop(fake);
+    let ended = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ended);
+}

@@ -18,8 +18,8 @@
 //!
 //! May call: `Mvcc` reads, `Replicator::status` (response headers).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast};
@@ -71,7 +71,8 @@ enum Wake {
 /// One watch. Dropping it cancels the watch.
 pub struct Watcher {
     shared: Arc<Shared>,
-    replicator: Arc<dyn Replicator>,
+    /// Weak: a forgotten watcher must not keep the raft node alive.
+    replicator: Weak<dyn Replicator>,
     req: WatchRequest,
     range: KeyRange,
     /// The first revision not yet delivered (every change below it was delivered).
@@ -117,7 +118,7 @@ impl Watcher {
         Ok(Watcher {
             range: KeyRange::new(&req.key, &req.range_end),
             shared,
-            replicator,
+            replicator: Arc::downgrade(&replicator),
             req,
             next_rev,
             mode,
@@ -142,12 +143,16 @@ impl Watcher {
 
     /// The next batch of events (whole revisions, ascending) or progress notification;
     /// `Some(Err(Compacted))` once if the history this watcher still needs was compacted
-    /// (then `None`); `None` when the store shut down. Cancel-safe.
+    /// (then `None`); `None` once the state machine was dropped (raft stopped). Cancel-safe.
     pub async fn recv(&mut self) -> Option<Result<WatchResponse>> {
         if self.done {
             return None;
         }
         loop {
+            if self.shared.stopped.load(Ordering::Acquire) {
+                self.done = true;
+                return None;
+            }
             match self.mode {
                 Mode::History => {
                     if let Some(out) = self.step_history() {
@@ -225,6 +230,10 @@ impl Watcher {
                     self.mode = Mode::History;
                     None
                 }
+                Feed::Closed => {
+                    self.done = true;
+                    Some(None)
+                }
                 Feed::Revisions(revs) => {
                     let fresh = revs.iter().filter(|r| r.revision >= self.next_rev);
                     let events = Self::filter_with(&self.req, &self.range, fresh);
@@ -289,7 +298,11 @@ impl Watcher {
         if !events.is_empty() {
             self.active = true;
         }
-        let st = self.replicator.status();
+        let st = self
+            .replicator
+            .upgrade()
+            .map(|r| r.status())
+            .unwrap_or_default();
         WatchResponse {
             header: ResponseHeader {
                 cluster_id: st.cluster_id,
