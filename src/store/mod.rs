@@ -37,16 +37,16 @@
 //! (RawNode loop, write-ahead log, peer transport, snapshots, membership), `etcd/` (the etcd v3
 //! gRPC facade).
 
-pub mod command;
+mod command;
 pub mod error;
 mod handle;
 mod lease;
-pub mod mvcc;
+mod mvcc;
 mod setup;
 pub mod state_machine;
 pub mod testing;
 pub mod types;
-pub mod watch;
+mod watch;
 
 pub use error::{Result, StoreError};
 pub use handle::Store;

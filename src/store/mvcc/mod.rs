@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
-pub use batch::{Committed, LeaseChange, RevisionEvents, WriteBatch, check_txn_keys};
+pub use batch::{LeaseChange, RevisionEvents, WriteBatch, check_txn_keys};
 
 use super::error::{Result, StoreError};
 use super::types::{Event, EventType, KeyValue, RangeRequest, RangeResponse, Revision};
@@ -413,11 +413,6 @@ impl Mvcc {
             out.push(k[prefix.len()..].to_vec());
         }
         Ok(out)
-    }
-
-    /// Where the database lives.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 
