@@ -512,3 +512,27 @@ async fn watchers_end_when_the_state_machine_stops() {
         .unwrap();
     assert!(ended);
 }
+
+#[tokio::test]
+async fn replayed_entries_are_not_applied_twice() {
+    use crate::store::state_machine::CommittedEntry;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut sm, core) = open_state(dir.path(), &opts()).unwrap();
+    let data = crate::store::command::Envelope {
+        origin: 1,
+        request_id: 1,
+        command: crate::store::command::Command::Put(put("/a", "1")),
+    }
+    .encode();
+    let entry = |index| CommittedEntry {
+        index,
+        term: 1,
+        data: &data,
+    };
+    sm.apply(&[entry(1), entry(2)], 2).unwrap();
+    sm.apply(&[entry(2), entry(3)], 3).unwrap();
+    sm.apply(&[entry(3)], 3).unwrap();
+    let store = core.into_store(FakeReplicator::new(sm, 1));
+    assert_eq!(store.current_revision(), 4, "entries 1, 2, 3 once each");
+    assert_eq!(store.status().raft_applied_index, 3);
+}

@@ -186,9 +186,15 @@ impl Drop for Applier {
 impl StateMachine for Applier {
     fn apply(&mut self, entries: &[CommittedEntry<'_>], up_to: u64) -> Result<()> {
         let shared = &*self.shared;
+        let already = shared.mvcc.applied_index();
+        if up_to <= already {
+            // A replay of entries this state already contains: applying twice would write
+            // them at new revisions.
+            return Ok(());
+        }
         let mut batch = shared.mvcc.begin();
         let mut replies = Vec::new();
-        for entry in entries {
+        for entry in entries.iter().filter(|e| e.index > already) {
             let env = match Envelope::decode(entry.data) {
                 Ok(env) => env,
                 Err(e) => {
