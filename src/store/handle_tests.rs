@@ -536,3 +536,28 @@ async fn replayed_entries_are_not_applied_twice() {
     assert_eq!(store.current_revision(), 4, "entries 1, 2, 3 once each");
     assert_eq!(store.status().raft_applied_index, 3);
 }
+
+#[tokio::test]
+async fn a_watch_from_a_future_revision_waits_for_it() {
+    let f = fixture(opts());
+    let mut w = f
+        .store
+        .watch(WatchRequest {
+            key: b"/fut".to_vec(),
+            start_revision: 4,
+            ..WatchRequest::default()
+        })
+        .unwrap();
+    w.request_progress();
+    assert_eq!(
+        next(&mut w).await.header.revision,
+        1,
+        "progress never claims the future"
+    );
+    for v in ["a", "b", "c"] {
+        f.store.put(put("/fut", v)).await.unwrap();
+    }
+    let r = next(&mut w).await;
+    assert_eq!(r.events.len(), 1);
+    assert_eq!((r.events[0].kv.mod_revision, r.header.revision), (4, 4));
+}

@@ -307,7 +307,8 @@ impl Watcher {
             header: ResponseHeader {
                 cluster_id: st.cluster_id,
                 member_id: st.id,
-                revision: self.next_rev - 1,
+                // Capped: a watch from a future revision has seen nothing beyond the present.
+                revision: (self.next_rev - 1).min(self.shared.mvcc.current_revision()),
                 raft_term: st.term,
             },
             events,
