@@ -231,6 +231,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     cni.bridge = config.cni_bridge.clone();
     let network = Arc::new(CniNetwork::new(Cni::new(cni)?, &config.run_dir));
     let deps = pod_worker::Deps {
+        sources: Some(Arc::new(sources::ApiSources(client.clone()))),
         runtime: rt.clone(),
         network,
         config: Arc::new(pod::PodConfig {
@@ -252,3 +253,4 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     }
     result
 }
+pub mod sources;
