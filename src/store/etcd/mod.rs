@@ -16,7 +16,7 @@ pub mod testing;
 mod watch;
 
 pub use backend::{EtcdBackend, EventStream, KeepAlive, LeaseList};
-pub use maintenance::VERSION;
+pub use maintenance::{VERSION, open_snapshot, seal_snapshot};
 
 use etcd_client::proto::{
     PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer,
