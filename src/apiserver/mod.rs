@@ -11,12 +11,14 @@
 mod admission;
 mod bootstrap;
 pub mod discovery;
-mod fallback_patch;
 mod fields;
 pub mod handlers;
 mod object;
 mod openapi_min;
+pub mod defaults;
+pub mod openapi;
 pub mod patch;
+mod protobuf;
 pub mod registry;
 mod router;
 mod selectors;
@@ -68,3 +70,4 @@ pub async fn start(
     tracing::info!(addr = %cfg.listen, "kubernetes API listening (https)");
     Ok(tokio::spawn(server::serve(api, listener, tls, shutdown)))
 }
+pub mod validation;

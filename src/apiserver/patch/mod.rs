@@ -13,7 +13,7 @@ mod strategic;
 mod strategy;
 
 pub use fieldset::FieldSet;
-pub use ssa::{ApplyError, Conflict, server_side_apply, update_managed_fields};
+pub use ssa::{ApplyError, Conflict, parse_apply_body, server_side_apply, update_managed_fields};
 pub use strategy::is_builtin_group;
 
 use serde_json::Value;
