@@ -1,8 +1,8 @@
 //! etcdctl 3.4 end to end against the k3rs etcd API, and the same commands against Debian's
 //! real etcd 3.4 in the same run: the normalised transcripts must be identical.
 //!
-//! The k3rs side is the etcd facade served in-process over the test backend (the MVCC core
-//! without raft) until the replicated store is wired into `k3rs server`.
+//! The k3rs side is the etcd facade served in-process over the real store (one-member raft
+//! group) until the store is wired into `k3rs server`.
 
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Write};
@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use k3rs::store::etcd::testing::MemoryBackend;
+use k3rs::store::StoreOptions;
+use k3rs::store::raft::{self, Bootstrap, RaftConfig};
 use tokio_util::sync::CancellationToken;
 
 /// A running etcd API server (k3rs or etcd) and its scratch directory.
@@ -51,9 +52,10 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The real store (MVCC on sled behind a one-member raft group) serving the etcd API
+/// in-process, named and addressed like a default etcd member.
 fn start_k3rs() -> Endpoint {
     let dir = tempfile::tempdir().unwrap();
-    let backend = MemoryBackend::open(&dir.path().join("db")).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -63,10 +65,28 @@ fn start_k3rs() -> Endpoint {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    backend.set_client_url(&format!("http://{addr}"));
+    let (sm, core) =
+        k3rs::store::open_state(&dir.path().join("db"), &StoreOptions::default()).unwrap();
+    let mut cfg = RaftConfig::new(
+        dir.path().join("raft"),
+        "default",
+        format!("127.0.0.1:{}", free_port()),
+        "http://localhost:2380",
+        Bootstrap::ClusterInit,
+    );
+    cfg.client_urls = vec![format!("http://{addr}")];
+    let store = rt.block_on(async {
+        let node = raft::start(cfg, sm).await.unwrap();
+        core.into_store(Arc::new(node))
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.status().leader_id == 0 {
+        assert!(Instant::now() < deadline, "the raft member never led");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let shutdown = CancellationToken::new();
     rt.spawn(k3rs::store::etcd::serve_listener(
-        Arc::new(backend),
+        Arc::new(store),
         listener,
         shutdown.clone(),
     ));
@@ -216,6 +236,15 @@ fn blank_after(s: &str, after: &str, end: char) -> String {
 /// What legitimately differs between k3rs and etcd: ids, ports, sizes, timings, versions.
 fn normalise(ep: &Endpoint, lease: Option<&str>, s: &str) -> String {
     let mut s = s.replace(&ep.addr, "ENDPOINT");
+    // The member id: etcd derives it from name and peer URLs, raft-rs members pick one.
+    if let Some(id) = s
+        .lines()
+        .find(|l| l.ends_with(", started, default, http://localhost:2380, http://ENDPOINT, false"))
+        .and_then(|l| l.split(", ").next())
+        .map(str::to_string)
+    {
+        s = s.replace(&id, "MEMBER");
+    }
     if let Some(l) = lease {
         s = s.replace(l, "LEASE");
     }
@@ -232,7 +261,7 @@ fn normalise(ep: &Endpoint, lease: Option<&str>, s: &str) -> String {
                 // endpoint status: endpoint, id, VERSION, DB SIZE, leader, learner, TERM,
                 // INDEX, APPLIED INDEX, errors.
                 let f: Vec<&str> = l.split(", ").collect();
-                format!("{}, {}, V, SIZE, {}, {}, T, I, A", f[0], f[1], f[4], f[5])
+                format!("{}, ID, V, SIZE, {}, {}, T, I, A", f[0], f[4], f[5])
             } else {
                 l.to_string()
             }
@@ -245,22 +274,21 @@ fn normalise(ep: &Endpoint, lease: Option<&str>, s: &str) -> String {
 fn scenario(ep: &Endpoint) -> Vec<String> {
     let mut t = Vec::new();
     let mut lease: Option<String> = None;
-    let run =
-        |t: &mut Vec<String>, lease: &Option<String>, args: &[&str], input: Option<&str>| {
-            let (code, out, err) = ctl(ep, args, input);
-            let entry = format!(
-                "$ etcdctl {}\n{out}\n{}exit {code}",
-                args.join(" "),
-                if err.is_empty() {
-                    String::new()
-                } else {
-                    format!("stderr: {err}\n")
-                },
-            );
-            let entry = normalise(ep, lease.as_deref(), &entry);
-            t.push(entry);
-            out
-        };
+    let run = |t: &mut Vec<String>, lease: &Option<String>, args: &[&str], input: Option<&str>| {
+        let (code, out, err) = ctl(ep, args, input);
+        let entry = format!(
+            "$ etcdctl {}\n{out}\n{}exit {code}",
+            args.join(" "),
+            if err.is_empty() {
+                String::new()
+            } else {
+                format!("stderr: {err}\n")
+            },
+        );
+        let entry = normalise(ep, lease.as_deref(), &entry);
+        t.push(entry);
+        out
+    };
 
     // KV.
     run(&mut t, &lease, &["put", "foo", "bar"], None);
@@ -456,7 +484,10 @@ fn etcdctl_gets_the_same_answers_from_k3rs_as_from_etcd() {
     assert!(
         entry(&ours, "$ etcdctl lease timetolive LEASE --keys").contains("attached keys([leased])")
     );
-    assert!(entry(&ours, "$ etcdctl member list").contains("8e9e05c52164694d, started"));
+    assert!(
+        entry(&ours, "$ etcdctl member list")
+            .contains("MEMBER, started, default, http://localhost:2380, http://ENDPOINT, false")
+    );
     assert!(entry(&ours, "snapshot ends").ends_with("true"));
     assert!(
         entry(&ours, "watch foo --rev=2 (compacted)")

@@ -10,13 +10,13 @@
 
 mod admission;
 mod bootstrap;
+pub mod defaults;
 pub mod discovery;
 mod fields;
 pub mod handlers;
 mod object;
-mod openapi_min;
-pub mod defaults;
 pub mod openapi;
+mod openapi_min;
 pub mod patch;
 mod protobuf;
 pub mod registry;

@@ -39,9 +39,9 @@
 
 pub mod command;
 pub mod error;
+pub mod etcd;
 mod handle;
 mod lease;
-pub mod etcd;
 pub mod mvcc;
 pub mod raft;
 mod setup;

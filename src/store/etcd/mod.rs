@@ -11,6 +11,7 @@ mod convert;
 mod kv;
 mod lease;
 mod maintenance;
+mod store_backend;
 #[doc(hidden)]
 pub mod testing;
 mod watch;
