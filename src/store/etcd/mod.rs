@@ -12,8 +12,6 @@ mod kv;
 mod lease;
 mod maintenance;
 mod store_backend;
-#[doc(hidden)]
-pub mod testing;
 mod watch;
 
 pub use backend::{EtcdBackend, EventStream, KeepAlive, LeaseList};
