@@ -27,6 +27,7 @@ pub mod status;
 pub mod storage;
 pub mod table;
 mod tables;
+pub mod validation;
 
 pub use handlers::Api;
 pub use registry::Registry;
@@ -70,4 +71,3 @@ pub async fn start(
     tracing::info!(addr = %cfg.listen, "kubernetes API listening (https)");
     Ok(tokio::spawn(server::serve(api, listener, tls, shutdown)))
 }
-pub mod validation;

@@ -43,6 +43,7 @@ pub mod etcd;
 mod handle;
 mod lease;
 pub mod mvcc;
+mod open;
 pub mod raft;
 mod setup;
 pub mod state_machine;
@@ -52,6 +53,7 @@ pub mod watch;
 
 pub use error::{Result, StoreError};
 pub use handle::Store;
+pub use open::{StoreConfig, open};
 pub use setup::{Applier, StoreCore, StoreOptions, open_state};
 pub use types::*;
 pub use watch::{ProgressRequester, Watcher};
