@@ -6,10 +6,16 @@
 
 mod deployment;
 pub mod deployment_util;
+mod discovery;
+mod endpoints;
+mod garbage_collector;
 pub mod labels;
+mod namespace;
+mod node_lifecycle;
 mod pods;
 mod replicaset;
 pub mod runtime;
+mod serviceaccount;
 
 use runtime::{LEASE_NAME, LeaseTimings, lead};
 use std::time::Duration;
@@ -63,5 +69,10 @@ async fn run_all(client: kube::Client, config: ControllersConfig, term: Cancella
     futures::join!(
         replicaset::run(client.clone(), config.clone(), term.clone()),
         deployment::run(client.clone(), config.clone(), term.clone()),
+        garbage_collector::run(client.clone(), term.clone()),
+        namespace::run(client.clone(), config.clone(), term.clone()),
+        serviceaccount::run(client.clone(), config.clone(), term.clone()),
+        endpoints::run(client.clone(), config.clone(), term.clone()),
+        node_lifecycle::run(client.clone(), config.clone(), term.clone()),
     );
 }
