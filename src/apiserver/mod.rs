@@ -17,13 +17,14 @@ pub mod handlers;
 mod object;
 mod openapi_min;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 mod router;
 mod selectors;
-pub mod table;
 pub mod server;
 pub mod status;
 pub mod storage;
+pub mod table;
 mod tables;
 
 pub use handlers::Api;

@@ -4,7 +4,7 @@ use super::registry::ResourceKind;
 use super::status::{ApiError, Cause};
 use serde_json::{Value, json};
 
-/// Decode a request body (JSON or YAML) into an object.
+/// Decode a request body (JSON, YAML or Kubernetes protobuf) into an object.
 ///
 /// # Errors
 /// 415 for unsupported media types, 400 for malformed input.
@@ -23,9 +23,8 @@ pub fn decode_body(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
             .map_err(|e| {
                 ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}"))
             })?,
-        "application/vnd.kubernetes.protobuf" => {
-            return Err(ApiError::unsupported_media_type(content_type));
-        }
+        super::protobuf::CONTENT_TYPE => super::protobuf::decode_request(body)
+            .map_err(|e| ApiError::bad_request(format!("failed to decode protobuf body: {e}")))?,
         _ => return Err(ApiError::unsupported_media_type(content_type)),
     };
     if !v.is_object() {
