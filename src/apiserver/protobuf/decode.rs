@@ -70,6 +70,11 @@ const KEEP_ZERO: &[&str] = &[
     "volumeAttributesClassName",
 ];
 
+/// Status fields are written by controllers, not users: a zero there is just "not yet".
+fn keep_zero(message: &str, json: &str) -> bool {
+    !message.ends_with("Status") && KEEP_ZERO.contains(&json)
+}
+
 /// Kinds that Go encodes as plain values (not structs), so that `omitempty` applies.
 fn scalar(kind: Kind) -> bool {
     matches!(
@@ -140,7 +145,7 @@ pub(super) fn message(
                 let Some(v) = single(kind, wire, msg.0, json, depth)? else {
                     continue;
                 };
-                if card == Card::Opt && scalar(kind) && is_zero(&v) && !KEEP_ZERO.contains(&json) {
+                if card == Card::Opt && scalar(kind) && is_zero(&v) && !keep_zero(msg.0, json) {
                     out.remove(json);
                     continue;
                 }

@@ -113,7 +113,7 @@ fn deployment_decodes_to_the_json_kubectl_would_send() {
                 },
                 "strategy": {}
             },
-            "status": {"replicas": 0}
+            "status": {}
         })
     );
 }
