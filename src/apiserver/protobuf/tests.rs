@@ -523,3 +523,38 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn the_table_is_sorted_for_binary_search_and_its_references_resolve() {
+    use super::schema_gen::MESSAGES;
+    let lower: Vec<String> = MESSAGES.iter().map(|m| m.0.to_ascii_lowercase()).collect();
+    assert!(lower.windows(2).all(|w| w[0] < w[1]), "table not sorted");
+    for m in &MESSAGES {
+        assert_eq!(
+            schema::find(m.0).and_then(schema::message).map(|x| x.0),
+            Some(m.0)
+        );
+        for f in m.1 {
+            if let schema::Kind::Msg(i) = f.2 {
+                assert!(schema::message(i).is_some(), "{}.{} → {i}", m.0, f.1);
+            }
+            assert!(
+                f.3 == schema::Card::Inline || !f.1.is_empty(),
+                "{}: empty name",
+                m.0
+            );
+        }
+    }
+}
+
+#[test]
+fn every_built_in_kind_the_registry_serves_has_a_protobuf_message() {
+    let registry = crate::apiserver::Registry::new();
+    let mut missing = Vec::new();
+    for k in registry.all() {
+        if k.crd.is_none() && schema::for_type(&k.api_version(), &k.kind).is_none() {
+            missing.push(format!("{} {}", k.api_version(), k.kind));
+        }
+    }
+    assert!(missing.is_empty(), "no protobuf message for {missing:?}");
+}
