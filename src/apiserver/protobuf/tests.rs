@@ -558,3 +558,29 @@ fn every_built_in_kind_the_registry_serves_has_a_protobuf_message() {
     }
     assert!(missing.is_empty(), "no protobuf message for {missing:?}");
 }
+
+#[test]
+fn evictions_from_kubectl_drain_carry_their_delete_options() {
+    use k8s_pb::api::policy::v1 as policy;
+    let eviction = policy::Eviction {
+        metadata: Some(meta::ObjectMeta {
+            name: s("web-1"),
+            namespace: s("default"),
+            ..Default::default()
+        }),
+        delete_options: Some(meta::DeleteOptions {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        }),
+    };
+    let got = decode_request(&envelope("policy/v1", "Eviction", eviction.encode_to_vec())).unwrap();
+    assert_eq!(
+        got,
+        json!({
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": "web-1", "namespace": "default"},
+            "deleteOptions": {"gracePeriodSeconds": 0}
+        })
+    );
+}
