@@ -10,11 +10,12 @@
 
 mod admission;
 mod bootstrap;
+pub mod defaults;
 pub mod discovery;
-mod fallback_patch;
 mod fields;
 pub mod handlers;
 mod object;
+pub mod openapi;
 mod openapi_min;
 pub mod patch;
 pub mod protobuf;
@@ -26,6 +27,7 @@ pub mod status;
 pub mod storage;
 pub mod table;
 mod tables;
+pub mod validation;
 
 pub use handlers::Api;
 pub use registry::Registry;

@@ -4,7 +4,7 @@ use super::registry::ResourceKind;
 use super::status::{ApiError, Cause};
 use serde_json::{Value, json};
 
-/// Decode a request body (JSON, YAML or Kubernetes protobuf) into an object.
+/// Decode a request body (JSON or YAML) into an object.
 ///
 /// # Errors
 /// 415 for unsupported media types, 400 for malformed input.

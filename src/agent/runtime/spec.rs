@@ -15,6 +15,8 @@ use std::path::PathBuf;
 /// Pod-level facts the spec needs, produced by the pod sandbox setup.
 #[derive(Debug, Clone, Default)]
 pub struct SandboxInfo {
+    /// `hostNetwork: true`: no network or UTS namespace of its own.
+    pub host_network: bool,
     /// `/run/netns/k3rs-<uid>`.
     pub netns: PathBuf,
     /// Persistent IPC/UTS namespaces shared by the pod's containers.
@@ -381,7 +383,9 @@ pub fn build(
     }
 
     let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "mount"})];
-    if sb.netns.as_os_str().is_empty() {
+    if sb.host_network {
+        // Stay in the host's network namespace.
+    } else if sb.netns.as_os_str().is_empty() {
         namespaces.push(json!({"type": "network"}));
     } else {
         namespaces.push(json!({"type": "network", "path": sb.netns.display().to_string()}));
@@ -392,6 +396,7 @@ pub fn build(
     }
     match &sb.uts_ns {
         Some(p) => namespaces.push(json!({"type": "uts", "path": p.display().to_string()})),
+        None if sb.host_network => {}
         None => namespaces.push(json!({"type": "uts"})),
     }
 
@@ -457,7 +462,7 @@ pub fn build(
         "mounts": mounts,
         "linux": linux,
     });
-    if sb.uts_ns.is_none() {
+    if sb.uts_ns.is_none() && !sb.host_network {
         spec["hostname"] = json!(sb.hostname);
     }
     Ok(spec)

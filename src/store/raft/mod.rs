@@ -86,12 +86,16 @@ pub struct RaftConfig {
     pub segment_size: u64,
     /// Largest peer frame accepted, snapshots included (256 MiB).
     pub max_message_size: u32,
+    /// Largest proposal accepted (16 MiB); bigger ones could never be replicated.
+    pub max_proposal_size: usize,
     /// Dials peers (plain TCP by default).
     pub connector: Arc<dyn Connector>,
     /// Wraps accepted peer connections (identity by default).
     pub acceptor: Arc<dyn Acceptor>,
     /// Test-only network fault switchboard.
     pub faults: Option<Arc<NetFaults>>,
+    /// Test-only disk fault hook: wraps every WAL segment file opened for writing.
+    pub wal_file_wrapper: Option<wal::FileWrapper>,
 }
 
 impl std::fmt::Debug for RaftConfig {
@@ -131,9 +135,11 @@ impl RaftConfig {
             compact_every: 10_000,
             segment_size: 64 << 20,
             max_message_size: 256 << 20,
+            max_proposal_size: 16 << 20,
             connector: Arc::new(TcpConnector),
             acceptor: Arc::new(PlainAcceptor),
             faults: None,
+            wal_file_wrapper: None,
         }
     }
 }
@@ -146,6 +152,7 @@ struct Inner {
     request_timeout: Duration,
     election_timeout: Duration,
     tick: Duration,
+    max_proposal_size: usize,
 }
 
 /// A running raft member. Cheap to clone.
@@ -171,7 +178,7 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
     let listener = TcpListener::bind(&config.listen_addr)
         .await
         .map_err(|e| io_err(std::path::Path::new(&config.listen_addr), e))?;
-    let mut storage = WalStorage::open(&dir, config.segment_size, None)?;
+    let mut storage = WalStorage::open(&dir, config.segment_size, config.wal_file_wrapper.clone())?;
     let has_log = storage.snapshot_metadata().index > 0 || storage.last() > 0;
     let me = |id| MemberMeta {
         id,
@@ -180,6 +187,13 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
         client_urls: config.client_urls.clone(),
     };
     let file = match MemberFile::load(&dir)? {
+        Some(f) if f.removed => {
+            return Err(StoreError::Raft(format!(
+                "member {:x} was removed from the group; delete {} to join again",
+                f.id,
+                dir.display()
+            )));
+        }
         Some(f) => {
             tracing::info!(
                 id = format_args!("{:x}", f.id),
@@ -203,6 +217,7 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
                         name: config.name.clone(),
                         cluster_init: true,
                         initial_members: vec![me(id)],
+                        removed: false,
                     }
                 }
                 Bootstrap::Join { peer_addr, token } => {
@@ -214,6 +229,7 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
                         name: config.name.clone(),
                         cluster_init: false,
                         initial_members: members,
+                        removed: false,
                     }
                 }
             };
@@ -298,6 +314,7 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
         pending_reads: Default::default(),
         pending_cc: Default::default(),
         removed: false,
+        data_dir: dir.clone(),
     };
     node.publish();
     let thread = std::thread::Builder::new()
@@ -313,13 +330,20 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
             request_timeout: config.request_timeout,
             election_timeout: config.tick_interval * config.election_tick as u32,
             tick: config.tick_interval,
+            max_proposal_size: config
+                .max_proposal_size
+                .min(config.max_message_size as usize / 2),
         }),
     };
     tokio::spawn(transport::serve(
         listener,
         config.acceptor.clone(),
         tx,
-        join_handler(handle.clone(), config.token.clone()),
+        join_handler(
+            Arc::downgrade(&handle.inner),
+            config.token.clone(),
+            config.connector.clone(),
+        ),
         config.faults.clone(),
         config.max_message_size,
         cancel,
@@ -337,6 +361,7 @@ async fn join_with_retry(
         name: config.name.clone(),
         peer_urls: vec![config.advertise_peer_url.clone()],
         client_urls: config.client_urls.clone(),
+        forwarded: false,
     };
     let addr = url_to_addr(peer_addr);
     let deadline = Instant::now() + config.request_timeout * 3;
@@ -352,13 +377,48 @@ async fn join_with_retry(
     }
 }
 
-fn join_handler(node: RaftNode, token: String) -> JoinHandler {
+fn join_handler(
+    node: std::sync::Weak<Inner>,
+    token: String,
+    connector: Arc<dyn Connector>,
+) -> JoinHandler {
     Arc::new(move |req: JoinRequest| {
-        let node = node.clone();
+        let node = node.upgrade().map(|inner| RaftNode { inner });
         let token = token.clone();
+        let connector = connector.clone();
         Box::pin(async move {
+            let Some(node) = node else {
+                return JoinReply::Err("member is shutting down".into());
+            };
             if req.token != token {
                 return JoinReply::Err("join refused: bad token".into());
+            }
+            let status = node.status();
+            if status.leader_id != 0 && status.leader_id != status.id && !req.forwarded {
+                // Hand the request to the leader: only it can tell "a change is already in
+                // progress" (a follower's forwarded conf change would be dropped silently).
+                let leader_addr = node
+                    .inner
+                    .shared
+                    .metas
+                    .read()
+                    .ok()
+                    .and_then(|m| m.iter().find(|m| m.id == status.leader_id).cloned())
+                    .and_then(|m| m.peer_urls.first().map(|u| url_to_addr(u)));
+                if let Some(addr) = leader_addr {
+                    let mut fwd = req.clone();
+                    fwd.forwarded = true;
+                    let timeout = node.inner.request_timeout * 2;
+                    return match transport::join(&*connector, &addr, &fwd, timeout).await {
+                        Ok((id, cluster_id, members)) => JoinReply::Ok {
+                            id,
+                            cluster_id,
+                            members,
+                        },
+                        Err(StoreError::Raft(m)) => JoinReply::Err(m),
+                        Err(e) => JoinReply::Err(e.to_string()),
+                    };
+                }
             }
             // Added as a voter directly: the joining server is up and reachable (it is
             // asking), it is brought up by one snapshot, and etcd does the same; the
@@ -381,13 +441,23 @@ fn join_handler(node: RaftNode, token: String) -> JoinHandler {
                         .map(|v| v.clone())
                         .unwrap_or_default(),
                 },
-                Err(e @ (StoreError::NoLeader | StoreError::InvalidRequest(_))) => {
-                    JoinReply::Err(format!("{e} (retry)"))
+                Err(e @ StoreError::NoLeader) => JoinReply::Err(format!("{e} (retry)")),
+                Err(StoreError::InvalidRequest(m)) if m.contains("in progress") => {
+                    JoinReply::Err(format!("{m} (retry)"))
                 }
                 Err(e) => JoinReply::Err(e.to_string()),
             }
         })
     })
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is gone: stop the loop (it exits within a tick) and the transport.
+        self.shared.stop_requested.store(true, Ordering::SeqCst);
+        let _ = self.tx.try_send(Input::Shutdown);
+        self.cancel.cancel();
+    }
 }
 
 impl RaftNode {
@@ -480,6 +550,13 @@ impl Replicator for RaftNode {
     fn propose(&self, data: Vec<u8>) -> BoxFuture<'static, Result<()>> {
         let this = self.clone();
         Box::pin(async move {
+            if data.len() > this.inner.max_proposal_size {
+                return Err(StoreError::InvalidRequest(format!(
+                    "proposal of {} bytes exceeds the limit of {}",
+                    data.len(),
+                    this.inner.max_proposal_size
+                )));
+            }
             let (reply, rx) = oneshot::channel();
             this.submit(Input::Propose { data, reply })?;
             this.wait(rx, this.inner.request_timeout).await
@@ -555,6 +632,9 @@ impl Replicator for RaftNode {
                 .unwrap_or(false);
             if !is_voter {
                 return Err(StoreError::MemberNotFound { id });
+            }
+            if this.status().leader_id == id {
+                return Ok(());
             }
             let deadline = Instant::now() + this.inner.request_timeout;
             let mut resend = Instant::now();

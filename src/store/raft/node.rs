@@ -33,7 +33,7 @@ use crate::store::error::{Result, StoreError};
 use crate::store::state_machine::{CommittedEntry, RaftStatus, StateMachine};
 use crate::store::types::Member;
 
-use super::membership::{ConfChangeContext, MemberMeta, Members, new_member_id};
+use super::membership::{ConfChangeContext, MemberFile, MemberMeta, Members, new_member_id};
 use super::snapshot;
 use super::storage::WalStorage;
 use super::transport::Transport;
@@ -99,6 +99,8 @@ pub struct Node {
     pub pending_reads: HashMap<Vec<u8>, (oneshot::Sender<Result<u64>>, Instant)>,
     pub pending_cc: HashMap<u64, (oneshot::Sender<Result<Member>>, Instant)>,
     pub removed: bool,
+    /// Where `member.json` lives (marked on removal).
+    pub data_dir: std::path::PathBuf,
 }
 
 impl Node {
@@ -110,7 +112,11 @@ impl Node {
             if self.shared.stop_requested.load(Ordering::Relaxed) {
                 break Ok(());
             }
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            let wait = if self.raw.has_ready() {
+                Duration::ZERO
+            } else {
+                next_tick.saturating_duration_since(Instant::now())
+            };
             let mut stop = false;
             match self.rx.recv_timeout(wait) {
                 Ok(input) => stop = !self.handle(input),
@@ -145,6 +151,9 @@ impl Node {
                 ));
             }
         };
+        if self.removed {
+            self.mark_removed();
+        }
         if let Err(e) = &outcome {
             tracing::error!(error = %e, "raft: member stopped");
             if let Ok(mut slot) = self.shared.error.lock() {
@@ -152,11 +161,26 @@ impl Node {
             }
         }
         self.shared.stopped.store(true, Ordering::SeqCst);
+        self.transport.shutdown();
         for (_, (reply, _)) in self.pending_reads.drain() {
             let _ = reply.send(Err(StoreError::Stopped));
         }
         for (_, (reply, _)) in self.pending_cc.drain() {
             let _ = reply.send(Err(StoreError::Stopped));
+        }
+    }
+
+    /// Record the removal so a restart refuses instead of haunting the group.
+    fn mark_removed(&self) {
+        let res = MemberFile::load(&self.data_dir).and_then(|f| match f {
+            Some(mut f) => {
+                f.removed = true;
+                f.save(&self.data_dir)
+            }
+            None => Ok(()),
+        });
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "raft: cannot record this member's removal");
         }
     }
 
@@ -240,15 +264,18 @@ impl Node {
                 client_urls,
                 learner,
             } => {
-                if self
+                if let Some(m) = self
                     .members
                     .by_id
                     .values()
-                    .any(|m| m.name == name && (is_voter(m.id) || is_learner(m.id)))
+                    .find(|m| m.name == name && (is_voter(m.id) || is_learner(m.id)))
                 {
                     return refuse(
                         reply,
-                        StoreError::InvalidRequest(format!("a member named {name:?} exists")),
+                        StoreError::InvalidRequest(format!(
+                            "a member named {name:?} already exists (id {:x}); remove it first",
+                            m.id
+                        )),
                     );
                 }
                 let id = new_member_id(&self.members);
@@ -316,6 +343,19 @@ impl Node {
         // Dropping a read's sender makes the caller retry with a fresh request.
         self.pending_reads
             .retain(|_, (_, at)| now.duration_since(*at) < limit);
+        // raft-rs silently drops a ReadIndex that reached a leader before it committed an
+        // entry in its term (or no leader at all): re-issue unanswered ones every few ticks.
+        if self.leader_id() != 0 {
+            let stale: Vec<Vec<u8>> = self
+                .pending_reads
+                .iter()
+                .filter(|(_, (_, at))| now.duration_since(*at) >= self.tick * 3)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for ctx in stale {
+                self.raw.read_index(ctx);
+            }
+        }
         let expired: Vec<u64> = self
             .pending_cc
             .iter()
@@ -463,6 +503,8 @@ impl Node {
                     changed = Some(ch.node_id);
                 }
                 self.transport.set_peers(&self.members);
+                // Publish before answering: a join reply lists the members as of this change.
+                self.publish();
                 tracing::info!(index = e.index, voters = ?self.conf_state.voters, learners = ?self.conf_state.learners, "raft: membership changed");
                 if let Some((reply, _)) = waiter {
                     let id = changed.unwrap_or_default();

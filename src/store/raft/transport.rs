@@ -95,6 +95,9 @@ pub struct JoinRequest {
     pub name: String,
     pub peer_urls: Vec<String>,
     pub client_urls: Vec<String>,
+    /// Set when a follower passed the request on to the leader (forwarded at most once).
+    #[serde(default)]
+    pub forwarded: bool,
 }
 
 /// The answer to a [`JoinRequest`].
@@ -140,8 +143,15 @@ async fn read_frame<R: AsyncRead + Unpin>(
             format!("bad frame length {len}"),
         ));
     }
-    let mut buf = vec![0u8; len as usize];
-    r.read_exact(&mut buf).await?;
+    // Grow the buffer as bytes arrive: a bogus length must not make us allocate it up front.
+    let mut buf = Vec::with_capacity((len as usize).min(64 << 10));
+    (&mut *r).take(u64::from(len)).read_to_end(&mut buf).await?;
+    if buf.len() != len as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "peer closed mid-frame",
+        ));
+    }
     let kind = buf[0];
     buf.remove(0);
     Ok(Some((kind, buf)))
@@ -220,6 +230,12 @@ impl Transport {
             self.rt.spawn(task.run());
             self.peers.insert(*id, Peer { addr, tx, cancel });
         }
+    }
+
+    /// Stop every peer task (the member stopped).
+    pub fn shutdown(&mut self) {
+        self.cancel.cancel();
+        self.peers.clear();
     }
 
     /// Queue `msg` for its peer; returns false when it was dropped (unknown peer, full queue).

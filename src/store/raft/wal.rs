@@ -71,7 +71,7 @@ impl WalFile for File {
 }
 
 /// Wraps each newly opened segment file (tests use it to simulate a full disk).
-pub type FileWrapper = Box<dyn Fn(File) -> Box<dyn WalFile> + Send>;
+pub type FileWrapper = std::sync::Arc<dyn Fn(File) -> Box<dyn WalFile> + Send + Sync>;
 
 /// One batch of items, written as one frame with one fdatasync.
 #[derive(Default)]
@@ -757,7 +757,7 @@ mod tests {
     fn a_full_disk_fails_the_write_poisons_the_log_and_loses_nothing_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let wrapper: FileWrapper = Box::new(|f| {
+            let wrapper: FileWrapper = std::sync::Arc::new(|f| {
                 Box::new(FullDisk {
                     inner: f,
                     budget: 60,
