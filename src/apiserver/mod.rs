@@ -19,7 +19,7 @@ mod object;
 pub mod openapi;
 mod openapi_min;
 pub mod patch;
-mod protobuf;
+pub mod protobuf;
 pub mod registry;
 mod router;
 mod selectors;
