@@ -1,4 +1,73 @@
 //! The Kubernetes API server: HTTPS, discovery, OpenAPI, resource registry, verbs, watch.
 //!
 //! Owns: everything under `/api` and `/apis`. May call: [`crate::store`] (the only component
-//! that does) and [`crate::pki`].
+//! that does, through the [`storage::Backend`] trait) and [`crate::pki`].
+//!
+//! Layout: `server` (TLS listener) → `router` (auth gate, discovery, URL parsing) →
+//! `handlers` (one file per verb family) → `storage` (the backend trait). Object rules live
+//! in `admission` (defaults, validation, allocation, side effects), `fields` (schemas),
+//! `object` (metadata helpers), `registry` (kinds), `tables` (Table output), `selectors`.
+
+mod admission;
+mod bootstrap;
+pub mod defaults;
+pub mod discovery;
+mod fields;
+pub mod handlers;
+mod object;
+pub mod openapi;
+mod openapi_min;
+pub mod patch;
+mod protobuf;
+pub mod registry;
+mod router;
+mod selectors;
+pub mod server;
+pub mod status;
+pub mod storage;
+pub mod table;
+mod tables;
+pub mod validation;
+
+pub use handlers::Api;
+pub use registry::Registry;
+pub use server::ServeError;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// What the API server needs to start.
+pub struct ApiServerConfig {
+    pub listen: SocketAddr,
+    pub pki: crate::pki::ServerPki,
+}
+
+/// Build the shared API state over a backend: load CRDs and create the built-in objects.
+///
+/// # Errors
+/// When the backend cannot be read or written.
+pub async fn new_api(backend: Arc<dyn storage::Backend>) -> Result<Arc<Api>, status::ApiError> {
+    let api = Arc::new(Api {
+        backend,
+        registry: Registry::new(),
+    });
+    handlers::refresh_crds(&api).await?;
+    bootstrap::ensure_defaults(&api).await?;
+    Ok(api)
+}
+
+/// Bind and serve until `shutdown`; returns once the listener is bound and serving.
+///
+/// # Errors
+/// On bad TLS material or when the port cannot be bound.
+pub async fn start(
+    api: Arc<Api>,
+    cfg: ApiServerConfig,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+    let tls = server::tls_config(&cfg.pki)?;
+    let listener = server::bind(cfg.listen).await?;
+    tracing::info!(addr = %cfg.listen, "kubernetes API listening (https)");
+    Ok(tokio::spawn(server::serve(api, listener, tls, shutdown)))
+}

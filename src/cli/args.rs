@@ -21,6 +21,21 @@ pub enum Command {
     Server(Box<ServerArgs>),
     /// Run only the agent, joining an existing server.
     Agent(AgentArgs),
+    /// Run the system kubectl against this node's admin kubeconfig.
+    #[command(disable_help_flag = true)]
+    Kubectl(super::kubectl::KubectlArgs),
+    /// Check that this host can run k3rs (kernel, cgroups, runtime, CNI, ports).
+    CheckConfig,
+    /// Print a shell completion script.
+    Completion(super::completion::CompletionArgs),
+    /// Manage join tokens.
+    Token(super::token::TokenArgs),
+    /// Container log driver run by containerd's shim (internal).
+    #[command(hide = true)]
+    ContainerLogger {
+        /// CRI log file to append to.
+        path: PathBuf,
+    },
 }
 
 /// Flags of `k3rs server`.
@@ -148,4 +163,12 @@ pub struct AgentArgs {
     /// Use an existing containerd socket instead of starting one.
     #[arg(long, env = "K3RS_CONTAINER_RUNTIME_ENDPOINT")]
     pub container_runtime_endpoint: Option<PathBuf>,
+    /// Config file (keys are flag names).
+    #[arg(
+        short = 'c',
+        long,
+        env = "K3RS_CONFIG_FILE",
+        default_value = "/etc/k3rs/config.yaml"
+    )]
+    pub config: PathBuf,
 }

@@ -5,16 +5,31 @@
 //! only place where `anyhow` is used.
 
 mod args;
+mod check_config;
+mod completion;
+pub mod config;
+mod kubectl;
+pub mod sd_notify;
 mod server;
+mod token;
 
 pub use args::{AgentArgs, Cli, Command, ServerArgs};
 
-use clap::Parser;
 use std::process::ExitCode;
 
 /// Entry point of the binary: parse, set up logging, run the command, map errors to an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    if let Some(e) = kubectl::multicall() {
+        eprintln!("kubectl: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    let cli = match config::load() {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("k3rs: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     init_logging(cli.debug);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -40,9 +55,14 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server::run(*args).await,
+        Command::ContainerLogger { path } => Ok(crate::agent::runtime::logger::run(&path)?),
         Command::Agent(_args) => {
             anyhow::bail!("`k3rs agent` is not implemented yet (see issue: the built-in agent)")
         }
+        Command::Kubectl(args) => kubectl::run(args),
+        Command::CheckConfig => check_config::run(),
+        Command::Completion(args) => completion::run(&args),
+        Command::Token(args) => token::run(args),
     }
 }
 
@@ -58,6 +78,8 @@ fn init_logging(debug: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: journald and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 

@@ -2,13 +2,72 @@
 
 use super::args::ServerArgs;
 use anyhow::Context;
+use std::sync::Arc;
 
 /// Run the server until a shutdown signal.
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(args.data_dir.join("server"))
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     tracing::info!(data_dir = %args.data_dir.display(), "k3rs server starting");
+
+    let hostname = args.node_name.clone().unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into())
+    });
+    let mut extra_sans = args.tls_san.clone();
+    if !args.bind_address.is_unspecified() {
+        extra_sans.push(args.bind_address.to_string());
+    }
+    if let Some(a) = args.advertise_address {
+        extra_sans.push(a.to_string());
+    }
+    let sans = crate::pki::serving_sans(&hostname, args.node_ip, &extra_sans);
+    let pki = crate::pki::ensure_server_pki(&args.data_dir.join("server").join("tls"), &sans)
+        .context("cannot create or load certificates")?;
+
+    // TODO(store): replace with the replicated store once it is on main.
+    tracing::warn!("using the in-memory store: cluster data is NOT persisted across restarts");
+    let backend: Arc<dyn crate::apiserver::storage::Backend> =
+        Arc::new(crate::apiserver::storage::memory::MemoryBackend::new());
+    let api = crate::apiserver::new_api(backend)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot initialise the API: {e}"))?;
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let listen = std::net::SocketAddr::new(args.bind_address, args.https_listen_port);
+    let server = crate::apiserver::start(
+        api,
+        crate::apiserver::ApiServerConfig {
+            listen,
+            pki: pki.clone(),
+        },
+        shutdown.clone(),
+    )
+    .await?;
+
+    let host = if args.bind_address.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        match args.bind_address {
+            std::net::IpAddr::V6(a) => format!("[{a}]"),
+            a => a.to_string(),
+        }
+    };
+    let url = format!("https://{host}:{}", args.https_listen_port);
+    crate::pki::write_kubeconfig(
+        &args.write_kubeconfig,
+        &args.write_kubeconfig_mode,
+        &url,
+        &pki,
+    )
+    .context("cannot write the admin kubeconfig")?;
+    tracing::info!(path = %args.write_kubeconfig.display(), "wrote kubeconfig");
+
     super::shutdown_signal().await;
+    shutdown.cancel();
+    let _ = server.await;
     tracing::info!("k3rs server stopped");
     Ok(())
 }

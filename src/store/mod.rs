@@ -39,9 +39,12 @@
 
 mod command;
 pub mod error;
+pub mod etcd;
 mod handle;
 mod lease;
 mod mvcc;
+mod open;
+pub mod raft;
 mod setup;
 pub mod state_machine;
 pub mod testing;
@@ -50,6 +53,7 @@ mod watch;
 
 pub use error::{Result, StoreError};
 pub use handle::Store;
+pub use open::{StoreConfig, open};
 pub use setup::{Applier, StoreCore, StoreOptions, open_state};
 pub use types::*;
 pub use watch::{ProgressRequester, Watcher};

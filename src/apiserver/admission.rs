@@ -1,0 +1,403 @@
+//! What happens to an object between decoding and storage: defaulting, validation, unknown
+//! field detection, allocation (Service ClusterIPs), and side effects after writes (CRDs
+//! change the served kinds; deleting a namespace deletes its content).
+//!
+//! The full defaulting/validation rules live in the `defaults`/`validation` modules when
+//! present; this file keeps the rules the server itself depends on.
+
+use super::fields;
+use super::handlers::{Api, list_all};
+use super::registry::ResourceKind;
+use super::status::{ApiError, Cause};
+use base64::Engine;
+use serde_json::{Value, json};
+
+/// Whether `metadata.generation` is maintained for a kind (objects with a spec).
+pub fn tracks_generation(kind: &ResourceKind) -> bool {
+    if kind.crd.is_some() {
+        return true;
+    }
+    !matches!(
+        kind.plural.as_str(),
+        "configmaps"
+            | "secrets"
+            | "events"
+            | "endpoints"
+            | "serviceaccounts"
+            | "namespaces"
+            | "nodes"
+            | "leases"
+            | "endpointslices"
+            | "roles"
+            | "rolebindings"
+            | "clusterroles"
+            | "clusterrolebindings"
+            | "controllerrevisions"
+            | "storageclasses"
+            | "priorityclasses"
+            | "limitranges"
+            | "resourcequotas"
+            | "services"
+            | "persistentvolumes"
+            | "persistentvolumeclaims"
+    )
+}
+
+fn set_default(obj: &mut Value, ptr: &str, v: Value) {
+    if obj
+        .pointer(ptr)
+        .is_some_and(|x| !x.is_null() && x.as_object().is_none_or(|m| !m.is_empty()))
+    {
+        return;
+    }
+    let mut cur = obj;
+    let parts: Vec<&str> = ptr.trim_start_matches('/').split('/').collect();
+    for (i, p) in parts.iter().enumerate() {
+        if !cur.is_object() {
+            return;
+        }
+        if i == parts.len() - 1 {
+            cur[*p] = v;
+            return;
+        }
+        if cur.get(*p).is_none_or(Value::is_null) {
+            cur[*p] = json!({});
+        }
+        cur = &mut cur[*p];
+    }
+}
+
+fn pod_spec_defaults(spec: &mut Value) {
+    set_default(spec, "/restartPolicy", json!("Always"));
+    set_default(spec, "/dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "/schedulerName", json!("default-scheduler"));
+    set_default(spec, "/terminationGracePeriodSeconds", json!(30));
+    set_default(spec, "/securityContext", json!({}));
+    if let Some(cs) = spec.get_mut("containers").and_then(Value::as_array_mut) {
+        for c in cs {
+            if c.get("imagePullPolicy").is_none() {
+                let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+                let last = image.rsplit('/').next().unwrap_or("");
+                let policy = if !last.contains(':') || image.ends_with(":latest") {
+                    "Always"
+                } else {
+                    "IfNotPresent"
+                };
+                c["imagePullPolicy"] = json!(policy);
+            }
+            set_default(c, "/terminationMessagePath", json!("/dev/termination-log"));
+            set_default(c, "/terminationMessagePolicy", json!("File"));
+            set_default(c, "/resources", json!({}));
+            if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+                for p in ports {
+                    set_default(p, "/protocol", json!("TCP"));
+                }
+            }
+        }
+    }
+}
+
+/// Server-side defaults the rest of k3rs relies on.
+pub fn defaults(kind: &ResourceKind, obj: &mut Value) {
+    match (kind.group.as_str(), kind.plural.as_str()) {
+        ("", "namespaces") => {
+            set_default(obj, "/spec/finalizers", json!(["kubernetes"]));
+            set_default(obj, "/status/phase", json!("Active"));
+            if let Some(name) = obj.pointer("/metadata/name").cloned() {
+                set_default(obj, "/metadata/labels", json!({}));
+                if let Some(l) = obj
+                    .pointer_mut("/metadata/labels")
+                    .and_then(Value::as_object_mut)
+                {
+                    l.insert("kubernetes.io/metadata.name".into(), name);
+                }
+            }
+        }
+        ("", "secrets") => {
+            set_default(obj, "/type", json!("Opaque"));
+            if let Some(Value::Object(sd)) =
+                obj.as_object_mut().and_then(|m| m.remove("stringData"))
+            {
+                for (k, v) in sd {
+                    let s = v.as_str().unwrap_or_default().to_string();
+                    set_default(obj, "/data", json!({}));
+                    obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(s));
+                }
+            }
+        }
+        ("", "services") => {
+            set_default(obj, "/spec/type", json!("ClusterIP"));
+            set_default(obj, "/spec/sessionAffinity", json!("None"));
+            if let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+                for p in ports {
+                    set_default(p, "/protocol", json!("TCP"));
+                    if let Some(port) = p.get("port").cloned() {
+                        set_default(p, "/targetPort", port);
+                    }
+                }
+            }
+        }
+        ("", "pods") => {
+            if let Some(spec) = obj.get_mut("spec") {
+                pod_spec_defaults(spec);
+            }
+            set_default(obj, "/status/phase", json!("Pending"));
+        }
+        ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets") => {
+            if kind.plural != "daemonsets" {
+                set_default(obj, "/spec/replicas", json!(1));
+            }
+            set_default(obj, "/spec/revisionHistoryLimit", json!(10));
+            if kind.plural == "deployments" {
+                set_default(obj, "/spec/progressDeadlineSeconds", json!(600));
+                set_default(
+                    obj,
+                    "/spec/strategy",
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}),
+                );
+            }
+            if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
+                pod_spec_defaults(spec);
+            }
+        }
+        ("batch", "jobs") => {
+            if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
+                pod_spec_defaults(spec);
+            }
+        }
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            let names = obj.pointer("/spec/names").cloned().unwrap_or(json!({}));
+            let stored: Vec<Value> = obj
+                .pointer("/spec/versions")
+                .and_then(Value::as_array)
+                .map(|vs| {
+                    vs.iter()
+                        .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+                        .filter_map(|v| v.get("name").cloned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if obj
+                .get("status")
+                .is_none_or(|s| s.get("conditions").is_none())
+            {
+                let now = super::object::now_rfc3339();
+                obj["status"] = json!({
+                    "acceptedNames": names,
+                    "storedVersions": stored,
+                    "conditions": [
+                        {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now},
+                        {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now},
+                    ],
+                });
+            }
+        }
+        _ => {}
+    }
+}
+
+fn required(field: &str) -> Cause {
+    Cause {
+        reason: "FieldValueRequired".into(),
+        message: "Required value".into(),
+        field: field.into(),
+    }
+}
+
+/// Validation the server enforces itself (names are checked separately).
+pub fn validate(kind: &ResourceKind, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    match (kind.group.as_str(), kind.plural.as_str()) {
+        ("", "pods") => {
+            let cs = obj.pointer("/spec/containers").and_then(Value::as_array);
+            if cs.is_none_or(|c| c.is_empty()) {
+                causes.push(required("spec.containers"));
+            }
+            for (i, c) in cs.into_iter().flatten().enumerate() {
+                if c.get("name")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
+                    causes.push(required(&format!("spec.containers[{i}].name")));
+                }
+                if c.get("image")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                    && old.is_none()
+                {
+                    causes.push(required(&format!("spec.containers[{i}].image")));
+                }
+            }
+        }
+        ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets") => {
+            if obj.pointer("/spec/selector").is_none() {
+                causes.push(required("spec.selector"));
+            }
+            if let Some(r) = obj.pointer("/spec/replicas").and_then(Value::as_i64) {
+                if r < 0 {
+                    causes.push(Cause {
+                        reason: "FieldValueInvalid".into(),
+                        message: format!("Invalid value: {r}: must be greater than or equal to 0"),
+                        field: "spec.replicas".into(),
+                    });
+                }
+            }
+        }
+        _ => {}
+    }
+    if let Some(crd) = &kind.crd {
+        if let Some(schema) = &crd.schema {
+            causes.extend(fields::validate_schema(schema, obj));
+        }
+    }
+    causes
+}
+
+/// Fields of `obj` its kind's schema does not know (dotted paths).
+pub fn unknown_fields(kind: &ResourceKind, obj: &Value) -> Vec<String> {
+    match &kind.crd {
+        Some(crd) if crd.preserve_unknown => vec![],
+        Some(crd) => crd
+            .schema
+            .as_ref()
+            .map(|s| fields::unknown_in_crd(s, obj))
+            .unwrap_or_default(),
+        None => fields::unknown_in_builtin(&kind.group, &kind.version, &kind.kind, obj),
+    }
+}
+
+/// Warnings to return with a successful write.
+pub fn warnings(_kind: &ResourceKind, _obj: &Value) -> Vec<String> {
+    vec![]
+}
+
+fn ip_to_u32(s: &str) -> Option<u32> {
+    s.parse::<std::net::Ipv4Addr>().ok().map(u32::from)
+}
+
+/// Allocate what the API server owns: a ClusterIP for Services.
+pub async fn allocate(api: &Api, kind: &ResourceKind, obj: &mut Value) -> Result<(), ApiError> {
+    if !(kind.group.is_empty() && kind.plural == "services") {
+        return Ok(());
+    }
+    if obj.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName") {
+        return Ok(());
+    }
+    let wanted = obj
+        .pointer("/spec/clusterIP")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if wanted == "None" {
+        set_default(obj, "/spec/clusterIPs", json!(["None"]));
+        return Ok(());
+    }
+    let (services, _) = list_all(api, kind, None, 0).await?;
+    let used: std::collections::HashSet<u32> = services
+        .iter()
+        .filter_map(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str))
+        .filter_map(ip_to_u32)
+        .collect();
+    let ip = if !wanted.is_empty() {
+        let Some(n) = ip_to_u32(wanted) else {
+            return Err(ApiError::invalid(
+                "",
+                "Service",
+                "",
+                &[Cause {
+                    reason: "FieldValueInvalid".into(),
+                    message: format!("Invalid value: {wanted:?}: must be a valid IP address"),
+                    field: "spec.clusterIP".into(),
+                }],
+            ));
+        };
+        if used.contains(&n) {
+            let name = obj
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            return Err(ApiError::invalid(
+                "",
+                "Service",
+                name,
+                &[Cause {
+                    reason: "FieldValueInvalid".into(),
+                    message: format!(
+                        "Invalid value: []string{{{wanted:?}}}: failed to allocate IP {wanted}: provided IP is already allocated"
+                    ),
+                    field: "spec.clusterIPs".into(),
+                }],
+            ));
+        }
+        wanted.to_string()
+    } else {
+        // 10.43.0.0/16: .0.1 is the kubernetes service, .0.10 cluster DNS; pick the lowest free
+        // address from .0.11 upwards (a random start would spread, but lowest is predictable).
+        let base = u32::from(std::net::Ipv4Addr::new(10, 43, 0, 0));
+        let Some(n) = (11..65534).map(|o| base + o).find(|n| !used.contains(n)) else {
+            return Err(ApiError::internal("range 10.43.0.0/16 is full"));
+        };
+        std::net::Ipv4Addr::from(n).to_string()
+    };
+    obj["spec"]["clusterIP"] = json!(ip);
+    obj["spec"]["clusterIPs"] = json!([ip]);
+    set_default(obj, "/spec/ipFamilies", json!(["IPv4"]));
+    set_default(obj, "/spec/ipFamilyPolicy", json!("SingleStack"));
+    set_default(obj, "/spec/internalTrafficPolicy", json!("Cluster"));
+    Ok(())
+}
+
+/// Side effects of a successful create/update.
+pub async fn after_write(api: &Api, kind: &ResourceKind) {
+    if kind.group == "apiextensions.k8s.io" {
+        if let Err(e) = super::handlers::refresh_crds(api).await {
+            tracing::warn!(error = %e, "cannot refresh custom resource definitions");
+        }
+    }
+}
+
+/// Side effects of a completed delete: a namespace takes its content with it; a CRD takes its
+/// custom resources.
+pub async fn after_delete(api: &Api, kind: &ResourceKind, _ns: Option<&str>, name: &str) {
+    let result = match (kind.group.as_str(), kind.plural.as_str()) {
+        ("", "namespaces") => delete_namespace_content(api, name).await,
+        ("apiextensions.k8s.io", _) => delete_crd_content(api, name).await,
+        _ => Ok(()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, kind = %kind.plural, name, "cleanup after delete failed");
+    }
+}
+
+async fn delete_prefix(api: &Api, prefix: &str) -> Result<(), ApiError> {
+    use crate::store::types::{DeleteRangeRequest, RequestOp, TxnRequest};
+    api.backend
+        .txn(TxnRequest {
+            compare: vec![],
+            success: vec![RequestOp::DeleteRange(DeleteRangeRequest {
+                key: prefix.as_bytes().to_vec(),
+                range_end: super::storage::prefix_end(prefix.as_bytes()),
+                prev_kv: false,
+            })],
+            failure: vec![],
+        })
+        .await?;
+    Ok(())
+}
+
+async fn delete_namespace_content(api: &Api, ns: &str) -> Result<(), ApiError> {
+    let mut seen = std::collections::HashSet::new();
+    for k in api.registry.all() {
+        if k.namespaced && seen.insert(k.storage_prefix.clone()) {
+            delete_prefix(api, &k.list_prefix(Some(ns))).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn delete_crd_content(api: &Api, crd_name: &str) -> Result<(), ApiError> {
+    // CRD names are `<plural>.<group>`.
+    if let Some((plural, group)) = crd_name.split_once('.') {
+        delete_prefix(api, &format!("/registry/{group}/{plural}/")).await?;
+    }
+    super::handlers::refresh_crds(api).await
+}

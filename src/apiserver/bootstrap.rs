@@ -1,0 +1,66 @@
+//! Objects every cluster has from its first start: the four system namespaces and the
+//! `kubernetes` Service in `default` (ClusterIP 10.43.0.1).
+
+use super::handlers::{Api, Query, Req, handle};
+use super::status::ApiError;
+use serde_json::{Value, json};
+
+async fn create_if_missing(
+    api: &Api,
+    plural: &str,
+    ns: Option<&str>,
+    obj: Value,
+) -> Result<(), ApiError> {
+    let Some(kind) = api.registry.find("", "v1", plural) else {
+        return Ok(());
+    };
+    let req = Req {
+        kind,
+        namespace: ns.map(String::from),
+        name: None,
+        sub: None,
+        query: Query::default(),
+        accept: "application/json".into(),
+        content_type: "application/json".into(),
+        body: bytes::Bytes::from(obj.to_string()),
+        user_agent: "k3rs-bootstrap".into(),
+    };
+    match handle(api, &http::Method::POST, req).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Create the built-in objects that do not exist yet.
+///
+/// # Errors
+/// When the backend fails.
+pub async fn ensure_defaults(api: &Api) -> Result<(), ApiError> {
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        create_if_missing(
+            api,
+            "namespaces",
+            None,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .await?;
+    }
+    create_if_missing(
+        api,
+        "services",
+        Some("default"),
+        json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {
+                "clusterIP": "10.43.0.1",
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+                "sessionAffinity": "None",
+                "type": "ClusterIP"
+            }
+        }),
+    )
+    .await
+}

@@ -1,0 +1,241 @@
+//! get and list (selectors, pagination, resourceVersion semantics, Table output).
+
+use super::{Api, Reply, Req, get_obj};
+use crate::apiserver::object::from_kv;
+use crate::apiserver::registry::ResourceKind;
+use crate::apiserver::selectors::{FieldSelector, LabelSelector};
+use crate::apiserver::status::ApiError;
+use crate::apiserver::storage::prefix_end;
+use crate::apiserver::tables::table;
+use crate::store::types::RangeRequest;
+use base64::Engine;
+use serde_json::{Value, json};
+
+/// Whether the client asked for a `meta.k8s.io` Table.
+pub fn wants_table(accept: &str) -> bool {
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=Table"))
+}
+
+/// `GET …/{name}`.
+pub async fn get(api: &Api, req: Req) -> Result<Reply, ApiError> {
+    let name = req.name.as_deref().unwrap_or_default();
+    let (obj, rev) = get_obj(api, &req.kind, req.namespace.as_deref(), name).await?;
+    if wants_table(&req.accept) {
+        let include = crate::apiserver::tables::include_object(req.query.get("includeObject"));
+        return Ok(Reply::ok(table(
+            &req.kind,
+            &[obj],
+            include,
+            json!({"resourceVersion": rev.to_string()}),
+        )));
+    }
+    Ok(Reply::ok(obj))
+}
+
+/// Every object of a kind under a namespace (all namespaces for `None`) at `revision`
+/// (0 = current), with the revision read.
+pub async fn list_all(
+    api: &Api,
+    kind: &ResourceKind,
+    ns: Option<&str>,
+    revision: i64,
+) -> Result<(Vec<Value>, i64), ApiError> {
+    let prefix = kind.list_prefix(ns);
+    let resp = api
+        .backend
+        .range(RangeRequest {
+            key: prefix.as_bytes().to_vec(),
+            range_end: prefix_end(prefix.as_bytes()),
+            revision,
+            ..Default::default()
+        })
+        .await?;
+    let mut items = Vec::with_capacity(resp.kvs.len());
+    for kv in &resp.kvs {
+        items.push(from_kv(kv)?);
+    }
+    let rev = if revision > 0 {
+        revision
+    } else {
+        resp.header.revision
+    };
+    Ok((items, rev))
+}
+
+const CONTINUE_EXPIRED: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
+
+fn encode_continue(rev: i64, start_name: &str) -> String {
+    let tok = json!({"v": "meta.k8s.io/v1", "rv": rev, "start": start_name});
+    base64::engine::general_purpose::STANDARD.encode(tok.to_string())
+}
+
+fn decode_continue(tok: &str) -> Result<(i64, String), ApiError> {
+    let bad = || ApiError::bad_request(format!("invalid continue token {tok:?}"));
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(tok)
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rev = v.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
+    let start = v
+        .get("start")
+        .and_then(Value::as_str)
+        .ok_or_else(bad)?
+        .to_string();
+    Ok((rev, start))
+}
+
+/// Parsed selectors of a list or watch.
+pub struct Filter {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+}
+
+impl Filter {
+    pub fn from_req(req: &Req) -> Result<Self, ApiError> {
+        Ok(Self {
+            labels: LabelSelector::parse(req.query.get("labelSelector").unwrap_or(""))?,
+            fields: FieldSelector::parse(req.query.get("fieldSelector").unwrap_or(""))?,
+        })
+    }
+
+    pub fn matches(&self, obj: &Value) -> bool {
+        self.labels.matches(obj) && self.fields.matches(obj)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+}
+
+/// Sort key inside a list: `namespace/name` (the store key suffix).
+fn sort_key(obj: &Value) -> String {
+    let ns = obj
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if ns.is_empty() {
+        name.to_string()
+    } else {
+        format!("{ns}/{name}")
+    }
+}
+
+/// The revision a list must read at, from `resourceVersion`/`resourceVersionMatch`.
+async fn list_revision(api: &Api, req: &Req) -> Result<i64, ApiError> {
+    let rv = req.query.get("resourceVersion");
+    let Some(rv) = rv else { return Ok(0) };
+    let n: i64 = rv
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
+    if n == 0 {
+        return Ok(0);
+    }
+    match req.query.get("resourceVersionMatch") {
+        Some("Exact") => Ok(n),
+        _ => {
+            let cur = api
+                .backend
+                .range(RangeRequest {
+                    key: b"/registry/health".to_vec(),
+                    count_only: true,
+                    ..Default::default()
+                })
+                .await?
+                .header
+                .revision;
+            if n > cur {
+                return Err(ApiError::timeout(format!(
+                    "Too large resource version: {n}, current: {cur}"
+                )));
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// `GET …/{plural}` (not watch).
+pub async fn list(api: &Api, req: Req) -> Result<Reply, ApiError> {
+    let filter = Filter::from_req(&req)?;
+    let limit: usize = req
+        .query
+        .get("limit")
+        .and_then(|l| l.parse::<i64>().ok())
+        .filter(|l| *l > 0)
+        .map_or(0, |l| l as usize);
+    let (revision, start) = match req.query.get("continue") {
+        Some(tok) => {
+            let (rev, start) = decode_continue(tok)?;
+            (rev, Some(start))
+        }
+        None => (list_revision(api, &req).await?, None),
+    };
+    let result = list_all(api, &req.kind, req.namespace.as_deref(), revision).await;
+    let (items, rev) = match result {
+        Err(e) if e.code == 410 && start.is_some() => {
+            return Err(ApiError::expired(CONTINUE_EXPIRED));
+        }
+        Err(e) if e.code == 410 => {
+            return Err(ApiError::expired(format!(
+                "The resourceVersion for the provided list is too old. {}",
+                e.message
+            )));
+        }
+        other => other?,
+    };
+    let mut items: Vec<Value> = items
+        .into_iter()
+        .filter(|o| filter.matches(o))
+        .filter(|o| {
+            start
+                .as_ref()
+                .is_none_or(|s| sort_key(o).as_str() > s.as_str())
+        })
+        .collect();
+    let mut meta = json!({"resourceVersion": rev.to_string()});
+    if limit > 0 && items.len() > limit {
+        let remaining = items.len() - limit;
+        items.truncate(limit);
+        let last = items.last().map(sort_key).unwrap_or_default();
+        meta["continue"] = json!(encode_continue(rev, &last));
+        if filter.is_empty() {
+            meta["remainingItemCount"] = json!(remaining);
+        }
+    }
+    if wants_table(&req.accept) {
+        let include = crate::apiserver::tables::include_object(req.query.get("includeObject"));
+        return Ok(Reply::ok(table(&req.kind, &items, include, meta)));
+    }
+    Ok(Reply::ok(json!({
+        "kind": format!("{}List", req.kind.kind),
+        "apiVersion": req.kind.api_version(),
+        "metadata": meta,
+        "items": items,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip() {
+        let t = encode_continue(42, "ns/name");
+        assert_eq!(decode_continue(&t).unwrap(), (42, "ns/name".to_string()));
+        assert_eq!(decode_continue("!!").unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn table_is_detected_from_the_first_accept_entry() {
+        assert!(wants_table(
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+        ));
+        assert!(!wants_table("application/json"));
+    }
+}

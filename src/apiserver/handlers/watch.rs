@@ -1,0 +1,198 @@
+//! watch: a chunked stream of JSON events (`ADDED`/`MODIFIED`/`DELETED`/`BOOKMARK`/`ERROR`),
+//! one per line, from a resourceVersion, with selectors, bookmarks and timeouts.
+
+use super::read::{Filter, list_all, wants_table};
+use super::{Api, Reply, Req};
+use crate::apiserver::object::{from_kv, set_resource_version};
+use crate::apiserver::registry::ResourceKind;
+use crate::apiserver::status::ApiError;
+use crate::apiserver::storage::prefix_end;
+use crate::apiserver::tables::{IncludeObject, table};
+use crate::store::types::{EventType, WatchRequest};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How an event object is rendered (plain, or as a one-row Table).
+#[derive(Clone)]
+struct Render {
+    kind: Arc<ResourceKind>,
+    table: Option<IncludeObject>,
+}
+
+impl Render {
+    fn line(&self, ty: &str, obj: &Value) -> Bytes {
+        let object = match (self.table, ty) {
+            (Some(include), "ADDED" | "MODIFIED" | "DELETED") => {
+                let rv = obj
+                    .pointer("/metadata/resourceVersion")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                table(
+                    &self.kind,
+                    std::slice::from_ref(obj),
+                    include,
+                    json!({"resourceVersion": rv}),
+                )
+            }
+            _ => obj.clone(),
+        };
+        let mut s = json!({"type": ty, "object": object}).to_string();
+        s.push('\n');
+        Bytes::from(s)
+    }
+
+    fn bookmark(&self, rev: i64, initial_end: bool) -> Bytes {
+        let mut meta = json!({"resourceVersion": rev.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let obj = json!({"kind": self.kind.kind, "apiVersion": self.kind.api_version(), "metadata": meta});
+        self.line("BOOKMARK", &obj)
+    }
+}
+
+fn error_line(e: &ApiError) -> Bytes {
+    let mut s = json!({"type": "ERROR", "object": e.to_status()}).to_string();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+/// `GET …?watch=true`.
+pub async fn watch(api: &Api, req: Req) -> Result<Reply, ApiError> {
+    let mut filter = Filter::from_req(&req)?;
+    if let Some(name) = &req.name {
+        filter.fields =
+            crate::apiserver::selectors::FieldSelector::parse(&format!("metadata.name={name}"))?;
+    }
+    let q = &req.query;
+    let bookmarks = q.flag("allowWatchBookmarks");
+    let send_initial = q.flag("sendInitialEvents");
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(1800);
+    let render = Render {
+        kind: req.kind.clone(),
+        table: wants_table(&req.accept)
+            .then(|| crate::apiserver::tables::include_object(q.get("includeObject"))),
+    };
+    let rv = q.get("resourceVersion").unwrap_or("");
+    let ns = req.namespace.as_deref();
+    let (initial, start) = if rv.is_empty() || rv == "0" || send_initial {
+        let (items, rev) = list_all(api, &req.kind, ns, 0).await?;
+        (
+            items.into_iter().filter(|o| filter.matches(o)).collect(),
+            rev,
+        )
+    } else {
+        let n: i64 = rv
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
+        (Vec::new(), n)
+    };
+    let prefix = req.kind.list_prefix(ns);
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let stream = api
+        .backend
+        .watch(WatchRequest {
+            key: prefix.as_bytes().to_vec(),
+            range_end: prefix_end(prefix.as_bytes()),
+            start_revision: start + 1,
+            prev_kv: true,
+            ..Default::default()
+        })
+        .await;
+    let mut stream = match stream {
+        Ok(s) => s,
+        Err(crate::store::StoreError::Compacted { compact_revision }) => {
+            let e = ApiError::expired(format!(
+                "too old resource version: {start} ({compact_revision})"
+            ));
+            let _ = tx.send(error_line(&e)).await;
+            return Ok(Reply::Stream {
+                content_type: "application/json".into(),
+                rx,
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tokio::spawn(async move {
+        for obj in &initial {
+            if tx.send(render.line("ADDED", obj)).await.is_err() {
+                return;
+            }
+        }
+        if send_initial && bookmarks && tx.send(render.bookmark(start, true)).await.is_err() {
+            return;
+        }
+        let deadline = tokio::time::sleep(Duration::from_secs(timeout));
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval(Duration::from_secs(30));
+        ticker.tick().await;
+        let mut last_rev = start;
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                _ = tx.closed() => return,
+                _ = ticker.tick() => {
+                    if bookmarks && tx.send(render.bookmark(last_rev, false)).await.is_err() {
+                        return;
+                    }
+                }
+                next = stream.next() => {
+                    let resp = match next {
+                        None => return,
+                        Some(Err(e)) => {
+                            let err: ApiError = match e {
+                                crate::store::StoreError::Compacted { .. } => ApiError::expired(format!("too old resource version: {last_rev}")),
+                                other => other.into(),
+                            };
+                            let _ = tx.send(error_line(&err)).await;
+                            return;
+                        }
+                        Some(Ok(r)) => r,
+                    };
+                    last_rev = last_rev.max(resp.header.revision);
+                    for ev in resp.events {
+                        let Some(line) = event_line(&render, &filter, ev) else { continue };
+                        if tx.send(line).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    Ok(Reply::Stream {
+        content_type: "application/json".into(),
+        rx,
+    })
+}
+
+fn event_line(render: &Render, filter: &Filter, ev: crate::store::Event) -> Option<Bytes> {
+    let prev = ev.prev_kv.as_ref().and_then(|kv| from_kv(kv).ok());
+    let prev_match = prev.as_ref().is_some_and(|p| filter.matches(p));
+    match ev.kind {
+        EventType::Delete => {
+            let mut obj = prev?;
+            set_resource_version(&mut obj, ev.kv.mod_revision);
+            prev_match.then(|| render.line("DELETED", &obj))
+        }
+        EventType::Put => {
+            let obj = from_kv(&ev.kv).ok()?;
+            let now_match = filter.matches(&obj);
+            let ty = match (prev.is_some(), prev_match, now_match) {
+                (false, _, true) => "ADDED",
+                (true, true, true) => "MODIFIED",
+                (true, false, true) => "ADDED",
+                (true, true, false) => "DELETED",
+                _ => return None,
+            };
+            Some(render.line(ty, &obj))
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! The cluster CA, the API serving certificate and the admin client certificate.
+
+use super::{PkiError, io_err};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, date_time_ymd,
+};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// PEM material of a server: CA, serving pair and admin client pair.
+#[derive(Clone, Debug)]
+pub struct ServerPki {
+    /// Directory the files live in (`<data-dir>/server/tls`).
+    pub dir: PathBuf,
+    pub ca_cert_pem: String,
+    pub ca_key_pem: String,
+    pub serving_cert_pem: String,
+    pub serving_key_pem: String,
+    pub admin_cert_pem: String,
+    pub admin_key_pem: String,
+}
+
+const CA_CN: &str = "k3rs-server-ca";
+
+fn ca_params() -> CertificateParams {
+    // Deterministic parameters: the issuer is rebuilt from them (and the stored key) on every
+    // start, so the issuer name and key identifier always match the stored CA certificate.
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, CA_CN);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let year = current_year();
+    params.not_before = date_time_ymd(year - 1, 1, 1);
+    params.not_after = date_time_ymd(year + 10, 1, 1);
+    params
+}
+
+fn current_year() -> i32 {
+    i32::from(
+        jiff::Timestamp::now()
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .year(),
+    )
+}
+
+fn leaf_params(cn: &str, org: Option<&str>) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    if let Some(o) = org {
+        dn.push(DnType::OrganizationName, o);
+    }
+    dn.push(DnType::CommonName, cn);
+    params.distinguished_name = dn;
+    params.use_authority_key_identifier_extension = true;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    let year = current_year();
+    params.not_before = date_time_ymd(year - 1, 1, 1);
+    params.not_after = date_time_ymd(year + 2, 1, 1);
+    params
+}
+
+fn write_secret(path: &Path, data: &str, mode: u32) -> Result<(), PkiError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    f.write_all(data.as_bytes()).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+fn read_opt(path: &Path) -> Result<Option<String>, PkiError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// The subject alternative names of the serving certificate, in a stable order.
+pub fn serving_sans(hostname: &str, node_ip: Option<IpAddr>, extra: &[String]) -> Vec<String> {
+    let mut sans: Vec<String> = vec![
+        hostname.to_string(),
+        "localhost".into(),
+        "127.0.0.1".into(),
+        "::1".into(),
+        "kubernetes".into(),
+        "kubernetes.default".into(),
+        "kubernetes.default.svc".into(),
+        "kubernetes.default.svc.cluster.local".into(),
+        "10.43.0.1".into(),
+    ];
+    if let Some(ip) = node_ip {
+        sans.push(ip.to_string());
+    }
+    sans.extend(extra.iter().cloned());
+    let mut seen = std::collections::BTreeSet::new();
+    sans.retain(|s| !s.is_empty() && seen.insert(s.clone()));
+    sans
+}
+
+fn san_type(s: &str) -> Result<SanType, PkiError> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(SanType::IpAddress(ip));
+    }
+    s.to_string()
+        .try_into()
+        .map(SanType::DnsName)
+        .map_err(|_| PkiError::BadSan(s.to_string()))
+}
+
+/// Create (first start) or load (later starts) the server PKI under `dir`.
+///
+/// # Errors
+/// On filesystem errors, an unreadable stored key, or an invalid SAN.
+pub fn ensure_server_pki(dir: &Path, sans: &[String]) -> Result<ServerPki, PkiError> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let ca_cert_path = dir.join("server-ca.crt");
+    let ca_key_path = dir.join("server-ca.key");
+    let (ca_cert_pem, ca_key_pem) = match (read_opt(&ca_cert_path)?, read_opt(&ca_key_path)?) {
+        (Some(c), Some(k)) => (c, k),
+        _ => {
+            let key = KeyPair::generate()?;
+            let cert = ca_params().self_signed(&key)?;
+            let (c, k) = (cert.pem(), key.serialize_pem());
+            write_secret(&ca_key_path, &k, 0o600)?;
+            write_secret(&ca_cert_path, &c, 0o644)?;
+            (c, k)
+        }
+    };
+    let issuer = Issuer::new(ca_params(), KeyPair::from_pem(&ca_key_pem)?);
+
+    // Serving certificate: reissued when the SAN list changes.
+    let sans_path = dir.join("serving-kube-apiserver.sans");
+    let serving_cert_path = dir.join("serving-kube-apiserver.crt");
+    let serving_key_path = dir.join("serving-kube-apiserver.key");
+    let want_sans = sans.join("\n");
+    let (serving_cert_pem, serving_key_pem) = match (
+        read_opt(&serving_cert_path)?,
+        read_opt(&serving_key_path)?,
+        read_opt(&sans_path)?,
+    ) {
+        (Some(c), Some(k), Some(s)) if s == want_sans => (c, k),
+        _ => {
+            let mut params = leaf_params("kube-apiserver", None);
+            params.subject_alt_names =
+                sans.iter().map(|s| san_type(s)).collect::<Result<_, _>>()?;
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            let key = KeyPair::generate()?;
+            let cert = params.signed_by(&key, &issuer)?;
+            let (c, k) = (cert.pem(), key.serialize_pem());
+            write_secret(&serving_key_path, &k, 0o600)?;
+            write_secret(&serving_cert_path, &c, 0o644)?;
+            write_secret(&sans_path, &want_sans, 0o644)?;
+            (c, k)
+        }
+    };
+
+    let admin_cert_path = dir.join("client-admin.crt");
+    let admin_key_path = dir.join("client-admin.key");
+    let (admin_cert_pem, admin_key_pem) =
+        match (read_opt(&admin_cert_path)?, read_opt(&admin_key_path)?) {
+            (Some(c), Some(k)) => (c, k),
+            _ => {
+                let (c, k) = issue_client_cert(&issuer, "system:admin", Some("system:masters"))?;
+                write_secret(&admin_key_path, &k, 0o600)?;
+                write_secret(&admin_cert_path, &c, 0o644)?;
+                (c, k)
+            }
+        };
+    Ok(ServerPki {
+        dir: dir.to_path_buf(),
+        ca_cert_pem,
+        ca_key_pem,
+        serving_cert_pem,
+        serving_key_pem,
+        admin_cert_pem,
+        admin_key_pem,
+    })
+}
+
+fn issue_client_cert(
+    issuer: &Issuer<'_, KeyPair>,
+    cn: &str,
+    org: Option<&str>,
+) -> Result<(String, String), PkiError> {
+    let mut params = leaf_params(cn, org);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+impl ServerPki {
+    /// Issue a new client certificate (PEM cert, PEM key) signed by the cluster CA, for
+    /// in-process clients (controllers, scheduler, agent) and tests.
+    ///
+    /// # Errors
+    /// If the stored CA key is unreadable.
+    pub fn issue_client(&self, cn: &str, org: Option<&str>) -> Result<(String, String), PkiError> {
+        let issuer = Issuer::new(ca_params(), KeyPair::from_pem(&self.ca_key_pem)?);
+        issue_client_cert(&issuer, cn, org)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pki_is_created_once_and_reused_on_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let sans = serving_sans("host1", None, &["example.com".into()]);
+        let a = ensure_server_pki(dir.path(), &sans).unwrap();
+        let b = ensure_server_pki(dir.path(), &sans).unwrap();
+        assert_eq!(a.ca_cert_pem, b.ca_cert_pem);
+        assert_eq!(a.serving_cert_pem, b.serving_cert_pem);
+        assert_eq!(a.admin_key_pem, b.admin_key_pem);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("server-ca.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn new_sans_reissue_the_serving_cert_with_the_same_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = ensure_server_pki(dir.path(), &serving_sans("h", None, &[])).unwrap();
+        let b = ensure_server_pki(dir.path(), &serving_sans("h", None, &["x.io".into()])).unwrap();
+        assert_eq!(a.ca_cert_pem, b.ca_cert_pem);
+        assert_ne!(a.serving_cert_pem, b.serving_cert_pem);
+    }
+
+    #[test]
+    fn sans_include_the_kubernetes_service_names() {
+        let sans = serving_sans("h", Some("10.0.0.5".parse().unwrap()), &["a.b".into()]);
+        for want in [
+            "kubernetes.default.svc.cluster.local",
+            "10.43.0.1",
+            "10.0.0.5",
+            "a.b",
+        ] {
+            assert!(sans.iter().any(|s| s == want), "{want} missing");
+        }
+    }
+}

@@ -1,0 +1,657 @@
+//! The raft layer under the store: raft-rs 0.7 driven by one loop thread, a write-ahead log
+//! of our own, a TCP peer transport, snapshots and membership.
+//!
+//! Owns: `<data_dir>/{wal,snap,member.json}` and the peer listener. The store calls it only
+//! through [`RaftNode`] (which implements [`Replicator`]); it calls the store only through the
+//! [`StateMachine`] it was started with.
+//!
+//! ```text
+//! start(RaftConfig, Box<dyn StateMachine>) -> RaftNode        // replays the WAL, joins or resumes
+//! RaftNode: Replicator + Clone; node.shutdown().await; node.id(); node.error()
+//! ```
+
+// rust-protobuf messages carry hidden fields (unknown_fields, cached_size), so the idiom is
+// `let mut m = M::default(); m.field = ...` (raft-rs allows the same lint for this reason).
+#![allow(clippy::field_reassign_with_default)]
+
+mod log;
+pub mod membership;
+mod node;
+pub mod snapshot;
+pub mod storage;
+pub mod testing;
+pub mod transport;
+pub mod wal;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use raft::eraftpb::Snapshot;
+use raft::{Config, RawNode};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::error::{Result, StoreError};
+use crate::store::state_machine::{BoxFuture, RaftStatus, Replicator, StateMachine};
+use crate::store::types::Member;
+
+use membership::{MemberFile, MemberMeta, Members, url_to_addr};
+use node::{Input, MemberOp, Node, Shared};
+use storage::WalStorage;
+pub use testing::NetFaults;
+pub use transport::{Acceptor, Connector, PlainAcceptor, TcpConnector};
+use transport::{JoinHandler, JoinReply, JoinRequest, Transport};
+
+/// How a member with an empty data directory enters a group. Ignored once `member.json`
+/// exists: a restarted member always resumes its membership.
+#[derive(Clone, Debug)]
+pub enum Bootstrap {
+    /// Start a new one-member group.
+    ClusterInit,
+    /// Ask the member at `peer_addr` (`host:port` or a peer URL) to add us.
+    Join { peer_addr: String, token: String },
+}
+
+/// Configuration of the raft member.
+#[derive(Clone)]
+pub struct RaftConfig {
+    /// Directory holding `wal/`, `snap/` and `member.json`.
+    pub data_dir: PathBuf,
+    /// Member name (unique in the group).
+    pub name: String,
+    /// Address the peer listener binds (`host:port`; port 0 is not useful for peers).
+    pub listen_addr: String,
+    /// The peer URL other members dial (`http://host:port`).
+    pub advertise_peer_url: String,
+    /// Client URLs published in the member list.
+    pub client_urls: Vec<String>,
+    pub bootstrap: Bootstrap,
+    /// Shared secret a joining server must present.
+    pub token: String,
+    /// One raft tick (100 ms by default).
+    pub tick_interval: Duration,
+    /// Ticks without a leader before an election (10).
+    pub election_tick: usize,
+    /// Ticks between leader heartbeats (1).
+    pub heartbeat_tick: usize,
+    /// Deadline of proposals, ReadIndex, membership changes (5 s).
+    pub request_timeout: Duration,
+    /// Compact the log every this many applied entries (10 000).
+    pub compact_every: u64,
+    /// WAL segment size before rotation (64 MiB).
+    pub segment_size: u64,
+    /// Largest peer frame accepted, snapshots included (256 MiB).
+    pub max_message_size: u32,
+    /// Largest proposal accepted (16 MiB); bigger ones could never be replicated.
+    pub max_proposal_size: usize,
+    /// Dials peers (plain TCP by default).
+    pub connector: Arc<dyn Connector>,
+    /// Wraps accepted peer connections (identity by default).
+    pub acceptor: Arc<dyn Acceptor>,
+    /// Test-only network fault switchboard.
+    pub faults: Option<Arc<NetFaults>>,
+    /// Test-only disk fault hook: wraps every WAL segment file opened for writing.
+    pub wal_file_wrapper: Option<wal::FileWrapper>,
+}
+
+impl std::fmt::Debug for RaftConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftConfig")
+            .field("data_dir", &self.data_dir)
+            .field("name", &self.name)
+            .field("listen_addr", &self.listen_addr)
+            .field("advertise_peer_url", &self.advertise_peer_url)
+            .field("bootstrap", &self.bootstrap)
+            .field("tick_interval", &self.tick_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RaftConfig {
+    /// A config with the defaults above.
+    pub fn new(
+        data_dir: impl Into<PathBuf>,
+        name: impl Into<String>,
+        listen_addr: impl Into<String>,
+        advertise_peer_url: impl Into<String>,
+        bootstrap: Bootstrap,
+    ) -> Self {
+        RaftConfig {
+            data_dir: data_dir.into(),
+            name: name.into(),
+            listen_addr: listen_addr.into(),
+            advertise_peer_url: advertise_peer_url.into(),
+            client_urls: Vec::new(),
+            bootstrap,
+            token: String::new(),
+            tick_interval: Duration::from_millis(100),
+            election_tick: 10,
+            heartbeat_tick: 1,
+            request_timeout: Duration::from_secs(5),
+            compact_every: 10_000,
+            segment_size: 64 << 20,
+            max_message_size: 256 << 20,
+            max_proposal_size: 16 << 20,
+            connector: Arc::new(TcpConnector),
+            acceptor: Arc::new(PlainAcceptor),
+            faults: None,
+            wal_file_wrapper: None,
+        }
+    }
+}
+
+struct Inner {
+    tx: SyncSender<Input>,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    request_timeout: Duration,
+    election_timeout: Duration,
+    tick: Duration,
+    max_proposal_size: usize,
+}
+
+/// A running raft member. Cheap to clone.
+#[derive(Clone)]
+pub struct RaftNode {
+    inner: Arc<Inner>,
+}
+
+fn io_err(path: &std::path::Path, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Start (or resume) the raft member.
+///
+/// # Errors
+/// On I/O errors, WAL corruption, a refused join, or a state machine ahead of the log.
+pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<RaftNode> {
+    let dir = config.data_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+    let listener = TcpListener::bind(&config.listen_addr)
+        .await
+        .map_err(|e| io_err(std::path::Path::new(&config.listen_addr), e))?;
+    let mut storage = WalStorage::open(&dir, config.segment_size, config.wal_file_wrapper.clone())?;
+    let has_log = storage.snapshot_metadata().index > 0 || storage.last() > 0;
+    let me = |id| MemberMeta {
+        id,
+        name: config.name.clone(),
+        peer_urls: vec![config.advertise_peer_url.clone()],
+        client_urls: config.client_urls.clone(),
+    };
+    let file = match MemberFile::load(&dir)? {
+        Some(f) if f.removed => {
+            return Err(StoreError::Raft(format!(
+                "member {:x} was removed from the group; delete {} to join again",
+                f.id,
+                dir.display()
+            )));
+        }
+        Some(f) => {
+            tracing::info!(
+                id = format_args!("{:x}", f.id),
+                "raft: resuming membership from the data directory"
+            );
+            f
+        }
+        None if has_log => {
+            return Err(StoreError::Corrupt(format!(
+                "{} has a raft log but no member.json",
+                dir.display()
+            )));
+        }
+        None => {
+            let f = match &config.bootstrap {
+                Bootstrap::ClusterInit => {
+                    let id = membership::new_member_id(&Members::default());
+                    MemberFile {
+                        id,
+                        cluster_id: rand::random::<u64>().max(1),
+                        name: config.name.clone(),
+                        cluster_init: true,
+                        initial_members: vec![me(id)],
+                        removed: false,
+                    }
+                }
+                Bootstrap::Join { peer_addr, token } => {
+                    let (id, cluster_id, members) =
+                        join_with_retry(&config, peer_addr, token).await?;
+                    MemberFile {
+                        id,
+                        cluster_id,
+                        name: config.name.clone(),
+                        cluster_init: false,
+                        initial_members: members,
+                        removed: false,
+                    }
+                }
+            };
+            f.save(&dir)?;
+            f
+        }
+    };
+    if file.cluster_init && !has_log {
+        // The group starts from a snapshot at index 1 so that every later member, starting
+        // empty, is brought up by a snapshot and all members share one initial state.
+        let data = snapshot::encode(&file.initial_members, &sm.snapshot()?)?;
+        let mut snap = Snapshot::default();
+        snap.data = data.into();
+        let meta = snap.mut_metadata();
+        meta.index = 1;
+        meta.term = 1;
+        meta.mut_conf_state().voters = vec![file.id];
+        storage.install(&snap)?;
+    }
+    let snap_meta = storage.snapshot_metadata().clone();
+    let members = if snap_meta.index > 0 {
+        let data = storage.snapshot_data()?;
+        let (list, sm_data) = snapshot::decode(&data)?;
+        if sm.applied_index() < snap_meta.index {
+            sm.restore(sm_data, snap_meta.index)?;
+        }
+        Members::from_list(list)
+    } else {
+        Members::from_list(file.initial_members.clone())
+    };
+    let last = storage.last();
+    if sm.applied_index() > last {
+        return Err(StoreError::Corrupt(format!(
+            "state machine applied index {} is beyond the raft log (last index {last})",
+            sm.applied_index()
+        )));
+    }
+    let raft_cfg = Config {
+        id: file.id,
+        election_tick: config.election_tick,
+        heartbeat_tick: config.heartbeat_tick,
+        pre_vote: true,
+        check_quorum: true,
+        max_size_per_msg: 1 << 20,
+        max_inflight_msgs: 256,
+        ..Default::default()
+    };
+    raft_cfg
+        .validate()
+        .map_err(|e| StoreError::Raft(format!("config: {e}")))?;
+    let conf_state = snap_meta.get_conf_state().clone();
+    let mut raw = RawNode::new(&raft_cfg, storage, &log::logger(&config.name))
+        .map_err(|e| StoreError::Raft(e.to_string()))?;
+    if conf_state.voters == [file.id] && last == snap_meta.index {
+        // A fresh single-member group: no need to wait an election timeout.
+        let _ = raw.campaign();
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel(8192);
+    let cancel = CancellationToken::new();
+    let mut transport = Transport::new(
+        file.id,
+        tokio::runtime::Handle::current(),
+        tx.clone(),
+        config.connector.clone(),
+        config.faults.clone(),
+        cancel.clone(),
+    );
+    transport.set_peers(&members);
+    let shared = Arc::new(Shared::default());
+    let node = Node {
+        raw,
+        sm,
+        rx,
+        transport,
+        shared: shared.clone(),
+        members,
+        conf_state,
+        cluster_id: file.cluster_id,
+        tick: config.tick_interval,
+        compact_every: config.compact_every.max(1),
+        request_timeout: config.request_timeout,
+        pending_reads: Default::default(),
+        pending_cc: Default::default(),
+        removed: false,
+        data_dir: dir.clone(),
+    };
+    node.publish();
+    let thread = std::thread::Builder::new()
+        .name(format!("raft-{}", config.name))
+        .spawn(move || node.run())
+        .map_err(|e| StoreError::Raft(format!("spawn raft thread: {e}")))?;
+    let handle = RaftNode {
+        inner: Arc::new(Inner {
+            tx: tx.clone(),
+            shared,
+            cancel: cancel.clone(),
+            thread: Mutex::new(Some(thread)),
+            request_timeout: config.request_timeout,
+            election_timeout: config.tick_interval * config.election_tick as u32,
+            tick: config.tick_interval,
+            max_proposal_size: config
+                .max_proposal_size
+                .min(config.max_message_size as usize / 2),
+        }),
+    };
+    tokio::spawn(transport::serve(
+        listener,
+        config.acceptor.clone(),
+        tx,
+        join_handler(
+            Arc::downgrade(&handle.inner),
+            config.token.clone(),
+            config.connector.clone(),
+        ),
+        config.faults.clone(),
+        config.max_message_size,
+        cancel,
+    ));
+    Ok(handle)
+}
+
+async fn join_with_retry(
+    config: &RaftConfig,
+    peer_addr: &str,
+    token: &str,
+) -> Result<(u64, u64, Vec<MemberMeta>)> {
+    let req = JoinRequest {
+        token: token.to_string(),
+        name: config.name.clone(),
+        peer_urls: vec![config.advertise_peer_url.clone()],
+        client_urls: config.client_urls.clone(),
+        forwarded: false,
+    };
+    let addr = url_to_addr(peer_addr);
+    let deadline = Instant::now() + config.request_timeout * 3;
+    loop {
+        match transport::join(&*config.connector, &addr, &req, config.request_timeout * 2).await {
+            // Only refusals are retried: after a timeout the member may have been added.
+            Err(StoreError::Raft(msg)) if msg.contains("retry") && Instant::now() < deadline => {
+                tracing::info!(reason = %msg, "raft: join refused for now, retrying");
+                tokio::time::sleep(config.tick_interval * 5).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn join_handler(
+    node: std::sync::Weak<Inner>,
+    token: String,
+    connector: Arc<dyn Connector>,
+) -> JoinHandler {
+    Arc::new(move |req: JoinRequest| {
+        let node = node.upgrade().map(|inner| RaftNode { inner });
+        let token = token.clone();
+        let connector = connector.clone();
+        Box::pin(async move {
+            let Some(node) = node else {
+                return JoinReply::Err("member is shutting down".into());
+            };
+            if req.token != token {
+                return JoinReply::Err("join refused: bad token".into());
+            }
+            let status = node.status();
+            if status.leader_id != 0 && status.leader_id != status.id && !req.forwarded {
+                // Hand the request to the leader: only it can tell "a change is already in
+                // progress" (a follower's forwarded conf change would be dropped silently).
+                let leader_addr = node
+                    .inner
+                    .shared
+                    .metas
+                    .read()
+                    .ok()
+                    .and_then(|m| m.iter().find(|m| m.id == status.leader_id).cloned())
+                    .and_then(|m| m.peer_urls.first().map(|u| url_to_addr(u)));
+                if let Some(addr) = leader_addr {
+                    let mut fwd = req.clone();
+                    fwd.forwarded = true;
+                    let timeout = node.inner.request_timeout * 2;
+                    return match transport::join(&*connector, &addr, &fwd, timeout).await {
+                        Ok((id, cluster_id, members)) => JoinReply::Ok {
+                            id,
+                            cluster_id,
+                            members,
+                        },
+                        Err(StoreError::Raft(m)) => JoinReply::Err(m),
+                        Err(e) => JoinReply::Err(e.to_string()),
+                    };
+                }
+            }
+            // Added as a voter directly: the joining server is up and reachable (it is
+            // asking), it is brought up by one snapshot, and etcd does the same; the
+            // learner-then-promote dance would need progress tracking for little gain here.
+            let op = MemberOp::Add {
+                name: req.name,
+                peer_urls: req.peer_urls,
+                client_urls: req.client_urls,
+                learner: false,
+            };
+            match node.member_op(op).await {
+                Ok(m) => JoinReply::Ok {
+                    id: m.id,
+                    cluster_id: node.status().cluster_id,
+                    members: node
+                        .inner
+                        .shared
+                        .metas
+                        .read()
+                        .map(|v| v.clone())
+                        .unwrap_or_default(),
+                },
+                Err(e @ StoreError::NoLeader) => JoinReply::Err(format!("{e} (retry)")),
+                Err(StoreError::InvalidRequest(m)) if m.contains("in progress") => {
+                    JoinReply::Err(format!("{m} (retry)"))
+                }
+                Err(e) => JoinReply::Err(e.to_string()),
+            }
+        })
+    })
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is gone: stop the loop (it exits within a tick) and the transport.
+        self.shared.stop_requested.store(true, Ordering::SeqCst);
+        let _ = self.tx.try_send(Input::Shutdown);
+        self.cancel.cancel();
+    }
+}
+
+impl RaftNode {
+    /// This member's id.
+    pub fn id(&self) -> u64 {
+        self.status().id
+    }
+
+    /// Why the member stopped on its own (removed, disk error), if it did.
+    pub fn error(&self) -> Option<String> {
+        self.inner.shared.error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// True once the raft loop has exited.
+    pub fn is_stopped(&self) -> bool {
+        self.inner.shared.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Stop the loop and the transport; waits for the loop thread (the WAL is closed after).
+    pub async fn shutdown(&self) {
+        self.inner
+            .shared
+            .stop_requested
+            .store(true, Ordering::SeqCst);
+        let _ = self.inner.tx.try_send(Input::Shutdown);
+        self.inner.cancel.cancel();
+        let thread = self.inner.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+
+    fn submit(&self, input: Input) -> Result<()> {
+        if self.is_stopped() {
+            return Err(StoreError::Stopped);
+        }
+        match self.inner.tx.try_send(input) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(StoreError::Timeout),
+            Err(TrySendError::Disconnected(_)) => Err(StoreError::Stopped),
+        }
+    }
+
+    async fn wait<T>(&self, rx: oneshot::Receiver<Result<T>>, timeout: Duration) -> Result<T> {
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(StoreError::Stopped),
+            Err(_) => Err(StoreError::Timeout),
+        }
+    }
+
+    async fn member_op(&self, op: MemberOp) -> Result<Member> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Input::ConfChange { op, reply })?;
+        // The loop answers Timeout itself after request_timeout; leave it a margin.
+        self.wait(rx, self.inner.request_timeout + self.inner.tick * 2)
+            .await
+    }
+
+    async fn read_index_inner(self) -> Result<u64> {
+        let deadline = Instant::now() + self.inner.request_timeout;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(if self.status().leader_id == 0 {
+                    StoreError::NoLeader
+                } else {
+                    StoreError::Timeout
+                });
+            }
+            let (reply, rx) = oneshot::channel();
+            let ctx = uuid::Uuid::new_v4().as_bytes().to_vec();
+            self.submit(Input::ReadIndex { ctx, reply })?;
+            let attempt = self.inner.election_timeout.min(deadline - now);
+            match tokio::time::timeout(attempt, rx).await {
+                Ok(Ok(Ok(index))) => return Ok(index),
+                Ok(Ok(Err(StoreError::NoLeader))) => {
+                    tokio::time::sleep(self.inner.tick).await;
+                }
+                Ok(Ok(Err(e))) => return Err(e),
+                // Dropped (expired, or the leader changed before answering): retry.
+                Ok(Err(_)) if self.is_stopped() => return Err(StoreError::Stopped),
+                Ok(Err(_)) | Err(_) => {}
+            }
+        }
+    }
+}
+
+impl Replicator for RaftNode {
+    fn propose(&self, data: Vec<u8>) -> BoxFuture<'static, Result<()>> {
+        let this = self.clone();
+        Box::pin(async move {
+            if data.len() > this.inner.max_proposal_size {
+                return Err(StoreError::InvalidRequest(format!(
+                    "proposal of {} bytes exceeds the limit of {}",
+                    data.len(),
+                    this.inner.max_proposal_size
+                )));
+            }
+            let (reply, rx) = oneshot::channel();
+            this.submit(Input::Propose { data, reply })?;
+            this.wait(rx, this.inner.request_timeout).await
+        })
+    }
+
+    fn read_index(&self) -> BoxFuture<'static, Result<u64>> {
+        Box::pin(self.clone().read_index_inner())
+    }
+
+    fn status(&self) -> RaftStatus {
+        self.inner
+            .shared
+            .status
+            .read()
+            .map(|s| *s)
+            .unwrap_or_default()
+    }
+
+    fn members(&self) -> BoxFuture<'static, Result<Vec<Member>>> {
+        let this = self.clone();
+        Box::pin(async move {
+            if this.is_stopped() {
+                return Err(StoreError::Stopped);
+            }
+            Ok(this
+                .inner
+                .shared
+                .members
+                .read()
+                .map(|m| m.clone())
+                .unwrap_or_default())
+        })
+    }
+
+    fn member_add(
+        &self,
+        name: String,
+        peer_urls: Vec<String>,
+        is_learner: bool,
+    ) -> BoxFuture<'static, Result<Member>> {
+        let this = self.clone();
+        Box::pin(async move {
+            this.member_op(MemberOp::Add {
+                name,
+                peer_urls,
+                client_urls: Vec::new(),
+                learner: is_learner,
+            })
+            .await
+        })
+    }
+
+    fn member_remove(&self, id: u64) -> BoxFuture<'static, Result<()>> {
+        let this = self.clone();
+        Box::pin(async move { this.member_op(MemberOp::Remove(id)).await.map(|_| ()) })
+    }
+
+    fn member_promote(&self, id: u64) -> BoxFuture<'static, Result<()>> {
+        let this = self.clone();
+        Box::pin(async move { this.member_op(MemberOp::Promote(id)).await.map(|_| ()) })
+    }
+
+    fn transfer_leader(&self, id: u64) -> BoxFuture<'static, Result<()>> {
+        let this = self.clone();
+        Box::pin(async move {
+            let is_voter = this
+                .inner
+                .shared
+                .members
+                .read()
+                .map(|m| m.iter().any(|m| m.id == id && !m.is_learner))
+                .unwrap_or(false);
+            if !is_voter {
+                return Err(StoreError::MemberNotFound { id });
+            }
+            if this.status().leader_id == id {
+                return Ok(());
+            }
+            let deadline = Instant::now() + this.inner.request_timeout;
+            let mut resend = Instant::now();
+            loop {
+                let st = this.status();
+                if st.leader_id == id {
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    return Err(StoreError::Timeout);
+                }
+                if Instant::now() >= resend {
+                    this.submit(Input::TransferLeader(id))?;
+                    resend = Instant::now() + this.inner.election_timeout;
+                }
+                tokio::time::sleep(this.inner.tick).await;
+            }
+        })
+    }
+}

@@ -1,0 +1,484 @@
+//! Peer transport: raft messages and join requests between servers over TCP (or any stream
+//! a [`Connector`]/[`Acceptor`] produces, so mTLS via tokio-rustls can wrap it).
+//!
+//! Owns: the peer listener and one outbound connection per peer. Called by the raft loop
+//! (`Transport::send`, `set_peers`) and by [`super::start`] (`serve`, `join`). It may only
+//! feed the raft loop's input channel; it never touches the `RawNode`.
+//!
+//! Wire format: frames `[len: u32 BE][kind: u8][payload]` where `len` counts kind+payload.
+//! Kind 1 = a protobuf `eraftpb::Message`, 2 = join request (JSON), 3 = join reply (JSON).
+//! Proposals and ReadIndex need no frames of their own: raft-rs forwards `MsgPropose` and
+//! `MsgReadIndex` from followers to the leader inside kind-1 frames.
+//!
+//! Each peer has a bounded queue; when it is full or the peer is unreachable, messages are
+//! dropped (raft retransmits) and the loop is told (`report_unreachable`, and
+//! `report_snapshot(Failure)` for a snapshot). Garbage from a peer drops that connection with
+//! a warning; it never reaches raft.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+use std::time::{Duration, Instant};
+
+use protobuf::Message as _;
+use raft::eraftpb::{Message, MessageType};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::error::{Result, StoreError};
+use crate::store::state_machine::BoxFuture;
+
+use super::membership::{MemberMeta, Members};
+use super::node::Input;
+use super::testing::NetFaults;
+
+const KIND_RAFT: u8 = 1;
+const KIND_JOIN: u8 = 2;
+const KIND_JOIN_REPLY: u8 = 3;
+/// Messages queued per peer before we start dropping.
+const PEER_QUEUE: usize = 4096;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// A bidirectional byte stream to a peer.
+pub trait PeerStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> PeerStream for T {}
+
+/// A boxed peer stream.
+pub type BoxStream = Box<dyn PeerStream>;
+
+/// Opens outbound peer streams (plain TCP by default; wrap for TLS).
+pub trait Connector: Send + Sync + 'static {
+    /// Connect to `addr` (`host:port`).
+    fn connect(&self, addr: String) -> BoxFuture<'static, io::Result<BoxStream>>;
+}
+
+/// Turns an accepted TCP connection into a peer stream (identity by default; wrap for TLS).
+pub trait Acceptor: Send + Sync + 'static {
+    /// Upgrade an accepted connection.
+    fn accept(&self, tcp: TcpStream) -> BoxFuture<'static, io::Result<BoxStream>>;
+}
+
+/// Plain TCP connector.
+pub struct TcpConnector;
+
+impl Connector for TcpConnector {
+    fn connect(&self, addr: String) -> BoxFuture<'static, io::Result<BoxStream>> {
+        Box::pin(async move {
+            let s = TcpStream::connect(addr).await?;
+            s.set_nodelay(true)?;
+            Ok(Box::new(s) as BoxStream)
+        })
+    }
+}
+
+/// Plain TCP acceptor.
+pub struct PlainAcceptor;
+
+impl Acceptor for PlainAcceptor {
+    fn accept(&self, tcp: TcpStream) -> BoxFuture<'static, io::Result<BoxStream>> {
+        Box::pin(async move {
+            tcp.set_nodelay(true)?;
+            Ok(Box::new(tcp) as BoxStream)
+        })
+    }
+}
+
+/// A new server asking to be added to the group.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub token: String,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+    /// Set when a follower passed the request on to the leader (forwarded at most once).
+    #[serde(default)]
+    pub forwarded: bool,
+}
+
+/// The answer to a [`JoinRequest`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum JoinReply {
+    Ok {
+        id: u64,
+        cluster_id: u64,
+        members: Vec<MemberMeta>,
+    },
+    Err(String),
+}
+
+/// Handles join requests on the serving side.
+pub type JoinHandler = Arc<dyn Fn(JoinRequest) -> BoxFuture<'static, JoinReply> + Send + Sync>;
+
+async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, kind: u8, payload: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(payload.len() + 1)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    let mut head = [0u8; 5];
+    head[..4].copy_from_slice(&len.to_be_bytes());
+    head[4] = kind;
+    w.write_all(&head).await?;
+    w.write_all(payload).await?;
+    w.flush().await
+}
+
+/// Read one frame; `None` on a clean end of stream.
+async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: u32,
+) -> io::Result<Option<(u8, Vec<u8>)>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len);
+    if len == 0 || len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("bad frame length {len}"),
+        ));
+    }
+    // Grow the buffer as bytes arrive: a bogus length must not make us allocate it up front.
+    let mut buf = Vec::with_capacity((len as usize).min(64 << 10));
+    (&mut *r).take(u64::from(len)).read_to_end(&mut buf).await?;
+    if buf.len() != len as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "peer closed mid-frame",
+        ));
+    }
+    let kind = buf[0];
+    buf.remove(0);
+    Ok(Some((kind, buf)))
+}
+
+struct Peer {
+    addr: String,
+    tx: mpsc::Sender<Message>,
+    cancel: CancellationToken,
+}
+
+/// The outbound side, owned by the raft loop.
+pub struct Transport {
+    id: u64,
+    rt: tokio::runtime::Handle,
+    peers: HashMap<u64, Peer>,
+    events: SyncSender<Input>,
+    connector: Arc<dyn Connector>,
+    faults: Option<Arc<NetFaults>>,
+    cancel: CancellationToken,
+}
+
+impl Transport {
+    /// A transport for member `id`; peer tasks run on `rt` until `cancel`.
+    pub fn new(
+        id: u64,
+        rt: tokio::runtime::Handle,
+        events: SyncSender<Input>,
+        connector: Arc<dyn Connector>,
+        faults: Option<Arc<NetFaults>>,
+        cancel: CancellationToken,
+    ) -> Self {
+        Transport {
+            id,
+            rt,
+            peers: HashMap::new(),
+            events,
+            connector,
+            faults,
+            cancel,
+        }
+    }
+
+    /// Our member id changes once, when a joining server learns it.
+    pub fn set_id(&mut self, id: u64) {
+        self.id = id;
+    }
+
+    /// Make the peer set match `members` (minus ourselves).
+    pub fn set_peers(&mut self, members: &Members) {
+        self.peers.retain(|id, p| {
+            let keep = members.peer_addr(*id).as_deref() == Some(p.addr.as_str());
+            if !keep {
+                p.cancel.cancel();
+            }
+            keep
+        });
+        for id in members.by_id.keys() {
+            if *id == self.id || self.peers.contains_key(id) {
+                continue;
+            }
+            let Some(addr) = members.peer_addr(*id) else {
+                continue;
+            };
+            let (tx, rx) = mpsc::channel(PEER_QUEUE);
+            let cancel = self.cancel.child_token();
+            let task = PeerTask {
+                to: *id,
+                addr: addr.clone(),
+                rx,
+                events: self.events.clone(),
+                connector: self.connector.clone(),
+                faults: self.faults.clone(),
+                cancel: cancel.clone(),
+            };
+            self.rt.spawn(task.run());
+            self.peers.insert(*id, Peer { addr, tx, cancel });
+        }
+    }
+
+    /// Stop every peer task (the member stopped).
+    pub fn shutdown(&mut self) {
+        self.cancel.cancel();
+        self.peers.clear();
+    }
+
+    /// Queue `msg` for its peer; returns false when it was dropped (unknown peer, full queue).
+    pub fn send(&mut self, msg: Message) -> bool {
+        let Some(peer) = self.peers.get(&msg.to) else {
+            return false;
+        };
+        peer.tx.try_send(msg).is_ok()
+    }
+}
+
+struct PeerTask {
+    to: u64,
+    addr: String,
+    rx: mpsc::Receiver<Message>,
+    events: SyncSender<Input>,
+    connector: Arc<dyn Connector>,
+    faults: Option<Arc<NetFaults>>,
+    cancel: CancellationToken,
+}
+
+impl PeerTask {
+    async fn run(mut self) {
+        let mut conn: Option<BoxStream> = None;
+        let mut backoff = Duration::from_millis(50);
+        let mut next_attempt = Instant::now();
+        loop {
+            let msg = tokio::select! {
+                () = self.cancel.cancelled() => return,
+                m = self.rx.recv() => match m { Some(m) => m, None => return },
+            };
+            let is_snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
+            if let Some(f) = &self.faults
+                && !f.allows(msg.from, msg.to)
+            {
+                self.report(is_snapshot, false);
+                continue;
+            }
+            if conn.is_none() {
+                if Instant::now() < next_attempt {
+                    self.report(is_snapshot, false);
+                    continue;
+                }
+                let fut = self.connector.connect(self.addr.clone());
+                match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
+                    Ok(Ok(s)) => {
+                        backoff = Duration::from_millis(50);
+                        conn = Some(s);
+                    }
+                    res => {
+                        let err = match res {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => "connect timed out".to_string(),
+                        };
+                        tracing::debug!(peer = self.to, addr = %self.addr, error = %err, "raft: peer unreachable");
+                        next_attempt = Instant::now() + backoff;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        self.report(is_snapshot, false);
+                        continue;
+                    }
+                }
+            }
+            let Some(stream) = conn.as_mut() else {
+                continue;
+            };
+            let bytes = match msg.write_to_bytes() {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "raft: cannot encode message");
+                    continue;
+                }
+            };
+            match write_frame(stream, KIND_RAFT, &bytes).await {
+                Ok(()) => {
+                    if is_snapshot {
+                        self.report(true, true);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(peer = self.to, error = %e, "raft: send failed, reconnecting");
+                    conn = None;
+                    self.report(is_snapshot, false);
+                }
+            }
+        }
+    }
+
+    fn report(&self, is_snapshot: bool, ok: bool) {
+        if is_snapshot {
+            let _ = self.events.try_send(Input::SnapshotStatus(self.to, ok));
+        }
+        if !ok {
+            let _ = self.events.try_send(Input::Unreachable(self.to));
+        }
+    }
+}
+
+/// Serve peers on `listener` until `cancel`: raft messages go to `input`, join requests to
+/// `join`.
+pub async fn serve(
+    listener: TcpListener,
+    acceptor: Arc<dyn Acceptor>,
+    input: SyncSender<Input>,
+    join: JoinHandler,
+    faults: Option<Arc<NetFaults>>,
+    max_frame: u32,
+    cancel: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = cancel.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (tcp, remote) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "raft: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let input = input.clone();
+        let join = join.clone();
+        let faults = faults.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(tcp).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(%remote, error = %e, "raft: peer handshake failed");
+                    return;
+                }
+            };
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                r = serve_conn(stream, input, join, faults, max_frame) => {
+                    if let Err(e) = r {
+                        tracing::warn!(%remote, error = %e, "raft: dropping peer connection");
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn serve_conn(
+    mut stream: BoxStream,
+    input: SyncSender<Input>,
+    join: JoinHandler,
+    faults: Option<Arc<NetFaults>>,
+    max_frame: u32,
+) -> io::Result<()> {
+    while let Some((kind, payload)) = read_frame(&mut stream, max_frame).await? {
+        match kind {
+            KIND_RAFT => {
+                let msg = Message::parse_from_bytes(&payload)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                if let Some(f) = &faults
+                    && !f.allows(msg.from, msg.to)
+                {
+                    continue;
+                }
+                // A full input queue drops the message; raft retransmits.
+                let _ = input.try_send(Input::Step(Box::new(msg)));
+            }
+            KIND_JOIN => {
+                let req: JoinRequest = serde_json::from_slice(&payload)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let reply = join(req).await;
+                let bytes = serde_json::to_vec(&reply)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                write_frame(&mut stream, KIND_JOIN_REPLY, &bytes).await?;
+            }
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("unknown frame kind {other}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Ask the member at `addr` to add us; returns `(id, cluster_id, members)`.
+///
+/// # Errors
+/// `Timeout` when no answer came in `timeout`, `Raft` when the member refused or the
+/// connection failed.
+pub async fn join(
+    connector: &dyn Connector,
+    addr: &str,
+    req: &JoinRequest,
+    timeout: Duration,
+) -> Result<(u64, u64, Vec<MemberMeta>)> {
+    let body = serde_json::to_vec(req).map_err(|e| StoreError::Raft(format!("join: {e}")))?;
+    let fut = async {
+        let mut s = connector.connect(addr.to_string()).await?;
+        write_frame(&mut s, KIND_JOIN, &body).await?;
+        match read_frame(&mut s, 64 << 20).await? {
+            Some((KIND_JOIN_REPLY, b)) => serde_json::from_slice::<JoinReply>(&b)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+            _ => Err(io::Error::new(io::ErrorKind::InvalidData, "no join reply")),
+        }
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Err(_) => Err(StoreError::Timeout),
+        Ok(Err(e)) => Err(StoreError::Raft(format!("join via {addr}: {e}"))),
+        Ok(Ok(JoinReply::Err(e))) => Err(StoreError::Raft(format!("join via {addr}: {e}"))),
+        Ok(Ok(JoinReply::Ok {
+            id,
+            cluster_id,
+            members,
+        })) => Ok((id, cluster_id, members)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip_and_oversized_lengths_are_rejected() {
+        let (mut a, mut b) = tokio::io::duplex(1024);
+        write_frame(&mut a, KIND_RAFT, b"hello").await.unwrap();
+        let (k, p) = read_frame(&mut b, 1024).await.unwrap().unwrap();
+        assert_eq!((k, p.as_slice()), (KIND_RAFT, &b"hello"[..]));
+        a.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+        assert!(read_frame(&mut b, 1024).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_peer_sending_garbage_is_disconnected_without_reaching_raft() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(8);
+        let (mut a, b) = tokio::io::duplex(1024);
+        let join: JoinHandler = Arc::new(|_| Box::pin(async { JoinReply::Err("no".into()) }));
+        let task = tokio::spawn(serve_conn(Box::new(b), tx, join, None, 1 << 20));
+        write_frame(&mut a, KIND_RAFT, b"\xff\xff\xff garbage")
+            .await
+            .unwrap();
+        let res = task.await.unwrap();
+        assert!(res.is_err());
+        assert!(rx.try_recv().is_err());
+    }
+}
