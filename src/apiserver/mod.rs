@@ -20,7 +20,7 @@ mod object;
 pub mod openapi;
 mod openapi_docs;
 pub mod patch;
-mod protobuf;
+pub mod protobuf;
 pub mod registry;
 mod router;
 mod selectors;
@@ -29,6 +29,7 @@ pub mod status;
 pub mod storage;
 pub mod table;
 mod tables;
+pub mod validation;
 
 pub use handlers::Api;
 pub use registry::Registry;
@@ -104,4 +105,3 @@ pub async fn start(
     ));
     Ok(tokio::spawn(server::serve(api, listener, tls, shutdown)))
 }
-pub mod validation;

@@ -63,8 +63,79 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     .context("cannot write the admin kubeconfig")?;
     tracing::info!(path = %args.write_kubeconfig.display(), "wrote kubeconfig");
 
+    let agent = if args.disable_agent {
+        None
+    } else {
+        let node_ip = args.node_ip.unwrap_or_else(crate::agent::detect_node_ip);
+        let mut cfg = crate::agent::AgentConfig::new(
+            args.data_dir.clone(),
+            hostname.clone(),
+            node_ip,
+            args.write_kubeconfig.clone(),
+        );
+        cfg.node_labels = args
+            .node_labels
+            .iter()
+            .filter_map(|l| {
+                l.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
+        cfg.node_labels.insert(
+            "node-role.kubernetes.io/control-plane".into(),
+            "true".into(),
+        );
+        cfg.node_taints = args.node_taints.clone();
+        cfg.container_runtime_endpoint = args.container_runtime_endpoint.clone();
+        cfg.cluster_cidr = args.cluster_cidr.clone();
+        cfg.cluster_dns = Some(args.cluster_dns);
+        // The agent failing (no containerd, not root) must not take the API down.
+        let token = shutdown.clone();
+        Some(tokio::spawn(async move {
+            if let Err(e) = crate::agent::run(cfg, token).await {
+                tracing::error!(error = %e, "built-in agent stopped");
+            }
+        }))
+    };
+
+    // Scheduler and controllers: ordinary API clients of the server we just started.
+    let client = {
+        let kc = kube::config::Kubeconfig::read_from(&args.write_kubeconfig)
+            .context("cannot read the admin kubeconfig")?;
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .context("cannot load the admin kubeconfig")?;
+        kube::Client::try_from(cfg).context("cannot build the API client")?
+    };
+    let identity = format!("{hostname}_{}", uuid::Uuid::new_v4());
+    let mut ctrl_cfg = crate::controllers::ControllersConfig::new(
+        identity.clone(),
+        args.cluster_cidr.clone(),
+        pki.ca_cert_pem.clone(),
+    );
+    ctrl_cfg.node_monitor_grace = std::time::Duration::from_secs(args.node_monitor_grace_period);
+    ctrl_cfg.default_eviction = std::time::Duration::from_secs(args.default_eviction_seconds);
+    let controllers = tokio::spawn(crate::controllers::run(
+        client.clone(),
+        ctrl_cfg,
+        shutdown.clone(),
+    ));
+    let scheduler = tokio::spawn(crate::scheduler::run(
+        client,
+        crate::scheduler::SchedulerConfig {
+            identity,
+            lease: Default::default(),
+        },
+        shutdown.clone(),
+    ));
+
     super::shutdown_signal().await;
     shutdown.cancel();
+    if let Some(a) = agent {
+        let _ = a.await;
+    }
+    let _ = controllers.await;
+    let _ = scheduler.await;
     let _ = server.await;
     tracing::info!("k3rs server stopped");
     Ok(())

@@ -37,21 +37,23 @@
 //! (RawNode loop, write-ahead log, peer transport, snapshots, membership), `etcd/` (the etcd v3
 //! gRPC facade).
 
-pub mod command;
+mod command;
 pub mod error;
 pub mod etcd;
 mod handle;
 mod lease;
-pub mod mvcc;
+mod mvcc;
+mod open;
 pub mod raft;
 mod setup;
 pub mod state_machine;
 pub mod testing;
 pub mod types;
-pub mod watch;
+mod watch;
 
 pub use error::{Result, StoreError};
 pub use handle::Store;
+pub use open::{StoreConfig, open};
 pub use setup::{Applier, StoreCore, StoreOptions, open_state};
 pub use types::*;
 pub use watch::{ProgressRequester, Watcher};

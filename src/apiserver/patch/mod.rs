@@ -116,6 +116,28 @@ pub enum PatchError {
     ApplyNotHandledHere,
 }
 
+impl PatchError {
+    /// The HTTP status code of the `Status` this error becomes.
+    pub fn code(&self) -> u16 {
+        match self {
+            PatchError::Malformed(_) => 400,
+            PatchError::JsonPatchFailed(_) | PatchError::InvalidStrategicPatch(_) => 422,
+            PatchError::StrategicMergeUnsupported => 415,
+            PatchError::ApplyNotHandledHere => 500,
+        }
+    }
+
+    /// The `Status.reason` matching [`PatchError::code`].
+    pub fn reason(&self) -> &'static str {
+        match self.code() {
+            400 => "BadRequest",
+            415 => "UnsupportedMediaType",
+            422 => "Invalid",
+            _ => "InternalError",
+        }
+    }
+}
+
 /// Applies `patch` of `patch_type` to `current` and returns the new object.
 pub fn apply(
     kind: &KindPath,

@@ -53,6 +53,48 @@ pub enum ApplyError {
     FieldManagerRequired,
 }
 
+impl ApplyError {
+    /// The HTTP status code of the `Status` this error becomes.
+    pub fn code(&self) -> u16 {
+        match self {
+            ApplyError::Conflicts(_) => 409,
+            ApplyError::BadRequest(_) => 400,
+            ApplyError::FieldManagerRequired => 422,
+        }
+    }
+
+    /// The `Status.reason` matching [`ApplyError::code`].
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApplyError::Conflicts(_) => "Conflict",
+            ApplyError::BadRequest(_) => "BadRequest",
+            ApplyError::FieldManagerRequired => "Invalid",
+        }
+    }
+
+    /// `details.causes` as upstream sends them for apply conflicts
+    /// (`{"reason":"FieldManagerConflict","message":"conflict with \"mgr\"","field":".spec.replicas"}`).
+    pub fn causes(&self) -> Vec<crate::apiserver::validation::FieldCause> {
+        match self {
+            ApplyError::Conflicts(cs) => cs
+                .iter()
+                .map(|c| crate::apiserver::validation::FieldCause {
+                    reason: "FieldManagerConflict".into(),
+                    message: format!("conflict with {}", c.manager_display()),
+                    field: c.field.clone(),
+                })
+                .collect(),
+            ApplyError::FieldManagerRequired => {
+                vec![crate::apiserver::validation::FieldCause::required(
+                    "fieldManager",
+                    "is required for apply patch",
+                )]
+            }
+            ApplyError::BadRequest(_) => Vec::new(),
+        }
+    }
+}
+
 fn conflict_message(conflicts: &[Conflict]) -> String {
     if let [c] = conflicts {
         return format!(

@@ -722,3 +722,38 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn errors_map_to_upstream_status_codes_and_causes() {
+    assert_eq!(PatchError::StrategicMergeUnsupported.code(), 415);
+    assert_eq!(
+        PatchError::StrategicMergeUnsupported.reason(),
+        "UnsupportedMediaType"
+    );
+    assert_eq!(PatchError::JsonPatchFailed("x".into()).code(), 422);
+    assert_eq!(PatchError::Malformed("x".into()).reason(), "BadRequest");
+    let created = server_side_apply(
+        &deploy_kind(),
+        None,
+        &applied_deploy(2, "nginx"),
+        "alice",
+        false,
+        T,
+    )
+    .unwrap();
+    let err = server_side_apply(
+        &deploy_kind(),
+        Some(&created),
+        &applied_deploy(5, "nginx"),
+        "bob",
+        false,
+        T,
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), 409);
+    assert_eq!(err.reason(), "Conflict");
+    let causes = err.causes();
+    assert_eq!(causes[0].reason, "FieldManagerConflict");
+    assert_eq!(causes[0].message, "conflict with \"alice\"");
+    assert_eq!(causes[0].field, ".spec.replicas");
+}

@@ -1,8 +1,8 @@
 //! The seam between the etcd v3 gRPC facade and the store: `EtcdBackend`.
 //!
 //! Owns nothing; it only names what the facade needs from the store, over the plain types of
-//! `crate::store::types`. Production implementation: `crate::store::Store` (once it lands);
-//! tests: `super::testing::MemoryBackend`.
+//! `crate::store::types`. Implemented by `crate::store::Store` (`store_backend.rs`); tests
+//! run it over a fake replicator or a one-member raft group.
 
 use crate::store::state_machine::BoxFuture;
 use crate::store::{

@@ -210,6 +210,18 @@ pub fn store_status(e: StoreError) -> Status {
             "etcdserver: lease already exists".into(),
         ),
         StoreError::KeyNotFound => (Code::InvalidArgument, "etcdserver: key not found".into()),
+        StoreError::EmptyKey => (
+            Code::InvalidArgument,
+            "etcdserver: key is not provided".into(),
+        ),
+        StoreError::ValueProvided => (
+            Code::InvalidArgument,
+            "etcdserver: value is provided".into(),
+        ),
+        StoreError::LeaseProvided => (
+            Code::InvalidArgument,
+            "etcdserver: lease is provided".into(),
+        ),
         StoreError::DuplicateKey => (
             Code::InvalidArgument,
             "etcdserver: duplicate key given in txn request".into(),

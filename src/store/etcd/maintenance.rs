@@ -1,9 +1,11 @@
 //! The etcd `Maintenance` service: Status, Snapshot, Alarm, Defragment, Hash/HashKV,
 //! MoveLeader.
 //!
-//! Snapshot streams the k3rs snapshot format (not a bbolt file) followed by the sha256 of
-//! the data, the trailer etcd appends and `etcdctl snapshot save` stores as is; only
-//! `k3rs etcd-snapshot` / `--cluster-reset-restore-path` can read it back.
+//! Snapshot streams the k3rs snapshot (not a bbolt file) in an envelope etcdctl 3.4 accepts:
+//! `K3RSSNAP`, the length (u64 LE), the store's snapshot, zero padding to a multiple of 512
+//! bytes (etcdctl checks `size % 512 == 32` as for a bolt file), then the sha256 of all that,
+//! the trailer etcd appends. `etcdctl snapshot status/restore` cannot read it (they parse
+//! bbolt); [`open_snapshot`] can, for `k3rs etcd-snapshot` / `--cluster-reset-restore-path`.
 
 use super::backend::EtcdBackend;
 use super::convert::{header, store_status};
@@ -25,6 +27,31 @@ use tonic::{Request, Response, Status};
 pub const VERSION: &str = "3.4.0-k3rs";
 /// Snapshot chunk size (etcd uses 32 KiB).
 const CHUNK: usize = 32 * 1024;
+
+const MAGIC: &[u8; 8] = b"K3RSSNAP";
+
+/// Wraps a store snapshot in the envelope described in the module doc.
+pub fn seal_snapshot(snapshot: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(snapshot.len() + 600);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(snapshot.len() as u64).to_le_bytes());
+    out.extend_from_slice(snapshot);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    let digest = Sha256::digest(&out);
+    out.extend_from_slice(&digest);
+    out
+}
+
+/// The store snapshot inside a file written by `etcdctl snapshot save` from k3rs; `None` when
+/// the file is not one (wrong magic, length or checksum).
+pub fn open_snapshot(file: &[u8]) -> Option<&[u8]> {
+    let (body, sum) = file.split_at(file.len().checked_sub(32)?);
+    if Sha256::digest(body).as_slice() != sum || body.len() < 16 || &body[..8] != MAGIC {
+        return None;
+    }
+    let len = usize::try_from(u64::from_le_bytes(body[8..16].try_into().ok()?)).ok()?;
+    body.get(16..16usize.checked_add(len)?)
+}
 
 pub struct MaintenanceService {
     pub backend: Arc<dyn EtcdBackend>,
@@ -138,9 +165,7 @@ impl PbMaintenanceService for MaintenanceService {
         request: Request<PbSnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         require_leader(&request, self.backend.as_ref())?;
-        let mut data = self.backend.snapshot().await.map_err(store_status)?;
-        let digest = Sha256::digest(&data);
-        data.extend_from_slice(&digest);
+        let data = seal_snapshot(&self.backend.snapshot().await.map_err(store_status)?);
         let hdr = header(&self.backend.status().header);
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
@@ -183,5 +208,24 @@ impl PbMaintenanceService for MaintenanceService {
         Err(Status::unimplemented(
             "etcdserver: downgrade is not supported",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_snapshots_look_like_bolt_files_to_etcdctl_and_open_again() {
+        for n in [0, 1, 495, 496, 497, 5000] {
+            let snap: Vec<u8> = (0..n).map(|i| i as u8).collect();
+            let file = seal_snapshot(&snap);
+            assert_eq!(file.len() % 512, 32);
+            assert_eq!(open_snapshot(&file), Some(snap.as_slice()));
+        }
+        let mut bad = seal_snapshot(b"data");
+        bad[20] ^= 1;
+        assert_eq!(open_snapshot(&bad), None);
+        assert_eq!(open_snapshot(b"short"), None);
     }
 }

@@ -11,12 +11,11 @@ mod convert;
 mod kv;
 mod lease;
 mod maintenance;
-#[doc(hidden)]
-pub mod testing;
+mod store_backend;
 mod watch;
 
 pub use backend::{EtcdBackend, EventStream, KeepAlive, LeaseList};
-pub use maintenance::VERSION;
+pub use maintenance::{VERSION, open_snapshot, seal_snapshot};
 
 use etcd_client::proto::{
     PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer,
