@@ -183,7 +183,7 @@ async fn scale_write(api: &Api, req: Req, method: &Method) -> Result<Reply, ApiE
         match write::commit_update(api, &req, &base, cur_rev, out, vec![], false).await {
             Ok(Reply::Json { body, .. }) => return Ok(Reply::ok(to_scale(&req, &body))),
             Ok(other) => return Ok(other),
-            Err(e) if e.reason == "Conflict" && pinned.is_none() => continue,
+            Err(e) if e.reason == "Conflict" => continue,
             Err(e) => return Err(e),
         }
     }

@@ -507,7 +507,8 @@ pub async fn patch(api: &Api, req: Req, sub: Option<&str>) -> Result<Reply, ApiE
         };
         let out = merge_update(&kind, sub, &base, patched);
         match commit_update(api, &req, &base, cur_rev, out, warnings, applied.is_some()).await {
-            Err(e) if e.reason == "Conflict" && pinned.is_none() => continue,
+            // A pinned resourceVersion fails the check above on the next attempt.
+            Err(e) if e.reason == "Conflict" => continue,
             other => return other,
         }
     }
