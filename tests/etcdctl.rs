@@ -1,46 +1,34 @@
 //! etcdctl 3.4 end to end against the k3rs etcd API, and the same commands against Debian's
 //! real etcd 3.4 in the same run: the normalised transcripts must be identical.
 //!
-//! The k3rs side is the etcd facade served in-process over the real store (one-member raft
-//! group) until the store is wired into `k3rs server`.
+//! The k3rs side is the real `k3rs server` binary (agent disabled) on free ports.
 
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-use k3rs::store::StoreOptions;
-use k3rs::store::raft::{self, Bootstrap, RaftConfig};
-use tokio_util::sync::CancellationToken;
 
 /// A running etcd API server (k3rs or etcd) and its scratch directory.
 struct Endpoint {
     addr: String,
+    /// The member's peer URL when it is not etcd's default `http://localhost:2380`.
+    peer: Option<String>,
     dir: tempfile::TempDir,
     kind: Kind,
 }
 
 enum Kind {
-    K3rs {
-        _rt: tokio::runtime::Runtime,
-        shutdown: CancellationToken,
-    },
-    Etcd(Child),
+    Process(Child),
 }
 
 impl Drop for Endpoint {
     fn drop(&mut self) {
-        match &mut self.kind {
-            Kind::K3rs { shutdown, .. } => shutdown.cancel(),
-            Kind::Etcd(child) => {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
+        let Kind::Process(child) = &mut self.kind;
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
@@ -52,49 +40,46 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The real store (MVCC on sled behind a one-member raft group) serving the etcd API
-/// in-process, named and addressed like a default etcd member.
+/// `k3rs server` (no agent) with its etcd API on a free port, named like a default etcd.
 fn start_k3rs() -> Endpoint {
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
+    let addr = format!("127.0.0.1:{}", free_port());
+    let raft_port = free_port();
+    let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_k3rs"))
+        .args(["server", "--disable-agent", "--bind-address", "127.0.0.1"])
+        .args(["--node-name", "default"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg(format!("--https-listen-port={}", free_port()))
+        .arg(format!("--etcd-listen-address={addr}"))
+        .arg(format!("--raft-listen-port={raft_port}"))
+        .arg("--write-kubeconfig")
+        .arg(dir.path().join("kubeconfig.yaml"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
         .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let (sm, core) =
-        k3rs::store::open_state(&dir.path().join("db"), &StoreOptions::default()).unwrap();
-    let mut cfg = RaftConfig::new(
-        dir.path().join("raft"),
-        "default",
-        format!("127.0.0.1:{}", free_port()),
-        "http://localhost:2380",
-        Bootstrap::ClusterInit,
-    );
-    cfg.client_urls = vec![format!("http://{addr}")];
-    let store = rt.block_on(async {
-        let node = raft::start(cfg, sm).await.unwrap();
-        core.into_store(Arc::new(node))
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while store.status().leader_id == 0 {
-        assert!(Instant::now() < deadline, "the raft member never led");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let shutdown = CancellationToken::new();
-    rt.spawn(k3rs::store::etcd::serve_listener(
-        Arc::new(store),
-        listener,
-        shutdown.clone(),
-    ));
-    Endpoint {
+    let ep = Endpoint {
         addr,
+        peer: Some(format!("http://127.0.0.1:{raft_port}")),
         dir,
-        kind: Kind::K3rs { _rt: rt, shutdown },
+        kind: Kind::Process(child),
+    };
+    wait_healthy(&ep);
+    ep
+}
+
+fn wait_healthy(ep: &Endpoint) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if ctl(ep, &["endpoint", "health"], None).0 == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
+    let log = std::fs::read_to_string(ep.dir.path().join("server.log")).unwrap_or_default();
+    panic!("{} did not become healthy: {log}", ep.addr);
 }
 
 /// Debian's etcd 3.4 on free ports; `None` when it is not installed.
@@ -102,7 +87,7 @@ fn start_etcd() -> Option<Endpoint> {
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let peer = format!("http://127.0.0.1:{}", free_port());
-    let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+    let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
     let child = Command::new("etcd")
         .arg("--data-dir")
         .arg(dir.path().join("data"))
@@ -115,17 +100,12 @@ fn start_etcd() -> Option<Endpoint> {
         .ok()?;
     let ep = Endpoint {
         addr,
+        peer: None,
         dir,
-        kind: Kind::Etcd(child),
+        kind: Kind::Process(child),
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if ctl(&ep, &["endpoint", "health"], None).0 == 0 {
-            return Some(ep);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("etcd did not become healthy");
+    wait_healthy(&ep);
+    Some(ep)
 }
 
 fn etcdctl(ep: &Endpoint, args: &[&str]) -> Command {
@@ -236,6 +216,9 @@ fn blank_after(s: &str, after: &str, end: char) -> String {
 /// What legitimately differs between k3rs and etcd: ids, ports, sizes, timings, versions.
 fn normalise(ep: &Endpoint, lease: Option<&str>, s: &str) -> String {
     let mut s = s.replace(&ep.addr, "ENDPOINT");
+    if let Some(peer) = &ep.peer {
+        s = s.replace(peer.as_str(), "http://localhost:2380");
+    }
     // The member id: etcd derives it from name and peer URLs, raft-rs members pick one.
     if let Some(id) = s
         .lines()

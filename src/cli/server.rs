@@ -36,6 +36,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot initialise the API: {e}"))?;
 
     let shutdown = tokio_util::sync::CancellationToken::new();
+
+    // --- embedded store (sled + raft) and the etcd v3 API on --etcd-listen-address ---
+    // The API server still uses its own in-memory backend until it is moved onto `store`.
+    let (store, raft_node) = open_store(&args, &hostname).await?;
+    let etcd_listener = tokio::net::TcpListener::bind(args.etcd_listen_address)
+        .await
+        .with_context(|| format!("cannot listen on {} (etcd api)", args.etcd_listen_address))?;
+    let etcd_api = tokio::spawn(crate::store::etcd::serve_listener(
+        Arc::new(store.clone()),
+        etcd_listener,
+        shutdown.clone(),
+    ));
+    // --- end embedded store ---
     let listen = std::net::SocketAddr::new(args.bind_address, args.https_listen_port);
     let server = crate::apiserver::start(
         api,
@@ -68,6 +81,50 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     super::shutdown_signal().await;
     shutdown.cancel();
     let _ = server.await;
+    if let Ok(Err(e)) = etcd_api.await {
+        tracing::warn!(error = %e, "etcd api stopped with an error");
+    }
+    raft_node.shutdown().await;
     tracing::info!("k3rs server stopped");
     Ok(())
+}
+
+/// Opens the replicated store under `<data-dir>/server/db`: a new one-member raft group
+/// (first start, or `--cluster-init`), or a join through the raft port of `--server`'s host.
+async fn open_store(
+    args: &ServerArgs,
+    name: &str,
+) -> anyhow::Result<(crate::store::Store, crate::store::raft::RaftNode)> {
+    use crate::store::raft::Bootstrap;
+    let ip = args.advertise_address.unwrap_or(match args.bind_address {
+        a if a.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+        a => a,
+    });
+    let peer = std::net::SocketAddr::new(ip, args.raft_listen_port);
+    let bootstrap = match &args.server {
+        Some(url) if !args.cluster_init => {
+            let host = url
+                .trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .rsplit_once(':')
+                .map_or(url.as_str(), |(h, _)| h);
+            Bootstrap::Join {
+                peer_addr: format!("{host}:{}", args.raft_listen_port),
+                token: args.token.clone().unwrap_or_default(),
+            }
+        }
+        _ => Bootstrap::ClusterInit,
+    };
+    let mut config = crate::store::StoreConfig::new(
+        args.data_dir.join("server").join("db"),
+        name,
+        &std::net::SocketAddr::new(args.bind_address, args.raft_listen_port).to_string(),
+        &format!("http://{peer}"),
+        bootstrap,
+    );
+    config.raft.client_urls = vec![format!("http://{}", args.etcd_listen_address)];
+    config.raft.token = args.token.clone().unwrap_or_default();
+    crate::store::open(config)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the store: {e}"))
 }

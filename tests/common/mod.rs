@@ -41,6 +41,8 @@ impl TestServer {
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--https-listen-port", &port.to_string()])
+            .arg(format!("--etcd-listen-address=127.0.0.1:{}", free_port()))
+            .arg(format!("--raft-listen-port={}", free_port()))
             .arg("--write-kubeconfig")
             .arg(&kubeconfig)
             .args(extra)
