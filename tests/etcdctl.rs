@@ -395,6 +395,13 @@ fn scenario(ep: &Endpoint) -> Vec<String> {
     run(&mut t, &lease, &["lease", "timetolive", &id], None);
     run(&mut t, &lease, &["lease", "revoke", &id], None);
 
+    let short = run(&mut t, &lease, &["lease", "grant", "1"], None);
+    if let Some(id) = short.split_whitespace().nth(1)
+        && let Some(last) = t.last_mut()
+    {
+        *last = last.replace(id, "SHORT");
+    }
+
     // Cluster and maintenance.
     run(&mut t, &lease, &["member", "list"], None);
     run(&mut t, &lease, &["endpoint", "status"], None);
