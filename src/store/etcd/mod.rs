@@ -81,7 +81,8 @@ pub async fn serve_listener(
     if let Ok(a) = listener.local_addr() {
         tracing::info!(addr = %a, "etcd api listening");
     }
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs hold small responses ~40 ms.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .add_service(PbKvServer::new(kv::KvService {
             backend: backend.clone(),
