@@ -24,6 +24,16 @@ enum Kind {
     Process(Child),
 }
 
+impl Endpoint {
+    /// Stops the server and hands over its directory (data included).
+    fn stop(mut self) -> tempfile::TempDir {
+        let Kind::Process(child) = &mut self.kind;
+        let _ = child.kill();
+        let _ = child.wait();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+}
+
 impl Drop for Endpoint {
     fn drop(&mut self) {
         let Kind::Process(child) = &mut self.kind;
@@ -42,7 +52,10 @@ fn free_port() -> u16 {
 
 /// `k3rs server` (no agent) with its etcd API on a free port, named like a default etcd.
 fn start_k3rs() -> Endpoint {
-    let dir = tempfile::tempdir().unwrap();
+    start_k3rs_in(tempfile::tempdir().unwrap())
+}
+
+fn start_k3rs_in(dir: tempfile::TempDir) -> Endpoint {
     let addr = format!("127.0.0.1:{}", free_port());
     let raft_port = free_port();
     let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
@@ -493,4 +506,16 @@ fn etcdctl_gets_the_same_answers_from_k3rs_as_from_etcd() {
         assert_eq!(a, b, "k3rs (left) and etcd (right) differ");
     }
     assert_eq!(ours.len(), theirs.len());
+}
+
+#[test]
+fn data_written_through_etcdctl_survives_a_k3rs_server_restart() {
+    let ep = start_k3rs();
+    assert_eq!(ctl(&ep, &["put", "persist", "me"], None).1, "OK\n");
+    let dir = ep.stop();
+    let ep = start_k3rs_in(dir);
+    let (code, out, err) = ctl(&ep, &["get", "persist", "-w", "fields"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"Value\" : \"me\""), "{out}");
+    assert!(out.contains("\"Revision\" : 2"), "{out}");
 }
