@@ -119,6 +119,15 @@ async fn agent_registers_the_node_runs_a_bound_pod_and_finishes_its_deletion() {
     })
     .await;
 
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), "default");
+    let cm = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "web-content", "namespace": "default"},
+        "data": {"index.html": "from-configmap\n"}
+    }))
+    .unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -126,8 +135,10 @@ async fn agent_registers_the_node_runs_a_bound_pod_and_finishes_its_deletion() {
         "spec": {
             "nodeName": node_name,
             "terminationGracePeriodSeconds": 1,
+            "volumes": [{"name": "content", "configMap": {"name": "web-content"}}],
             "containers": [{"name": "web", "image": "k3rs.test/busybox:1",
-                "command": ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]}]
+                "command": ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"],
+                "volumeMounts": [{"name": "content", "mountPath": "/www"}]}]
         }
     }))
     .unwrap();
@@ -152,6 +163,17 @@ async fn agent_registers_the_node_runs_a_bound_pod_and_finishes_its_deletion() {
     let ip = running.pod_ip.clone().unwrap();
     assert!(ip.starts_with("10.88.43."), "{ip}");
     let uid = pods.get("web").await.unwrap().metadata.uid.unwrap();
+    let body = wait_for("http from the pod", 10, async || {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-m", "1", &format!("http://{ip}:8080/index.html")])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    })
+    .await;
+    assert_eq!(body, "from-configmap\n", "the ConfigMap volume is served");
     assert!(std::path::Path::new(&format!("/run/netns/k3rs-{uid}")).exists());
 
     pods.delete("web", &DeleteParams::default()).await.unwrap();

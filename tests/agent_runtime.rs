@@ -76,7 +76,9 @@ async fn supervised_containerd_imports_an_image_and_runs_a_container_with_cri_lo
         cgroup_parent: "/k3rs-test/podrt-1".into(),
         ..Default::default()
     };
-    let spec = k3rs::agent::runtime::spec::build(&pod, c, &image, &sandbox, id).unwrap();
+    let spec =
+        k3rs::agent::runtime::spec::build(&pod, c, &image, &sandbox, &Default::default(), id)
+            .unwrap();
     let log_path = tmp.path().join("logs/default_p_rt-1/c/0.log");
     let create = ContainerCreate {
         id: id.to_string(),
@@ -258,6 +260,7 @@ async fn pod_serves_http_logs_execs_restarts_crashes_with_back_off_and_stops_wit
         backoff_max: Duration::from_millis(1600),
     });
     let deps = Deps {
+        sources: None,
         runtime: rt.clone(),
         network: net.clone(),
         config: config.clone(),

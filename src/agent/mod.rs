@@ -91,6 +91,20 @@ impl AgentConfig {
     }
 }
 
+/// The address other hosts reach us at: the source address of the default route, else
+/// loopback. (Connecting a UDP socket sends no packet.)
+pub fn detect_node_ip() -> IpAddr {
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("10.255.255.255:53")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .ok()
+        .filter(|ip| !ip.is_unspecified())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
 async fn kube_client(path: &std::path::Path) -> Result<kube::Client, AgentError> {
     let err = |reason: String| AgentError::Kubeconfig {
         path: path.to_path_buf(),
@@ -105,15 +119,24 @@ async fn kube_client(path: &std::path::Path) -> Result<kube::Client, AgentError>
 
 /// Imports new or changed tarballs from `<data-dir>/agent/images` every 15 s.
 async fn watch_images(rt: Arc<Containerd>, dir: PathBuf, shutdown: CancellationToken) {
-    let mut seen: HashMap<PathBuf, (u64, Option<SystemTime>)> = HashMap::new();
+    let signature = |e: &std::fs::DirEntry| {
+        let meta = e.metadata().ok()?;
+        Some((e.path(), (meta.len(), meta.modified().ok())))
+    };
+    // What is there now was imported at start.
+    let mut seen: HashMap<PathBuf, (u64, Option<SystemTime>)> = std::fs::read_dir(&dir)
+        .map(|d| d.flatten().filter_map(|e| signature(&e)).collect())
+        .unwrap_or_default();
     loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(15)) => {}
+            _ = shutdown.cancelled() => return,
+        }
         let mut fresh = false;
         if let Ok(entries) = std::fs::read_dir(&dir) {
-            for e in entries.flatten() {
-                let Ok(meta) = e.metadata() else { continue };
-                let sig = (meta.len(), meta.modified().ok());
-                if seen.get(&e.path()) != Some(&sig) {
-                    seen.insert(e.path(), sig);
+            for (path, sig) in entries.flatten().filter_map(|e| signature(&e)) {
+                if seen.get(&path) != Some(&sig) {
+                    seen.insert(path, sig);
                     fresh = true;
                 }
             }
@@ -125,10 +148,6 @@ async fn watch_images(rt: Arc<Containerd>, dir: PathBuf, shutdown: CancellationT
                     warn!(file = %path.display(), error = %e, "image import");
                 }
             }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(15)) => {}
-            _ = shutdown.cancelled() => return,
         }
     }
 }
@@ -212,6 +231,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     cni.bridge = config.cni_bridge.clone();
     let network = Arc::new(CniNetwork::new(Cni::new(cni)?, &config.run_dir));
     let deps = pod_worker::Deps {
+        sources: Some(Arc::new(sources::ApiSources(client.clone()))),
         runtime: rt.clone(),
         network,
         config: Arc::new(pod::PodConfig {
@@ -233,3 +253,4 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     }
     result
 }
+pub mod sources;

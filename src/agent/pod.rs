@@ -191,12 +191,16 @@ pub fn write_etc_files(cfg: &PodConfig, pod: &Pod, ip: IpAddr) -> std::io::Resul
     Ok(files)
 }
 
-/// Creates the host directories of the pod's volumes. Unsupported kinds are an error
-/// naming the volume (they need the API: configMap, secret, projected, downwardAPI, PVCs).
+/// Creates the host directories of emptyDir and hostPath volumes. API-backed kinds are
+/// left to [`crate::agent::sources`]; anything else (PVCs, …) is an error naming the volume.
 pub fn prepare_volumes(cfg: &PodConfig, pod: &Pod) -> Result<HashMap<String, PathBuf>, String> {
     let uid = meta(pod).2;
     let mut out = HashMap::new();
     for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        if crate::agent::sources::handles(v) {
+            // Written from the API by `sources::materialize_volumes`.
+            continue;
+        }
         let path = if v.empty_dir.is_some() {
             pod_dir(cfg, uid).join("volumes/empty-dir").join(&v.name)
         } else if let Some(h) = &v.host_path {
@@ -210,7 +214,7 @@ pub fn prepare_volumes(cfg: &PodConfig, pod: &Pod) -> Result<HashMap<String, Pat
             continue;
         } else {
             return Err(format!(
-                "volume {}: only emptyDir and hostPath are supported yet",
+                "volume {}: only emptyDir, hostPath, configMap, secret, downwardAPI and projected are supported yet",
                 v.name
             ));
         };

@@ -14,6 +14,7 @@ use crate::agent::runtime::spec::{self, SandboxInfo};
 use crate::agent::runtime::{
     ContainerCreate, ContainerRuntime, ExitInfo, PullPolicy, RuntimeError, TaskStatus,
 };
+use crate::agent::sources::{self as pod_sources, PodSources};
 use crate::agent::status::{self, CState, CtrView};
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use std::collections::HashMap;
@@ -27,6 +28,8 @@ use tracing::{debug, info, warn};
 #[derive(Clone)]
 pub struct Deps {
     pub runtime: Arc<dyn ContainerRuntime>,
+    /// ConfigMaps and Secrets (`None`: pods using them fail with a clear reason).
+    pub sources: Option<Arc<dyn PodSources>>,
     pub network: Arc<dyn PodNetwork>,
     pub config: Arc<PodConfig>,
 }
@@ -492,7 +495,11 @@ impl Worker {
             (sb.ip, Some(sb.namespaces))
         };
         let etc = pod::write_etc_files(&cfg, &pod, ip).map_err(|e| format!("pod files: {e}"))?;
-        let volumes = pod::prepare_volumes(&cfg, &pod)?;
+        let mut volumes = pod::prepare_volumes(&cfg, &pod)?;
+        let base = pod::pod_dir(&cfg, &uid).join("volumes");
+        volumes.extend(
+            pod_sources::materialize_volumes(self.deps.sources.as_deref(), &pod, &base).await?,
+        );
         let info = SandboxInfo {
             host_network,
             netns: namespaces
@@ -596,7 +603,15 @@ impl Worker {
         let Some(spec_c) = spec_c else {
             return;
         };
-        let oci = match spec::build(&pod, &spec_c, &image, &info, &id) {
+        let env = match pod_sources::resolve_env(self.deps.sources.as_deref(), &pod, &spec_c).await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                self.fail_start(i, "CreateContainerConfigError", e);
+                return;
+            }
+        };
+        let oci = match spec::build(&pod, &spec_c, &image, &info, &env, &id) {
             Ok(s) => s,
             Err(e) => {
                 self.fail_start(i, "CreateContainerConfigError", e.to_string());
@@ -779,6 +794,7 @@ mod tests {
         });
         Env {
             deps: Deps {
+                sources: None,
                 runtime: rt.clone(),
                 network: net.clone(),
                 config,

@@ -30,6 +30,16 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The log driver runs once per container under the shim: keep it small (no runtime).
+    if let Command::ContainerLogger { path } = &cli.command {
+        return match crate::agent::runtime::logger::run(path) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("k3rs container-logger: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     init_logging(cli.debug);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

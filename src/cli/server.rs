@@ -27,28 +27,25 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let pki = crate::pki::ensure_server_pki(&args.data_dir.join("server").join("tls"), &sans)
         .context("cannot create or load certificates")?;
 
-    // TODO(store): replace with the replicated store once it is on main.
-    tracing::warn!("using the in-memory store: cluster data is NOT persisted across restarts");
-    let backend: Arc<dyn crate::apiserver::storage::Backend> =
-        Arc::new(crate::apiserver::storage::memory::MemoryBackend::new());
-    let api = crate::apiserver::new_api(backend)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot initialise the API: {e}"))?;
+    let store = open_store(&args, &hostname).await?;
 
-    let shutdown = tokio_util::sync::CancellationToken::new();
-
-    // --- embedded store (sled + raft) and the etcd v3 API on --etcd-listen-address ---
-    // The API server still uses its own in-memory backend until it is moved onto `store`.
-    let (store, raft_node) = open_store(&args, &hostname).await?;
+    // --- etcd v3 API on --etcd-listen-address, over the same store ---
+    let etcd_shutdown = tokio_util::sync::CancellationToken::new();
     let etcd_listener = tokio::net::TcpListener::bind(args.etcd_listen_address)
         .await
         .with_context(|| format!("cannot listen on {} (etcd api)", args.etcd_listen_address))?;
     let etcd_api = tokio::spawn(crate::store::etcd::serve_listener(
         Arc::new(store.clone()),
         etcd_listener,
-        shutdown.clone(),
+        etcd_shutdown.clone(),
     ));
-    // --- end embedded store ---
+    // --- end etcd v3 API ---
+    let backend: Arc<dyn crate::apiserver::storage::Backend> = Arc::new(store);
+    let api = crate::apiserver::new_api(backend, Some(&pki.service_account_key_pem))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot initialise the API: {e}"))?;
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
     let listen = std::net::SocketAddr::new(args.bind_address, args.https_listen_port);
     let server = crate::apiserver::start(
         api,
@@ -78,53 +75,136 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     .context("cannot write the admin kubeconfig")?;
     tracing::info!(path = %args.write_kubeconfig.display(), "wrote kubeconfig");
 
+    let agent = if args.disable_agent {
+        None
+    } else {
+        let node_ip = args.node_ip.unwrap_or_else(crate::agent::detect_node_ip);
+        let mut cfg = crate::agent::AgentConfig::new(
+            args.data_dir.clone(),
+            hostname.clone(),
+            node_ip,
+            args.write_kubeconfig.clone(),
+        );
+        cfg.node_labels = args
+            .node_labels
+            .iter()
+            .filter_map(|l| {
+                l.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
+        cfg.node_labels.insert(
+            "node-role.kubernetes.io/control-plane".into(),
+            "true".into(),
+        );
+        cfg.node_taints = args.node_taints.clone();
+        cfg.container_runtime_endpoint = args.container_runtime_endpoint.clone();
+        cfg.cluster_cidr = args.cluster_cidr.clone();
+        cfg.cluster_dns = Some(args.cluster_dns);
+        // The agent failing (no containerd, not root) must not take the API down.
+        let token = shutdown.clone();
+        Some(tokio::spawn(async move {
+            if let Err(e) = crate::agent::run(cfg, token).await {
+                tracing::error!(error = %e, "built-in agent stopped");
+            }
+        }))
+    };
+
+    // Scheduler and controllers: ordinary API clients of the server we just started.
+    let client = {
+        let kc = kube::config::Kubeconfig::read_from(&args.write_kubeconfig)
+            .context("cannot read the admin kubeconfig")?;
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .context("cannot load the admin kubeconfig")?;
+        kube::Client::try_from(cfg).context("cannot build the API client")?
+    };
+    let identity = format!("{hostname}_{}", uuid::Uuid::new_v4());
+    let mut ctrl_cfg = crate::controllers::ControllersConfig::new(
+        identity.clone(),
+        args.cluster_cidr.clone(),
+        pki.ca_cert_pem.clone(),
+    );
+    ctrl_cfg.node_monitor_grace = std::time::Duration::from_secs(args.node_monitor_grace_period);
+    ctrl_cfg.default_eviction = std::time::Duration::from_secs(args.default_eviction_seconds);
+    let controllers = tokio::spawn(crate::controllers::run(
+        client.clone(),
+        ctrl_cfg,
+        shutdown.clone(),
+    ));
+    let scheduler = tokio::spawn(crate::scheduler::run(
+        client,
+        crate::scheduler::SchedulerConfig {
+            identity,
+            lease: Default::default(),
+        },
+        shutdown.clone(),
+    ));
+
     super::shutdown_signal().await;
     shutdown.cancel();
+    if let Some(a) = agent {
+        let _ = a.await;
+    }
+    let _ = controllers.await;
+    let _ = scheduler.await;
     let _ = server.await;
+    etcd_shutdown.cancel();
     if let Ok(Err(e)) = etcd_api.await {
         tracing::warn!(error = %e, "etcd api stopped with an error");
     }
-    raft_node.shutdown().await;
     tracing::info!("k3rs server stopped");
     Ok(())
 }
 
-/// Opens the replicated store under `<data-dir>/server/db`: a new one-member raft group
-/// (first start, or `--cluster-init`), or a join through the raft port of `--server`'s host.
-async fn open_store(
-    args: &ServerArgs,
-    name: &str,
-) -> anyhow::Result<(crate::store::Store, crate::store::raft::RaftNode)> {
-    use crate::store::raft::Bootstrap;
-    let ip = args.advertise_address.unwrap_or(match args.bind_address {
-        a if a.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
-        a => a,
+/// Open the replicated store under `<data-dir>/server/db` and start its raft member: a new
+/// one-member group, a join of `--server`'s group, or (on an existing data dir) the saved
+/// membership.
+async fn open_store(args: &ServerArgs, node_name: &str) -> anyhow::Result<crate::store::Store> {
+    use crate::store::raft::{Bootstrap, RaftConfig};
+    let db = args.data_dir.join("server").join("db");
+    let (state_machine, core) =
+        crate::store::open_state(&db.join("state"), &crate::store::StoreOptions::default())
+            .context("cannot open the datastore")?;
+    let advertise = args.advertise_address.or(args.node_ip).unwrap_or_else(|| {
+        if args.bind_address.is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            args.bind_address
+        }
     });
-    let peer = std::net::SocketAddr::new(ip, args.raft_listen_port);
+    let host = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V6(a) => format!("[{a}]"),
+        a => a.to_string(),
+    };
     let bootstrap = match &args.server {
-        Some(url) if !args.cluster_init => {
-            let host = url
+        Some(url) => {
+            let authority = url
                 .trim_start_matches("https://")
                 .trim_start_matches("http://")
-                .rsplit_once(':')
-                .map_or(url.as_str(), |(h, _)| h);
+                .split('/')
+                .next()
+                .unwrap_or_default();
+            let peer_host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
             Bootstrap::Join {
-                peer_addr: format!("{host}:{}", args.raft_listen_port),
+                peer_addr: format!("{peer_host}:{}", args.raft_listen_port),
                 token: args.token.clone().unwrap_or_default(),
             }
         }
-        _ => Bootstrap::ClusterInit,
+        None => Bootstrap::ClusterInit,
     };
-    let mut config = crate::store::StoreConfig::new(
-        args.data_dir.join("server").join("db"),
-        name,
-        &std::net::SocketAddr::new(args.bind_address, args.raft_listen_port).to_string(),
-        &format!("http://{peer}"),
+    let mut cfg = RaftConfig::new(
+        db.join("raft"),
+        node_name,
+        format!("{}:{}", host(args.bind_address), args.raft_listen_port),
+        format!("http://{}:{}", host(advertise), args.raft_listen_port),
         bootstrap,
     );
-    config.raft.client_urls = vec![format!("http://{}", args.etcd_listen_address)];
-    config.raft.token = args.token.clone().unwrap_or_default();
-    crate::store::open(config)
+    cfg.token = args.token.clone().unwrap_or_default();
+    // etcd's "client URLs": where the etcd v3 API of this member listens.
+    cfg.client_urls = vec![format!("http://{}", args.etcd_listen_address)];
+    let node = crate::store::raft::start(cfg, state_machine)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot open the store: {e}"))
+        .context("cannot start the raft member")?;
+    Ok(core.into_store(Arc::new(node)))
 }

@@ -173,12 +173,16 @@ impl Store {
     /// etcd `LeaseGrant`; `id == 0` picks a fresh id.
     ///
     /// # Errors
-    /// `LeaseExists`, `InvalidRequest` (negative id), `Timeout`, storage.
+    /// `LeaseExists`, `InvalidRequest` (negative id, TTL above etcd's maximum), `Timeout`,
+    /// storage.
     pub async fn lease_grant(&self, id: i64, ttl: i64) -> Result<LeaseGrantResponse> {
         if id < 0 {
             return Err(StoreError::InvalidRequest(
                 "lease id must not be negative".into(),
             ));
+        }
+        if ttl > super::lease::MAX_TTL {
+            return Err(StoreError::InvalidRequest("lease ttl is too large".into()));
         }
         // Chosen by the proposer so every member applies the same id.
         let id = if id == 0 {

@@ -343,24 +343,32 @@ async fn watch_filters_and_progress_notifications() {
 #[tokio::test]
 async fn an_expired_lease_deletes_its_keys_with_delete_events() {
     let f = fixture(opts());
-    let lease = f.store.lease_grant(0, 1).await.unwrap();
+    // Two seconds: time enough to attach keys and inspect the lease before it expires.
+    let lease = f.store.lease_grant(0, 2).await.unwrap();
     assert!(lease.id > 0);
+    let mut last = 0;
     for k in ["/l/a", "/l/b"] {
-        f.store
+        last = f
+            .store
             .put(PutRequest {
                 lease: lease.id,
                 ..put(k, "v")
             })
             .await
-            .unwrap();
+            .unwrap()
+            .header
+            .revision;
     }
     let ttl = f.store.lease_time_to_live(lease.id, true).await.unwrap();
-    assert_eq!((ttl.granted_ttl, ttl.keys.len()), (1, 2));
+    assert_eq!((ttl.granted_ttl, ttl.keys.len()), (2, 2));
+    assert!((1..=2).contains(&ttl.ttl));
     let mut w = f
         .store
         .watch(WatchRequest {
             key: b"/l/".to_vec(),
             range_end: vec![0],
+            // From right after the puts: the lease may expire before the watch starts.
+            start_revision: last + 1,
             ..WatchRequest::default()
         })
         .unwrap();
@@ -394,7 +402,6 @@ async fn leases_expire_only_on_the_leader_and_keep_alive_works_on_a_follower() {
         Err(StoreError::LeaseNotFound { id: 5 })
     ));
     // Becoming leader restarts the full TTL, then it expires.
-    f.fake.set_leader(7);
     let mut w = f
         .store
         .watch(WatchRequest {
@@ -402,6 +409,7 @@ async fn leases_expire_only_on_the_leader_and_keep_alive_works_on_a_follower() {
             ..WatchRequest::default()
         })
         .unwrap();
+    f.fake.set_leader(7);
     let r = next(&mut w).await;
     assert_eq!(r.events[0].kind, EventType::Delete);
     assert!(matches!(
@@ -441,4 +449,115 @@ async fn synced_state_survives_reopen_and_corrupt_restore_keeps_it() {
         .unwrap();
     assert_eq!(r.kvs[0].value, b"1");
     assert_eq!(store.leases().await.unwrap().leases, vec![3]);
+}
+
+#[tokio::test]
+async fn a_raft_snapshot_restore_sends_live_watchers_back_to_history() {
+    let a = fixture(opts());
+    for i in 0..5 {
+        a.store.put(put("/r", &i.to_string())).await.unwrap();
+    }
+    let snap = a.store.snapshot().await.unwrap();
+
+    let b = fixture(opts());
+    let mut w = b
+        .store
+        .watch(WatchRequest {
+            key: b"/r".to_vec(),
+            ..WatchRequest::default()
+        })
+        .unwrap();
+    b.fake
+        .with_state_machine(|sm| sm.restore(&snap, 40))
+        .unwrap();
+    let mut values = Vec::new();
+    while values.len() < 5 {
+        values.extend(next(&mut w).await.events.into_iter().map(|e| e.kv.value));
+    }
+    assert_eq!(values, vec![b"0", b"1", b"2", b"3", b"4"]);
+    assert_eq!(b.store.status().raft_applied_index, 40);
+    assert_eq!(b.store.current_revision(), 6);
+}
+
+#[tokio::test]
+async fn store_futures_and_watchers_are_send_for_grpc_handlers() {
+    fn is_send<T: Send>(t: T) -> T {
+        t
+    }
+    let f = fixture(opts());
+    drop(is_send(f.store.range(RangeRequest::default())));
+    drop(is_send(f.store.put(put("/a", "1"))));
+    drop(is_send(f.store.txn(TxnRequest::default())));
+    drop(is_send(f.store.lease_keep_alive(1)));
+    drop(is_send(f.store.snapshot()));
+    let mut w = is_send(f.store.watch(WatchRequest::default()).unwrap());
+    drop(is_send(w.recv()));
+}
+
+#[tokio::test]
+async fn watchers_end_when_the_state_machine_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sm, core) = open_state(dir.path(), &opts()).unwrap();
+    let fake = FakeReplicator::new(sm, 1);
+    let store = core.into_store(fake.clone());
+    let mut w = store.watch(WatchRequest::default()).unwrap();
+    let waiting = tokio::spawn(async move { w.recv().await.is_none() });
+    tokio::task::yield_now().await;
+    // Dropping the replicator drops the state machine it owns.
+    drop(store);
+    drop(fake);
+    let ended = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ended);
+}
+
+#[tokio::test]
+async fn replayed_entries_are_not_applied_twice() {
+    use crate::store::state_machine::CommittedEntry;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut sm, core) = open_state(dir.path(), &opts()).unwrap();
+    let data = crate::store::command::Envelope {
+        origin: 1,
+        request_id: 1,
+        command: crate::store::command::Command::Put(put("/a", "1")),
+    }
+    .encode();
+    let entry = |index| CommittedEntry {
+        index,
+        term: 1,
+        data: &data,
+    };
+    sm.apply(&[entry(1), entry(2)], 2).unwrap();
+    sm.apply(&[entry(2), entry(3)], 3).unwrap();
+    sm.apply(&[entry(3)], 3).unwrap();
+    let store = core.into_store(FakeReplicator::new(sm, 1));
+    assert_eq!(store.current_revision(), 4, "entries 1, 2, 3 once each");
+    assert_eq!(store.status().raft_applied_index, 3);
+}
+
+#[tokio::test]
+async fn a_watch_from_a_future_revision_waits_for_it() {
+    let f = fixture(opts());
+    let mut w = f
+        .store
+        .watch(WatchRequest {
+            key: b"/fut".to_vec(),
+            start_revision: 4,
+            ..WatchRequest::default()
+        })
+        .unwrap();
+    w.request_progress();
+    assert_eq!(
+        next(&mut w).await.header.revision,
+        1,
+        "progress never claims the future"
+    );
+    for v in ["a", "b", "c"] {
+        f.store.put(put("/fut", v)).await.unwrap();
+    }
+    let r = next(&mut w).await;
+    assert_eq!(r.events.len(), 1);
+    assert_eq!((r.events[0].kv.mod_revision, r.header.revision), (4, 4));
 }

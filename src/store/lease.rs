@@ -41,8 +41,14 @@ pub(crate) struct LeaseClock {
     inner: Mutex<HashMap<i64, Deadline>>,
 }
 
-fn ttl_duration(ttl: i64) -> Duration {
-    Duration::from_secs(u64::try_from(ttl).unwrap_or(1))
+/// etcd's `MaxLeaseTTL`.
+pub(crate) const MAX_TTL: i64 = 9_000_000_000;
+
+/// `now + ttl` seconds, saturating far in the future instead of overflowing `Instant`.
+fn deadline_after(now: Instant, ttl: i64) -> Instant {
+    let secs = u64::try_from(ttl.clamp(1, MAX_TTL)).unwrap_or(1);
+    now.checked_add(Duration::from_secs(secs))
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
 }
 
 impl LeaseClock {
@@ -61,7 +67,7 @@ impl LeaseClock {
             m.insert(
                 id,
                 Deadline {
-                    at: now + ttl_duration(ttl),
+                    at: deadline_after(now, ttl),
                     ttl,
                     revoke_proposed: None,
                 },
@@ -82,7 +88,7 @@ impl LeaseClock {
                     m.insert(
                         id,
                         Deadline {
-                            at: now + ttl_duration(ttl),
+                            at: deadline_after(now, ttl),
                             ttl,
                             revoke_proposed: None,
                         },
@@ -99,7 +105,7 @@ impl LeaseClock {
     pub(crate) fn promote(&self) {
         let now = Instant::now();
         for d in self.lock().values_mut() {
-            d.at = now + ttl_duration(d.ttl);
+            d.at = deadline_after(now, d.ttl);
             d.revoke_proposed = None;
         }
     }
@@ -140,6 +146,7 @@ pub(crate) trait ExpiryHost: Send + Sync + 'static {
 /// leases; when this member becomes leader, restarts every lease's TTL first.
 pub(crate) async fn expiry_loop<H: ExpiryHost>(host: Weak<H>, tick: Duration) {
     let mut was_leader = false;
+    let tick = tick.max(Duration::from_millis(1));
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -182,5 +189,11 @@ mod tests {
         assert_eq!(clock.remaining(1), Some(1));
         clock.on_changes(&[LeaseChange::Revoked { id: 1 }]);
         assert_eq!(clock.remaining(1), None);
+        // Absurd TTLs (from a peer) must not overflow the clock.
+        clock.on_changes(&[LeaseChange::Granted {
+            id: 3,
+            ttl: i64::MAX,
+        }]);
+        assert_eq!(clock.remaining(3), Some(MAX_TTL));
     }
 }

@@ -37,19 +37,19 @@
 //! (RawNode loop, write-ahead log, peer transport, snapshots, membership), `etcd/` (the etcd v3
 //! gRPC facade).
 
-pub mod command;
+mod command;
 pub mod error;
 pub mod etcd;
 mod handle;
 mod lease;
-pub mod mvcc;
+mod mvcc;
 mod open;
 pub mod raft;
 mod setup;
 pub mod state_machine;
 pub mod testing;
 pub mod types;
-pub mod watch;
+mod watch;
 
 pub use error::{Result, StoreError};
 pub use handle::Store;

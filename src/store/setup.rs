@@ -67,6 +67,8 @@ pub(crate) enum Feed {
     Revisions(Vec<RevisionEvents>),
     /// The state was replaced (snapshot restore): live watchers re-read history.
     Reset,
+    /// The state machine was dropped (raft stopped): watchers end.
+    Closed,
 }
 
 /// The result of applying one command, for the proposer.
@@ -92,6 +94,8 @@ pub(crate) struct Shared {
     pub applied: watch::Sender<u64>,
     pub feed: broadcast::Sender<Arc<Feed>>,
     pub leases: LeaseClock,
+    /// Set when the state machine is dropped: nothing will be applied any more.
+    pub stopped: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -136,6 +140,7 @@ pub fn open_state(path: &Path, opts: &StoreOptions) -> Result<(Box<dyn StateMach
         applied,
         feed,
         leases,
+        stopped: std::sync::atomic::AtomicBool::new(false),
     });
     Ok((
         Box::new(Applier {
@@ -169,12 +174,27 @@ fn execute(batch: &mut WriteBatch<'_>, command: &Command) -> Result<Output> {
     })
 }
 
+impl Drop for Applier {
+    fn drop(&mut self) {
+        self.shared
+            .stopped
+            .store(true, std::sync::atomic::Ordering::Release);
+        let _ = self.shared.feed.send(Arc::new(Feed::Closed));
+    }
+}
+
 impl StateMachine for Applier {
     fn apply(&mut self, entries: &[CommittedEntry<'_>], up_to: u64) -> Result<()> {
         let shared = &*self.shared;
+        let already = shared.mvcc.applied_index();
+        if up_to <= already {
+            // A replay of entries this state already contains: applying twice would write
+            // them at new revisions.
+            return Ok(());
+        }
         let mut batch = shared.mvcc.begin();
         let mut replies = Vec::new();
-        for entry in entries {
+        for entry in entries.iter().filter(|e| e.index > already) {
             let env = match Envelope::decode(entry.data) {
                 Ok(env) => env,
                 Err(e) => {

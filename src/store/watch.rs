@@ -18,8 +18,9 @@
 //!
 //! May call: `Mvcc` reads, `Replicator::status` (response headers).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast};
 
@@ -70,7 +71,8 @@ enum Wake {
 /// One watch. Dropping it cancels the watch.
 pub struct Watcher {
     shared: Arc<Shared>,
-    replicator: Arc<dyn Replicator>,
+    /// Weak: a forgotten watcher must not keep the raft node alive.
+    replicator: Weak<dyn Replicator>,
     req: WatchRequest,
     range: KeyRange,
     /// The first revision not yet delivered (every change below it was delivered).
@@ -108,7 +110,7 @@ impl Watcher {
             (req.start_revision, Mode::History)
         };
         let ticker = req.progress_notify.then(|| {
-            let period = shared.opts.progress_interval;
+            let period = shared.opts.progress_interval.max(Duration::from_millis(1));
             let mut t = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             t
@@ -116,7 +118,7 @@ impl Watcher {
         Ok(Watcher {
             range: KeyRange::new(&req.key, &req.range_end),
             shared,
-            replicator,
+            replicator: Arc::downgrade(&replicator),
             req,
             next_rev,
             mode,
@@ -141,20 +143,29 @@ impl Watcher {
 
     /// The next batch of events (whole revisions, ascending) or progress notification;
     /// `Some(Err(Compacted))` once if the history this watcher still needs was compacted
-    /// (then `None`); `None` when the store shut down. Cancel-safe.
+    /// (then `None`); `None` once the state machine was dropped (raft stopped). Cancel-safe.
     pub async fn recv(&mut self) -> Option<Result<WatchResponse>> {
         if self.done {
             return None;
         }
         loop {
+            if self.shared.stopped.load(Ordering::Acquire) {
+                self.done = true;
+                return None;
+            }
             match self.mode {
                 Mode::History => {
                     if let Some(out) = self.step_history() {
                         return Some(out);
                     }
+                    // Long replays without matches must not hog the worker (and stay
+                    // cancellable by timeouts).
+                    tokio::task::yield_now().await;
                 }
                 Mode::Live => {
-                    if self.progress.take() {
+                    // Answer progress only when caught up with the feed, so that the
+                    // revision it reports is as fresh as this member's.
+                    if self.rx.is_empty() && self.progress.take() {
                         return Some(Ok(self.response(Vec::new())));
                     }
                     if let Some(out) = self.step_live().await {
@@ -218,6 +229,10 @@ impl Watcher {
                 Feed::Reset => {
                     self.mode = Mode::History;
                     None
+                }
+                Feed::Closed => {
+                    self.done = true;
+                    Some(None)
                 }
                 Feed::Revisions(revs) => {
                     let fresh = revs.iter().filter(|r| r.revision >= self.next_rev);
@@ -283,15 +298,24 @@ impl Watcher {
         if !events.is_empty() {
             self.active = true;
         }
-        let st = self.replicator.status();
+        let st = self
+            .replicator
+            .upgrade()
+            .map(|r| r.status())
+            .unwrap_or_default();
         WatchResponse {
             header: ResponseHeader {
                 cluster_id: st.cluster_id,
                 member_id: st.id,
-                revision: self.next_rev - 1,
+                // Capped: a watch from a future revision has seen nothing beyond the present.
+                revision: (self.next_rev - 1).min(self.shared.mvcc.current_revision()),
                 raft_term: st.term,
             },
             events,
         }
     }
 }
+
+#[cfg(test)]
+#[path = "watch_tests.rs"]
+mod tests;
