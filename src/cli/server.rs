@@ -28,6 +28,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .context("cannot create or load certificates")?;
 
     let store = open_store(&args, &hostname).await?;
+
+    // --- etcd v3 API on --etcd-listen-address, over the same store ---
+    let etcd_shutdown = tokio_util::sync::CancellationToken::new();
+    let etcd_listener = tokio::net::TcpListener::bind(args.etcd_listen_address)
+        .await
+        .with_context(|| format!("cannot listen on {} (etcd api)", args.etcd_listen_address))?;
+    let etcd_api = tokio::spawn(crate::store::etcd::serve_listener(
+        Arc::new(store.clone()),
+        etcd_listener,
+        etcd_shutdown.clone(),
+    ));
+    // --- end etcd v3 API ---
     let backend: Arc<dyn crate::apiserver::storage::Backend> = Arc::new(store);
     let api = crate::apiserver::new_api(backend, Some(&pki.service_account_key_pem))
         .await
@@ -137,6 +149,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let _ = controllers.await;
     let _ = scheduler.await;
     let _ = server.await;
+    etcd_shutdown.cancel();
+    if let Ok(Err(e)) = etcd_api.await {
+        tracing::warn!(error = %e, "etcd api stopped with an error");
+    }
     tracing::info!("k3rs server stopped");
     Ok(())
 }
@@ -185,11 +201,8 @@ async fn open_store(args: &ServerArgs, node_name: &str) -> anyhow::Result<crate:
         bootstrap,
     );
     cfg.token = args.token.clone().unwrap_or_default();
-    cfg.client_urls = vec![format!(
-        "https://{}:{}",
-        host(advertise),
-        args.https_listen_port
-    )];
+    // etcd's "client URLs": where the etcd v3 API of this member listens.
+    cfg.client_urls = vec![format!("http://{}", args.etcd_listen_address)];
     let node = crate::store::raft::start(cfg, state_machine)
         .await
         .context("cannot start the raft member")?;
