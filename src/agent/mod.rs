@@ -8,11 +8,13 @@
 //! worker per pod), [`node`] and [`sync`] (the API side). [`run`] wires them together.
 
 pub mod backoff;
+pub mod logs;
 pub mod network;
 pub mod node;
 pub mod pod;
 pub mod pod_worker;
 pub mod runtime;
+pub mod server;
 pub mod status;
 pub mod sync;
 
@@ -67,6 +69,8 @@ pub struct AgentConfig {
     pub cni_bridge: String,
     /// Binary the shim runs as log driver (`k3rs container-logger`); default: this binary.
     pub logger_binary: Option<PathBuf>,
+    /// The agent's HTTP endpoint (container logs); loopback by default, see [`server`].
+    pub endpoint: Option<std::net::SocketAddr>,
 }
 
 impl AgentConfig {
@@ -87,6 +91,7 @@ impl AgentConfig {
             run_dir: "/run/k3rs/agent".into(),
             cni_bridge: "cni0".into(),
             logger_binary: None,
+            endpoint: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 10250))),
         }
     }
 }
@@ -194,6 +199,13 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     }
     tokio::spawn(watch_images(rt.clone(), images, child_shutdown.clone()));
 
+    if let Some(addr) = config.endpoint {
+        match server::start(addr, config.log_dir.clone(), child_shutdown.clone()).await {
+            Ok(a) => info!(addr = %a, "agent endpoint listening"),
+            // Another agent on this host may own the port: logs over HTTP are then missing.
+            Err(e) => warn!(addr = %addr, error = %e, "agent endpoint not started"),
+        }
+    }
     let client = kube_client(&config.kubeconfig).await?;
     let taints = config
         .node_taints
