@@ -44,7 +44,10 @@ pub fn tracks_generation(kind: &ResourceKind) -> bool {
 }
 
 fn set_default(obj: &mut Value, ptr: &str, v: Value) {
-    if obj.pointer(ptr).is_some_and(|x| !x.is_null()) {
+    if obj
+        .pointer(ptr)
+        .is_some_and(|x| !x.is_null() && x.as_object().is_none_or(|m| !m.is_empty()))
+    {
         return;
     }
     let mut cur = obj;

@@ -10,13 +10,15 @@
 
 mod admission;
 mod bootstrap;
+pub mod defaults;
 pub mod discovery;
-mod fallback_patch;
 mod fields;
 pub mod handlers;
 mod object;
+pub mod openapi;
 mod openapi_min;
 pub mod patch;
+mod protobuf;
 pub mod registry;
 mod router;
 mod selectors;
@@ -25,6 +27,7 @@ pub mod status;
 pub mod storage;
 pub mod table;
 mod tables;
+pub mod validation;
 
 pub use handlers::Api;
 pub use registry::Registry;

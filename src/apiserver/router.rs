@@ -166,6 +166,7 @@ async fn route_inner(
     }
     let query = Query::parse(req.uri().query());
     let content_type = header_str(&req, header::CONTENT_TYPE);
+    let user_agent = header_str(&req, header::USER_AGENT);
     let body = read_body(req).await?;
     let hreq = Req {
         kind,
@@ -176,6 +177,7 @@ async fn route_inner(
         accept,
         content_type,
         body,
+        user_agent,
     };
     match handlers::handle(api, &method, hreq).await? {
         Reply::Json {

@@ -120,6 +120,12 @@ pub struct ServerArgs {
     /// Pod network (a /24 per node is carved from it).
     #[arg(long, env = "K3RS_CLUSTER_CIDR", default_value = "10.42.0.0/16")]
     pub cluster_cidr: String,
+    /// Seconds without a node heartbeat before the node is marked `Ready=Unknown`.
+    #[arg(long, env = "K3RS_NODE_MONITOR_GRACE_PERIOD", default_value_t = 40)]
+    pub node_monitor_grace_period: u64,
+    /// Default toleration seconds for unreachable/not-ready nodes before pods are evicted.
+    #[arg(long, env = "K3RS_DEFAULT_EVICTION_SECONDS", default_value_t = 300)]
+    pub default_eviction_seconds: u64,
     /// Service ClusterIP range.
     #[arg(long, env = "K3RS_SERVICE_CIDR", default_value = "10.43.0.0/16")]
     pub service_cidr: String,

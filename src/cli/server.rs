@@ -100,11 +100,44 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }))
     };
 
+    // Scheduler and controllers: ordinary API clients of the server we just started.
+    let client = {
+        let kc = kube::config::Kubeconfig::read_from(&args.write_kubeconfig)
+            .context("cannot read the admin kubeconfig")?;
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .context("cannot load the admin kubeconfig")?;
+        kube::Client::try_from(cfg).context("cannot build the API client")?
+    };
+    let identity = format!("{hostname}_{}", uuid::Uuid::new_v4());
+    let mut ctrl_cfg = crate::controllers::ControllersConfig::new(
+        identity.clone(),
+        args.cluster_cidr.clone(),
+        pki.ca_cert_pem.clone(),
+    );
+    ctrl_cfg.node_monitor_grace = std::time::Duration::from_secs(args.node_monitor_grace_period);
+    ctrl_cfg.default_eviction = std::time::Duration::from_secs(args.default_eviction_seconds);
+    let controllers = tokio::spawn(crate::controllers::run(
+        client.clone(),
+        ctrl_cfg,
+        shutdown.clone(),
+    ));
+    let scheduler = tokio::spawn(crate::scheduler::run(
+        client,
+        crate::scheduler::SchedulerConfig {
+            identity,
+            lease: Default::default(),
+        },
+        shutdown.clone(),
+    ));
+
     super::shutdown_signal().await;
     shutdown.cancel();
     if let Some(a) = agent {
         let _ = a.await;
     }
+    let _ = controllers.await;
+    let _ = scheduler.await;
     let _ = server.await;
     tracing::info!("k3rs server stopped");
     Ok(())

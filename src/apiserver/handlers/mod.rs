@@ -91,6 +91,23 @@ pub struct Req {
     pub accept: String,
     pub content_type: String,
     pub body: Bytes,
+    /// The client's `User-Agent` (default field manager name).
+    pub user_agent: String,
+}
+
+impl Req {
+    /// `?fieldManager=`, else the user agent's program name, as upstream defaults it.
+    pub fn field_manager(&self) -> String {
+        if let Some(m) = self.query.get("fieldManager") {
+            return m.to_string();
+        }
+        let ua = self.user_agent.split('/').next().unwrap_or("").trim();
+        if ua.is_empty() {
+            "unknown".into()
+        } else {
+            ua.chars().take(128).collect()
+        }
+    }
 }
 
 /// A handler's answer.

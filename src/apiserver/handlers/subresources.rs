@@ -2,8 +2,8 @@
 //! `log`/`exec`/`attach`/`portforward` answer 501 until the agent proxy exists.
 
 use super::{Api, Reply, Req, get_obj, write};
-use crate::apiserver::fallback_patch::PatchKind;
 use crate::apiserver::object::{decode_body, meta_str};
+use crate::apiserver::patch::{KindPath, PatchType};
 use crate::apiserver::status::ApiError;
 use http::Method;
 use serde_json::{Value, json};
@@ -121,9 +121,15 @@ async fn scale_write(api: &Api, req: Req, method: &Method) -> Result<Reply, ApiE
         let (cur, cur_rev) = get_obj(api, &kind, req.namespace.as_deref(), &name).await?;
         let scale = to_scale(&req, &cur);
         let new_scale = if method == Method::PATCH {
-            let pk = PatchKind::from_content_type(&req.content_type)
+            let pt = PatchType::from_content_type(&req.content_type)
+                .filter(|p| *p != PatchType::Apply)
                 .ok_or_else(|| ApiError::unsupported_media_type(&req.content_type))?;
-            write::apply_patch(&kind, pk, &scale, &req.body)?
+            write::apply_patch(
+                &KindPath::new("autoscaling", "v1", "Scale"),
+                pt,
+                &scale,
+                &req.body,
+            )?
         } else {
             decode_body(&req.body, &req.content_type)?
         };
@@ -176,7 +182,7 @@ async fn scale_write(api: &Api, req: Req, method: &Method) -> Result<Reply, ApiE
             }
         }
         let out = write::merge_update(&kind, None, &base, new);
-        match write::commit_update(api, &req, &base, cur_rev, out, vec![]).await {
+        match write::commit_update(api, &req, &base, cur_rev, out, vec![], false).await {
             Ok(Reply::Json { body, .. }) => return Ok(Reply::ok(to_scale(&req, &body))),
             Ok(other) => return Ok(other),
             Err(e) if e.reason == "Conflict" && pinned.is_none() => continue,
@@ -255,7 +261,7 @@ async fn binding(api: &Api, req: Req) -> Result<Reply, ApiError> {
             }
             None => new["status"]["conditions"] = json!([cond]),
         }
-        match write::commit_update(api, &req, &base, cur_rev, new, vec![]).await {
+        match write::commit_update(api, &req, &base, cur_rev, new, vec![], false).await {
             Ok(_) => return Ok(Reply::code(201, success(201))),
             Err(e) if e.reason == "Conflict" => continue,
             Err(e) => return Err(e),
@@ -282,6 +288,7 @@ async fn eviction(api: &Api, req: Req) -> Result<Reply, ApiError> {
         accept: req.accept.clone(),
         content_type: "application/json".into(),
         body: bytes::Bytes::from(opts.to_string()),
+        user_agent: req.user_agent.clone(),
     };
     super::delete::delete(api, del).await?;
     Ok(Reply::code(201, success(201)))

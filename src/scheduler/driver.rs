@@ -1,0 +1,255 @@
+//! The scheduling loop: a serial controller over pods that filters, scores and binds each
+//! pending pod, and reports unschedulable ones (`PodScheduled=False`, `FailedScheduling`).
+//!
+//! Owns: the assumed-pod cache (bindings the informer has not seen yet). May call: the API
+//! server (`pods/binding`, `pods/status`, events).
+
+use super::resources::{NodeInfo, build_node_infos, is_terminal};
+use super::{SCHEDULER_NAME, filters, score};
+use crate::controllers::runtime::{Ctx, Error, NORMAL, WARNING, run_controller, serial_config};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// How long a binding we made is trusted before the informer must confirm it.
+const ASSUME_TTL: Duration = Duration::from_secs(30);
+
+/// A binding we made: the pod, its node, and when.
+type Assumed = (Arc<Pod>, String, Instant);
+
+pub(super) struct State {
+    nodes: Store<Node>,
+    pods: Store<Pod>,
+    /// pod key → (pod, node, when).
+    assumed: Mutex<HashMap<String, Assumed>>,
+}
+
+fn key(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or(""),
+        pod.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+fn needs_scheduling(pod: &Pod) -> bool {
+    let Some(spec) = &pod.spec else { return false };
+    spec.node_name.as_deref().is_none_or(str::is_empty)
+        && spec.scheduler_name.as_deref().unwrap_or(SCHEDULER_NAME) == SCHEDULER_NAME
+        && pod.metadata.deletion_timestamp.is_none()
+        && !is_terminal(pod)
+}
+
+/// Upstream-style message: `0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had
+/// untolerated taint {k: v}. preemption: 0/3 nodes are available: 3 Preemption is not helpful
+/// for scheduling.`
+pub fn unschedulable_message(total: usize, reasons: &[Vec<String>]) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in reasons {
+        for x in r {
+            *counts.entry(x.as_str()).or_insert(0) += 1;
+        }
+    }
+    let parts: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    if total == 0 {
+        return "no nodes available to schedule pods".to_string();
+    }
+    format!(
+        "0/{total} nodes are available: {}. preemption: 0/{total} nodes are available: {total} Preemption is not helpful for scheduling.",
+        parts.join(", ")
+    )
+}
+
+fn snapshot(state: &State) -> (Vec<NodeInfo>, Vec<Arc<Pod>>) {
+    let nodes = state.nodes.state();
+    let pods = state.pods.state();
+    let mut assumed = state.assumed.lock().unwrap_or_else(|p| p.into_inner());
+    let bound: HashMap<String, bool> = pods
+        .iter()
+        .map(|p| {
+            let b = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref())
+                .is_some_and(|n| !n.is_empty());
+            (key(p), b)
+        })
+        .collect();
+    // Forget assumptions the informer confirmed (bound or gone) or that expired.
+    assumed.retain(|k, (_, _, at)| bound.get(k) == Some(&false) && at.elapsed() < ASSUME_TTL);
+    let extra: Vec<(Arc<Pod>, String)> = assumed
+        .values()
+        .map(|(p, n, _)| (p.clone(), n.clone()))
+        .collect();
+    (build_node_infos(&nodes, &pods, &extra), pods)
+}
+
+async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx<State>>) -> Result<Action, Error> {
+    if !needs_scheduling(&pod) {
+        return Ok(Action::await_change());
+    }
+    let k = key(&pod);
+    if ctx
+        .data
+        .assumed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains_key(&k)
+    {
+        return Ok(Action::await_change());
+    }
+    let (infos, _) = snapshot(&ctx.data);
+    let mut feasible = Vec::new();
+    let mut reasons = Vec::new();
+    for n in &infos {
+        let r = filters::filter(&pod, n, &infos);
+        if r.is_empty() {
+            feasible.push(n);
+        } else {
+            reasons.push(r);
+        }
+    }
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(i) = score::best(&pod, &feasible) else {
+        let msg = unschedulable_message(infos.len(), &reasons);
+        report_unschedulable(&api, &pod, &msg, &ctx).await?;
+        // Node and pod changes also trigger a retry; this is the safety net.
+        return Ok(Action::requeue(Duration::from_secs(15)));
+    };
+    let node = feasible[i].name().to_string();
+    let binding = Binding {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(ns.clone()),
+            ..Default::default()
+        },
+        target: ObjectReference {
+            kind: Some("Node".into()),
+            api_version: Some("v1".into()),
+            name: Some(node.clone()),
+            ..Default::default()
+        },
+    };
+    match api
+        .create_subresource::<_, serde_json::Value>(
+            "binding",
+            &name,
+            &PostParams::default(),
+            &binding,
+        )
+        .await
+    {
+        Ok(_) => {}
+        // Already bound (by us, earlier) or deleted meanwhile: nothing to do.
+        Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
+            return Ok(Action::await_change());
+        }
+        Err(e) => return Err(e.into()),
+    }
+    ctx.data
+        .assumed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(k, (pod.clone(), node.clone(), Instant::now()));
+    tracing::debug!(pod = %key(&pod), %node, "bound");
+    ctx.event(
+        pod.as_ref(),
+        NORMAL,
+        "Scheduled",
+        format!("Successfully assigned {ns}/{name} to {node}"),
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+async fn report_unschedulable(
+    api: &Api<Pod>,
+    pod: &Pod,
+    msg: &str,
+    ctx: &Ctx<State>,
+) -> Result<(), Error> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let same = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
+        .is_some_and(|c| c.status == "False" && c.message.as_deref() == Some(msg));
+    if same {
+        return Ok(());
+    }
+    let patch = json!({"status": {"conditions": [{
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": msg,
+        "lastTransitionTime": Time(jiff::Timestamp::now()),
+    }]}});
+    api.patch_status(&name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await?;
+    ctx.event(pod, WARNING, "FailedScheduling", msg.to_string())
+        .await;
+    Ok(())
+}
+
+/// Run the scheduling loop until `shutdown`.
+pub(super) async fn run(client: kube::Client, shutdown: CancellationToken) {
+    let (nodes, writer) = reflector::store();
+    let node_events = reflector::reflector(
+        writer,
+        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff(),
+    );
+    // Pod deletions free room: retry everything then, as on any node change.
+    let pod_deletions = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .filter_map(|e| async move { matches!(e, Ok(watcher::Event::Delete(_))).then_some(()) });
+    let (tx, rx) = futures::channel::mpsc::channel::<()>(16);
+    let trig = {
+        let shutdown = shutdown.clone();
+        let mut tx_nodes = tx.clone();
+        let mut tx_pods = tx;
+        tokio::spawn(async move {
+            let nodes_fut = node_events.for_each(|_| {
+                let _ = tx_nodes.try_send(());
+                async {}
+            });
+            let pods_fut = pod_deletions.for_each(|_| {
+                let _ = tx_pods.try_send(());
+                async {}
+            });
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = futures::future::join(nodes_fut, pods_fut) => {}
+            }
+        })
+    };
+    let controller = Controller::new(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .with_config(serial_config())
+        .reconcile_all_on(rx);
+    let pods = controller.store();
+    if nodes.wait_until_ready().await.is_err() {
+        return;
+    }
+    let ctx = Ctx::new(
+        client,
+        SCHEDULER_NAME,
+        State {
+            nodes,
+            pods,
+            assumed: Mutex::new(HashMap::new()),
+        },
+    );
+    run_controller(controller, reconcile, ctx, shutdown).await;
+    trig.abort();
+}
