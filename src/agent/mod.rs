@@ -13,8 +13,10 @@ pub mod network;
 pub mod node;
 pub mod pod;
 pub mod pod_worker;
+pub mod probe;
 pub mod runtime;
 pub mod server;
+pub mod sources;
 pub mod status;
 pub mod sync;
 
@@ -265,4 +267,3 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     }
     result
 }
-pub mod sources;

@@ -10,6 +10,7 @@
 use crate::agent::backoff::Backoff;
 use crate::agent::network::PodNetwork;
 use crate::agent::pod::{self, PodConfig};
+use crate::agent::probe;
 use crate::agent::runtime::spec::{self, SandboxInfo};
 use crate::agent::runtime::{
     ContainerCreate, ContainerRuntime, ExitInfo, PullPolicy, RuntimeError, TaskStatus,
@@ -104,6 +105,10 @@ pub fn spawn(pod: Arc<Pod>, deps: Deps) -> PodWorkerHandle {
 
 struct Ctr {
     view: CtrView,
+    /// The container's spec (probes, ports).
+    spec: k8s_openapi::api::core::v1::Container,
+    /// Probes of the current run.
+    probes: Vec<probe::ProbeState>,
     pull_policy: PullPolicy,
     /// Attempt number of the next start.
     attempt: u32,
@@ -156,6 +161,8 @@ impl Worker {
         {
             let image = c.image.clone().unwrap_or_default();
             ctrs.push(Ctr {
+                spec: c.clone(),
+                probes: Vec::new(),
                 pull_policy: PullPolicy::from_k8s(c.image_pull_policy.as_deref(), &image),
                 view: CtrView::new(&c.name, init, &image),
                 attempt: 0,
@@ -242,13 +249,21 @@ impl Worker {
     /// Earliest back-off deadline, or a periodic resync.
     fn next_wake(&self) -> Instant {
         let mut wake = Instant::now() + Duration::from_secs(10);
+        let now = Instant::now();
         for d in self
             .ctrs
             .iter()
             .filter_map(|c| c.backoff.deadline())
             .chain(self.sandbox_backoff.deadline())
+            .filter(|d| *d > now)
+            // Probes already due run at once (but never busy-loop).
+            .chain(self.ctrs.iter().flat_map(|c| {
+                c.probes
+                    .iter()
+                    .map(|p| p.next().max(now + Duration::from_millis(50)))
+            }))
         {
-            if d > Instant::now() && d < wake {
+            if d < wake {
                 wake = d;
             }
         }
@@ -327,6 +342,7 @@ impl Worker {
                     c.id = Some(id.clone());
                     c.since = Some(Instant::now());
                     c.view.state = CState::Running { started_at };
+                    Self::arm_probes(c);
                     self.spawn_waiter(id);
                 }
                 _ => {
@@ -401,6 +417,8 @@ impl Worker {
             Err(_) => (137, now_ts(), "ContainerStatusUnknown"),
         };
         let init = self.ctrs[i].view.init;
+        self.ctrs[i].probes.clear();
+        self.ctrs[i].view.probe_ready = None;
         let restart = self.should_restart(init, exit_code);
         let c = &mut self.ctrs[i];
         info!(pod = %pod::pod_key(&self.pod), container = %c.view.name, exit_code, restart, "container exited");
@@ -471,6 +489,7 @@ impl Worker {
                 self.try_start(i).await;
             }
         }
+        self.run_probes().await;
         // Finished pods give their IP back right away (status keeps podIP).
         self.publish();
         if status::is_finished(&self.tracker) {
@@ -665,7 +684,94 @@ impl Worker {
         c.view.restarts = restarts;
         c.view.started_once = true;
         c.view.state = CState::Running { started_at };
+        Self::arm_probes(c);
         self.spawn_waiter(id);
+    }
+
+    /// Fresh probe state for a new run of `c`.
+    fn arm_probes(c: &mut Ctr) {
+        c.probes = if c.view.init {
+            Vec::new()
+        } else {
+            probe::probes_of(&c.spec, Instant::now())
+        };
+        c.view.probe_ready = c.spec.readiness_probe.as_ref().map(|_| false);
+        c.view.startup_done = c.spec.startup_probe.is_none();
+    }
+
+    /// Runs the due probes of running containers; a failed liveness or startup probe
+    /// kills the container (its exit then follows restartPolicy).
+    async fn run_probes(&mut self) {
+        let Some(ip) = self.sandbox.as_ref().map(|s| s.ip) else {
+            return;
+        };
+        let rt = self.deps.runtime.clone();
+        let key = pod::pod_key(&self.pod);
+        for i in 0..self.ctrs.len() {
+            let (Some(id), CState::Running { .. }) =
+                (self.ctrs[i].id.clone(), &self.ctrs[i].view.state)
+            else {
+                continue;
+            };
+            let mut kill = None;
+            for j in 0..self.ctrs[i].probes.len() {
+                let now = Instant::now();
+                let c = &self.ctrs[i];
+                let p = &c.probes[j];
+                if !p.due(now) {
+                    continue;
+                }
+                if p.kind != probe::Kind::Startup && !c.view.startup_done {
+                    // Not before the startup probe passed; look again next period.
+                    self.ctrs[i].probes[j].defer(now);
+                    continue;
+                }
+                let result = probe::run(rt.as_ref(), &c.spec, &id, ip, &p.probe).await;
+                let c = &mut self.ctrs[i];
+                let kind = c.probes[j].kind;
+                let verdict = c.probes[j].record(result.is_ok(), Instant::now());
+                if let Err(e) = &result {
+                    debug!(pod = %key, container = %c.view.name, ?kind, error = %e, "probe failed");
+                }
+                match (kind, verdict) {
+                    (probe::Kind::Startup, Some(true)) => c.view.startup_done = true,
+                    (probe::Kind::Readiness, v) => c.view.probe_ready = Some(v == Some(true)),
+                    (probe::Kind::Startup | probe::Kind::Liveness, Some(false)) => {
+                        kill = Some((kind, result.err().unwrap_or_default()));
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            if let Some((kind, why)) = kill {
+                info!(pod = %key, container = %self.ctrs[i].view.name, ?kind, reason = %why, "probe failed; restarting container");
+                self.ctrs[i].probes.clear();
+                let grace = self.ctrs[i]
+                    .spec
+                    .liveness_probe
+                    .as_ref()
+                    .and_then(|p| p.termination_grace_period_seconds);
+                let sig = if grace == Some(0) {
+                    nix::sys::signal::Signal::SIGKILL
+                } else {
+                    nix::sys::signal::Signal::SIGTERM
+                };
+                if let Err(e) = rt.kill_container(&id, sig as i32).await {
+                    warn!(id = %id, error = %e, "killing container after failed probe");
+                }
+                // Escalate if it ignores SIGTERM (PID 1 without a handler does).
+                let rt2 = rt.clone();
+                let grace = Duration::from_secs(
+                    grace.unwrap_or(self.grace().as_secs() as i64).max(0) as u64,
+                );
+                tokio::spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    let _ = rt2
+                        .kill_container(&id, nix::sys::signal::Signal::SIGKILL as i32)
+                        .await;
+                });
+            }
+        }
     }
 
     fn fail_start(&mut self, i: usize, reason: &str, message: String) {
@@ -1014,6 +1120,57 @@ mod tests {
             ctr(s, "app").restart_count == 1 && running(s, "app")
         })
         .await;
+    }
+
+    fn probed_pod(kind: &str, threshold: i32) -> Arc<Pod> {
+        let mut p = (*pod("Always", false)).clone();
+        let mut c = serde_json::to_value(&p.spec.as_ref().unwrap().containers[0]).unwrap();
+        c[kind] = serde_json::json!({
+            "exec": {"command": ["check"]}, "periodSeconds": 1, "failureThreshold": threshold
+        });
+        p.spec.as_mut().unwrap().containers[0] = serde_json::from_value(c).unwrap();
+        Arc::new(p)
+    }
+
+    #[tokio::test]
+    async fn readiness_probe_gates_ready_until_it_passes() {
+        let e = env(Duration::from_secs(1));
+        *e.rt.exec_exit_code.lock().unwrap() = 1;
+        let mut h = spawn(probed_pod("readinessProbe", 1), e.deps.clone());
+        let st = wait_status(&mut h, "running", |s| running(s, "app")).await;
+        assert!(!ctr(&st, "app").ready);
+        // Failing checks keep it unready; a passing one makes it ready.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert!(!ctr(&h.status.borrow(), "app").ready);
+        *e.rt.exec_exit_code.lock().unwrap() = 0;
+        let st = wait_status(&mut h, "ready", |s| {
+            running(s, "app") && ctr(s, "app").ready
+        })
+        .await;
+        let ready = st
+            .conditions
+            .unwrap()
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert_eq!(ready.status, "True");
+        assert!(e.rt.calls().contains(&FakeCall::Exec(
+            pod::container_id("0000-1111", "app", 0),
+            vec!["check".into()]
+        )));
+    }
+
+    #[tokio::test]
+    async fn failed_liveness_probe_restarts_the_container() {
+        let e = env(Duration::from_millis(100));
+        *e.rt.exec_exit_code.lock().unwrap() = 1;
+        let mut h = spawn(probed_pod("livenessProbe", 2), e.deps.clone());
+        let st = wait_status(&mut h, "restarted after liveness failure", |s| {
+            running(s, "app") && ctr(s, "app").restart_count >= 1
+        })
+        .await;
+        let last = ctr(&st, "app").last_state.unwrap().terminated.unwrap();
+        assert_eq!(last.exit_code, 128 + 15, "killed with SIGTERM first");
     }
 
     #[tokio::test]
