@@ -1,16 +1,20 @@
 //! Store benchmark: puts with 1/16/256 concurrent writers (throughput, p50/p99 latency),
 //! linearizable point reads and prefix lists, and watch delivery throughput.
 //!
-//! Runs over `testing::FakeReplicator` (proposals applied directly); swap in the raft node
-//! to measure the replicated path. Usage: `cargo run --example store_bench -- [puts]`
-//! (default 3000 puts per writer configuration).
+//! Runs over `testing::FakeReplicator` (proposals applied directly), or with `--raft` over a
+//! single-member raft group (`store::open`: WAL with fsync, then apply). Usage:
+//! `cargo run --example store_bench -- [puts] [--raft]` (default 3000 puts per writer
+//! configuration).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k3rs::store::raft::Bootstrap;
 use k3rs::store::state_machine::Replicator;
 use k3rs::store::testing::FakeReplicator;
-use k3rs::store::{PutRequest, RangeRequest, Store, StoreOptions, WatchRequest, open_state};
+use k3rs::store::{
+    PutRequest, RangeRequest, Store, StoreConfig, StoreOptions, WatchRequest, open, open_state,
+};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -179,16 +183,35 @@ async fn bench_watch(store: &Store, n: usize) {
 
 #[tokio::main]
 async fn main() {
-    let total: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(3000);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let total: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(3000);
+    let over_raft = args.iter().any(|a| a == "--raft");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (sm, core) = open_state(dir.path(), &StoreOptions::default()).expect("open");
-    let fake = FakeReplicator::new(sm, 1);
-    let replicator: Arc<dyn Replicator> = fake.clone();
-    let store = core.into_store(replicator);
-    println!("store_bench over the fake replicator, {total} puts per configuration");
+    let (store, node) = if over_raft {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let cfg = StoreConfig::new(
+            dir.path(),
+            "bench",
+            &format!("127.0.0.1:{port}"),
+            &format!("http://127.0.0.1:{port}"),
+            Bootstrap::ClusterInit,
+        );
+        let (store, node) = open(cfg).await.expect("open store over raft");
+        (store, Some(node))
+    } else {
+        let (sm, core) = open_state(dir.path(), &StoreOptions::default()).expect("open");
+        let replicator: Arc<dyn Replicator> = FakeReplicator::new(sm, 1);
+        (core.into_store(replicator), None)
+    };
+    let over = if over_raft {
+        "a one-member raft group"
+    } else {
+        "the fake replicator"
+    };
+    println!("store_bench over {over}, {total} puts per configuration");
     for writers in [1, 16, 256] {
         bench_puts(&store, writers, total).await;
     }
@@ -201,4 +224,7 @@ async fn main() {
         st.raft_applied_index,
         st.db_size / 1024
     );
+    if let Some(node) = node {
+        node.shutdown().await;
+    }
 }

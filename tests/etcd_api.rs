@@ -335,3 +335,23 @@ async fn status_members_and_snapshot() {
     let inner = k3rs::store::etcd::open_snapshot(&file).expect("a sealed k3rs snapshot");
     assert!(!inner.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_that_requires_a_leader_ends_when_the_leader_is_lost() {
+    let s = server().await;
+    let mut strict = Client::connect(
+        [&s.endpoint],
+        Some(ConnectOptions::new().with_require_leader(true)),
+    )
+    .await
+    .unwrap();
+    let mut w = strict.watch("k", None).await.unwrap();
+    assert!(next(&mut w).await.created());
+    s.replicator.set_leader(0);
+    let end = tokio::time::timeout(Duration::from_secs(5), w.message())
+        .await
+        .expect("the stream ends in time");
+    let st = status_of(end.unwrap_err());
+    assert_eq!(st.code(), tonic::Code::Unavailable);
+    assert_eq!(st.message(), "etcdserver: no leader");
+}

@@ -1,46 +1,61 @@
 //! etcdctl 3.4 end to end against the k3rs etcd API, and the same commands against Debian's
 //! real etcd 3.4 in the same run: the normalised transcripts must be identical.
 //!
-//! The k3rs side is the etcd facade served in-process over the real store (one-member raft
-//! group) until the store is wired into `k3rs server`.
-
-use sha2::{Digest, Sha256};
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+//! The comparison needs a store nobody else writes to (revisions must match), so its k3rs
+//! side is the real store behind a one-member raft group serving the etcd API in-process,
+//! named and addressed like a default etcd member. The `k3rs server` binary (agent disabled)
+//! is driven by the other tests: there the etcd API shows the Kubernetes objects.
 
 use k3rs::store::StoreOptions;
 use k3rs::store::raft::{self, Bootstrap, RaftConfig};
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// A running etcd API server (k3rs or etcd) and its scratch directory.
 struct Endpoint {
     addr: String,
+    /// The member's peer URL when it is not etcd's default `http://localhost:2380`.
+    peer: Option<String>,
     dir: tempfile::TempDir,
     kind: Kind,
 }
 
 enum Kind {
-    K3rs {
+    Process(Child),
+    InProcess {
         _rt: tokio::runtime::Runtime,
         shutdown: CancellationToken,
     },
-    Etcd(Child),
+}
+
+impl Endpoint {
+    /// Stops the server and hands over its directory (data included).
+    fn stop(mut self) -> tempfile::TempDir {
+        self.kill();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
+    fn kill(&mut self) {
+        match &mut self.kind {
+            Kind::Process(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Kind::InProcess { shutdown, .. } => shutdown.cancel(),
+        }
+    }
 }
 
 impl Drop for Endpoint {
     fn drop(&mut self) {
-        match &mut self.kind {
-            Kind::K3rs { shutdown, .. } => shutdown.cancel(),
-            Kind::Etcd(child) => {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
+        self.kill();
     }
 }
 
@@ -54,7 +69,7 @@ fn free_port() -> u16 {
 
 /// The real store (MVCC on sled behind a one-member raft group) serving the etcd API
 /// in-process, named and addressed like a default etcd member.
-fn start_k3rs() -> Endpoint {
+fn start_inproc() -> Endpoint {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -92,9 +107,55 @@ fn start_k3rs() -> Endpoint {
     ));
     Endpoint {
         addr,
+        peer: None,
         dir,
-        kind: Kind::K3rs { _rt: rt, shutdown },
+        kind: Kind::InProcess { _rt: rt, shutdown },
     }
+}
+
+/// `k3rs server` (no agent) with its etcd API on a free port, named like a default etcd.
+fn start_k3rs() -> Endpoint {
+    start_k3rs_in(tempfile::tempdir().unwrap())
+}
+
+fn start_k3rs_in(dir: tempfile::TempDir) -> Endpoint {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let raft_port = free_port();
+    let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_k3rs"))
+        .args(["server", "--disable-agent", "--bind-address", "127.0.0.1"])
+        .args(["--node-name", "default"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg(format!("--https-listen-port={}", free_port()))
+        .arg(format!("--etcd-listen-address={addr}"))
+        .arg(format!("--raft-listen-port={raft_port}"))
+        .arg("--write-kubeconfig")
+        .arg(dir.path().join("kubeconfig.yaml"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let ep = Endpoint {
+        addr,
+        peer: Some(format!("http://127.0.0.1:{raft_port}")),
+        dir,
+        kind: Kind::Process(child),
+    };
+    wait_healthy(&ep);
+    ep
+}
+
+fn wait_healthy(ep: &Endpoint) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if ctl(ep, &["endpoint", "health"], None).0 == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = std::fs::read_to_string(ep.dir.path().join("server.log")).unwrap_or_default();
+    panic!("{} did not become healthy: {log}", ep.addr);
 }
 
 /// Debian's etcd 3.4 on free ports; `None` when it is not installed.
@@ -102,7 +163,7 @@ fn start_etcd() -> Option<Endpoint> {
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let peer = format!("http://127.0.0.1:{}", free_port());
-    let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+    let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
     let child = Command::new("etcd")
         .arg("--data-dir")
         .arg(dir.path().join("data"))
@@ -115,17 +176,12 @@ fn start_etcd() -> Option<Endpoint> {
         .ok()?;
     let ep = Endpoint {
         addr,
+        peer: None,
         dir,
-        kind: Kind::Etcd(child),
+        kind: Kind::Process(child),
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if ctl(&ep, &["endpoint", "health"], None).0 == 0 {
-            return Some(ep);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("etcd did not become healthy");
+    wait_healthy(&ep);
+    Some(ep)
 }
 
 fn etcdctl(ep: &Endpoint, args: &[&str]) -> Command {
@@ -236,6 +292,9 @@ fn blank_after(s: &str, after: &str, end: char) -> String {
 /// What legitimately differs between k3rs and etcd: ids, ports, sizes, timings, versions.
 fn normalise(ep: &Endpoint, lease: Option<&str>, s: &str) -> String {
     let mut s = s.replace(&ep.addr, "ENDPOINT");
+    if let Some(peer) = &ep.peer {
+        s = s.replace(peer.as_str(), "http://localhost:2380");
+    }
     // The member id: etcd derives it from name and peer URLs, raft-rs members pick one.
     if let Some(id) = s
         .lines()
@@ -412,6 +471,13 @@ fn scenario(ep: &Endpoint) -> Vec<String> {
     run(&mut t, &lease, &["lease", "timetolive", &id], None);
     run(&mut t, &lease, &["lease", "revoke", &id], None);
 
+    let short = run(&mut t, &lease, &["lease", "grant", "1"], None);
+    if let Some(id) = short.split_whitespace().nth(1)
+        && let Some(last) = t.last_mut()
+    {
+        *last = last.replace(id, "SHORT");
+    }
+
     // Cluster and maintenance.
     run(&mut t, &lease, &["member", "list"], None);
     run(&mut t, &lease, &["endpoint", "status"], None);
@@ -472,7 +538,7 @@ fn entry<'a>(t: &'a [String], starts: &str) -> &'a str {
 
 #[test]
 fn etcdctl_gets_the_same_answers_from_k3rs_as_from_etcd() {
-    let k3rs = start_k3rs();
+    let k3rs = start_inproc();
     let ours = scenario(&k3rs);
     eprintln!("{}", ours.join("\n\n"));
 
@@ -503,4 +569,42 @@ fn etcdctl_gets_the_same_answers_from_k3rs_as_from_etcd() {
         assert_eq!(a, b, "k3rs (left) and etcd (right) differ");
     }
     assert_eq!(ours.len(), theirs.len());
+}
+
+#[test]
+fn data_written_through_etcdctl_survives_a_k3rs_server_restart() {
+    let ep = start_k3rs();
+    assert_eq!(ctl(&ep, &["put", "persist", "me"], None).1, "OK\n");
+    let dir = ep.stop();
+    let ep = start_k3rs_in(dir);
+    let (code, out, err) = ctl(&ep, &["get", "persist", "-w", "fields"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"Value\" : \"me\""), "{out}");
+}
+
+#[test]
+fn etcdctl_sees_the_kubernetes_objects_of_a_k3rs_server() {
+    let ep = start_k3rs();
+    let (code, out, err) = ctl(
+        &ep,
+        &["get", "/registry/namespaces/", "--prefix", "--keys-only"],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("/registry/namespaces/default\n"), "{out}");
+    assert!(out.contains("/registry/namespaces/kube-system\n"), "{out}");
+    let (code, out, _) = ctl(&ep, &["member", "list"], None);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!(
+            ", started, default, {}, http://{}, false",
+            ep.peer.as_deref().unwrap(),
+            ep.addr
+        )),
+        "{out}"
+    );
+    let (code, _, err) = ctl(&ep, &["snapshot", "save", "snap.db"], None);
+    assert_eq!(code, 0, "{err}");
+    let snap = std::fs::read(ep.dir.path().join("snap.db")).unwrap();
+    assert!(k3rs::store::etcd::open_snapshot(&snap).is_some());
 }

@@ -449,3 +449,212 @@ fn custom_resources_are_served_with_their_printer_columns_and_schema() {
     );
     ts.ok(KUBECTL, &["delete", "crd", "widgets.example.com"]);
 }
+
+#[test]
+fn typed_kubectl_commands_send_protobuf_that_the_server_decodes() {
+    let ts = TestServer::start();
+    ts.ok(KUBECTL, &["create", "namespace", "team"]);
+    ts.ok(
+        KUBECTL,
+        &[
+            "-n",
+            "team",
+            "create",
+            "configmap",
+            "c",
+            "--from-literal=k=v",
+        ],
+    );
+    ts.ok(
+        KUBECTL,
+        &[
+            "-n",
+            "team",
+            "create",
+            "secret",
+            "generic",
+            "s",
+            "--from-literal=p=q",
+        ],
+    );
+    ts.ok(
+        KUBECTL,
+        &[
+            "-n",
+            "team",
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1.25",
+            "--replicas=0",
+        ],
+    );
+    ts.ok(
+        KUBECTL,
+        &[
+            "-n",
+            "team",
+            "run",
+            "p",
+            "--image=busybox:1.36",
+            "--",
+            "sleep",
+            "60",
+        ],
+    );
+    let cm = ts.ok(
+        KUBECTL,
+        &["-n", "team", "get", "cm", "c", "-o", "jsonpath={.data.k}"],
+    );
+    assert_eq!(cm, "v");
+    let s = ts.ok(
+        KUBECTL,
+        &[
+            "-n",
+            "team",
+            "get",
+            "secret",
+            "s",
+            "-o",
+            "jsonpath={.data.p} {.type}",
+        ],
+    );
+    assert_eq!(s, "cQ== Opaque");
+    let d = ts.ok(
+        KUBECTL,
+        &[
+            "-n",
+            "team",
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image}",
+        ],
+    );
+    assert_eq!(d, "0 nginx:1.25", "replicas 0 must survive decoding");
+    let p = ts.ok(
+        KUBECTL,
+        &[
+            "-n",
+            "team",
+            "get",
+            "pod",
+            "p",
+            "-o",
+            "jsonpath={.spec.containers[0].args}",
+        ],
+    );
+    assert_eq!(p, r#"["sleep","60"]"#);
+}
+
+#[test]
+fn server_side_apply_tracks_managers_and_reports_conflicts() {
+    let ts = TestServer::start();
+    let d = ts.file("d.yaml", DEPLOY_YAML.as_bytes());
+    assert!(
+        ts.ok(KUBECTL, &["apply", "--server-side", "-f", &d])
+            .contains("serverside-applied")
+    );
+    ts.ok(KUBECTL, &["scale", "deploy", "web", "--replicas=4"]);
+    let err = ts.fails(KUBECTL, &["apply", "--server-side", "-f", &d]);
+    assert!(
+        err.contains("Apply failed with 1 conflict") && err.contains(".spec.replicas"),
+        "{err}"
+    );
+    ts.ok(
+        KUBECTL,
+        &["apply", "--server-side", "--force-conflicts", "-f", &d],
+    );
+    let r = ts.ok(
+        KUBECTL,
+        &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"],
+    );
+    assert_eq!(r, "2");
+    let mf = ts.ok(
+        KUBECTL,
+        &[
+            "get",
+            "deploy",
+            "web",
+            "--show-managed-fields",
+            "-o",
+            "jsonpath={.metadata.managedFields[*].manager}",
+        ],
+    );
+    assert!(mf.contains("kubectl"), "{mf}");
+}
+
+#[test]
+fn auth_commands_and_service_account_tokens_work() {
+    let ts = TestServer::start();
+    assert_eq!(
+        ts.ok(KUBECTL, &["auth", "can-i", "delete", "pods"]).trim(),
+        "yes"
+    );
+    let who = ts.ok(KUBECTL, &["auth", "whoami"]);
+    assert!(
+        who.contains("system:admin") && who.contains("system:masters"),
+        "{who}"
+    );
+    ts.ok(KUBECTL, &["create", "serviceaccount", "bot"]);
+    let token = ts.ok(KUBECTL, &["create", "token", "bot"]);
+    let server = format!("https://127.0.0.1:{}", ts.port);
+    let empty = ts.file("empty.yaml", b"apiVersion: v1\nkind: Config\n");
+    let base = [
+        "--kubeconfig",
+        empty.as_str(),
+        "--server",
+        server.as_str(),
+        "--insecure-skip-tls-verify",
+    ];
+    let mut with_token: Vec<&str> = base.to_vec();
+    with_token.extend(["--token", token.trim(), "get", "ns", "-o", "name"]);
+    let out = std::process::Command::new(KUBECTL)
+        .args(&with_token)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("namespace/default")
+    );
+    let mut bad: Vec<&str> = base.to_vec();
+    bad.extend(["--token", "not-a-token", "get", "ns"]);
+    let out = std::process::Command::new(KUBECTL)
+        .args(&bad)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Unauthorized"));
+}
+
+#[test]
+fn objects_survive_a_server_restart() {
+    let ts = TestServer::start();
+    ts.ok(
+        KUBECTL,
+        &["create", "-f", &ts.file("cm.yaml", CM_YAML.as_bytes())],
+    );
+    let rv = ts.ok(
+        KUBECTL,
+        &[
+            "get",
+            "cm",
+            "settings",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ],
+    );
+    let ts = ts.restart();
+    let after = ts.ok(
+        KUBECTL,
+        &[
+            "get",
+            "cm",
+            "settings",
+            "-o",
+            "jsonpath={.metadata.resourceVersion} {.data.a}",
+        ],
+    );
+    assert_eq!(after, format!("{rv} one"));
+    let ns = ts.ok(KUBECTL, &["get", "ns", "-o", "name"]);
+    assert_eq!(ns.lines().count(), 4, "{ns}");
+}

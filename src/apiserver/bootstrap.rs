@@ -24,6 +24,7 @@ async fn create_if_missing(
         content_type: "application/json".into(),
         body: bytes::Bytes::from(obj.to_string()),
         user_agent: "k3rs-bootstrap".into(),
+        user: None,
     };
     match handle(api, &http::Method::POST, req).await {
         Ok(_) => Ok(()),

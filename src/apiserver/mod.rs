@@ -9,6 +9,7 @@
 //! `object` (metadata helpers), `registry` (kinds), `tables` (Table output), `selectors`.
 
 mod admission;
+pub mod auth;
 mod bootstrap;
 pub mod defaults;
 pub mod discovery;
@@ -18,7 +19,7 @@ mod object;
 pub mod openapi;
 mod openapi_min;
 pub mod patch;
-mod protobuf;
+pub mod protobuf;
 pub mod registry;
 mod router;
 mod selectors;
@@ -47,14 +48,40 @@ pub struct ApiServerConfig {
 ///
 /// # Errors
 /// When the backend cannot be read or written.
-pub async fn new_api(backend: Arc<dyn storage::Backend>) -> Result<Arc<Api>, status::ApiError> {
+pub async fn new_api(
+    backend: Arc<dyn storage::Backend>,
+    service_account_key_pem: Option<&str>,
+) -> Result<Arc<Api>, status::ApiError> {
+    let tokens = match service_account_key_pem {
+        Some(pem) => Some(
+            auth::TokenSigner::from_pem(pem)
+                .map_err(|e| status::ApiError::internal(format!("bad service account key: {e}")))?,
+        ),
+        None => None,
+    };
     let api = Arc::new(Api {
         backend,
         registry: Registry::new(),
+        tokens,
     });
-    handlers::refresh_crds(&api).await?;
-    bootstrap::ensure_defaults(&api).await?;
-    Ok(api)
+    // A fresh raft member needs a moment to elect itself: retry what the store cannot answer
+    // yet (503/504) for a while.
+    let mut attempt = 0;
+    loop {
+        let r = async {
+            handlers::refresh_crds(&api).await?;
+            bootstrap::ensure_defaults(&api).await
+        }
+        .await;
+        match r {
+            Err(e) if matches!(e.code, 503 | 504) && attempt < 60 => {
+                attempt += 1;
+                tracing::debug!(error = %e, "store not ready yet; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            other => break other.map(|()| api),
+        }
+    }
 }
 
 /// Bind and serve until `shutdown`; returns once the listener is bound and serving.

@@ -21,6 +21,9 @@ pub struct ResourceKind {
     pub storage_prefix: String,
     /// Set for custom resources: the CRD's version entry (schema, printer columns, scale paths).
     pub crd: Option<Arc<CrdVersion>>,
+    /// Review-style kinds (`SelfSubjectAccessReview`, `TokenReview`…): `create` only, never
+    /// stored.
+    pub create_only: bool,
 }
 
 /// The parts of a CRD version the server acts on.
@@ -58,6 +61,9 @@ impl ResourceKind {
 
     /// Verbs of the main resource, for discovery.
     pub fn verbs(&self) -> Vec<&'static str> {
+        if self.create_only {
+            return vec!["create"];
+        }
         vec![
             "create",
             "delete",
@@ -490,11 +496,68 @@ fn builtin_kinds() -> Vec<Arc<ResourceKind>> {
                     subresources: subs.iter().map(|s| s.to_string()).collect(),
                     storage_prefix,
                     crd: None,
+                    create_only: false,
                 })
             },
         )
+        .chain(REVIEWS.iter().map(|&(group, kind, plural, namespaced)| {
+            Arc::new(ResourceKind {
+                group: group.into(),
+                version: "v1".into(),
+                kind: kind.into(),
+                plural: plural.into(),
+                singular: kind.to_lowercase(),
+                namespaced,
+                short_names: vec![],
+                categories: vec![],
+                subresources: vec![],
+                storage_prefix: String::new(),
+                crd: None,
+                create_only: true,
+            })
+        }))
         .collect()
 }
+
+/// Create-only review kinds: (group, kind, plural, namespaced).
+const REVIEWS: &[(&str, &str, &str, bool)] = &[
+    (
+        "authorization.k8s.io",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        false,
+    ),
+    (
+        "authorization.k8s.io",
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        false,
+    ),
+    (
+        "authorization.k8s.io",
+        "SubjectAccessReview",
+        "subjectaccessreviews",
+        false,
+    ),
+    (
+        "authorization.k8s.io",
+        "LocalSubjectAccessReview",
+        "localsubjectaccessreviews",
+        true,
+    ),
+    (
+        "authentication.k8s.io",
+        "TokenReview",
+        "tokenreviews",
+        false,
+    ),
+    (
+        "authentication.k8s.io",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        false,
+    ),
+];
 
 /// All kinds currently served. Cheap to clone.
 #[derive(Clone)]
@@ -666,6 +729,7 @@ pub fn kinds_of_crd(crd: &Value) -> Vec<Arc<ResourceKind>> {
                 scale,
                 preserve_unknown,
             })),
+            create_only: false,
         }));
     }
     out

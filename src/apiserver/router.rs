@@ -1,6 +1,7 @@
 //! HTTP routing: authentication gate, body limit, non-resource endpoints (health, version,
 //! discovery, OpenAPI) and resource URL parsing into a handler [`Req`].
 
+use super::auth::User;
 use super::discovery;
 use super::handlers::{self, Api, Query, Reply, Req};
 use super::openapi_min;
@@ -66,13 +67,13 @@ fn is_anonymous_path(path: &str) -> bool {
         .any(|p| path == *p || path.starts_with(&format!("{p}/")))
 }
 
-/// Serve one request. `authenticated` says whether the client presented a certificate signed
-/// by the cluster CA.
-pub async fn route(api: &Api, authenticated: bool, req: Request<Incoming>) -> Response<Body> {
+/// Serve one request. `peer` is the user of a client certificate signed by the cluster CA.
+pub async fn route(api: &Api, peer: Option<User>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let start = std::time::Instant::now();
-    let resp = match route_inner(api, authenticated, req).await {
+    let user = peer.or_else(|| bearer_user(api, &req));
+    let resp = match route_inner(api, user, req).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
@@ -80,11 +81,20 @@ pub async fn route(api: &Api, authenticated: bool, req: Request<Incoming>) -> Re
     resp
 }
 
+fn bearer_user(api: &Api, req: &Request<Incoming>) -> Option<User> {
+    let h = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = h
+        .strip_prefix("Bearer ")
+        .or_else(|| h.strip_prefix("bearer "))?;
+    api.tokens.as_ref()?.verify(token.trim())
+}
+
 async fn route_inner(
     api: &Api,
-    authenticated: bool,
+    user: Option<User>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    let authenticated = user.is_some();
     let path = req.uri().path().trim_end_matches('/').to_string();
     let path = if path.is_empty() {
         "/".to_string()
@@ -178,6 +188,7 @@ async fn route_inner(
         content_type,
         body,
         user_agent,
+        user,
     };
     match handlers::handle(api, &method, hreq).await? {
         Reply::Json {

@@ -20,6 +20,20 @@ pub struct TestServer {
     pub port: u16,
 }
 
+/// The raft port of a data dir: chosen once, kept across restarts (the member's peer URL).
+fn raft_port(dir: &Path) -> u16 {
+    let f = dir.join("raft-port");
+    if let Some(p) = std::fs::read_to_string(&f)
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return p;
+    }
+    let p = free_port();
+    std::fs::write(&f, p.to_string()).unwrap();
+    p
+}
+
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
@@ -32,8 +46,19 @@ impl TestServer {
     }
 
     pub fn start_with(extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        Self::start_in(tempfile::tempdir().unwrap(), free_port(), extra)
+    }
+
+    /// Stop this server and start a new one on the same data dir and port.
+    pub fn restart(mut self) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let _ = std::fs::remove_file(dir.path().join("kubeconfig.yaml"));
+        Self::start_in(dir, self.port, &[])
+    }
+
+    fn start_in(dir: tempfile::TempDir, port: u16, extra: &[&str]) -> Self {
         let kubeconfig = dir.path().join("kubeconfig.yaml");
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_k3rs"))
@@ -41,6 +66,11 @@ impl TestServer {
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--https-listen-port", &port.to_string()])
+            .args(["--raft-listen-port", &raft_port(dir.path()).to_string()])
+            .args([
+                "--etcd-listen-address",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
             .arg("--write-kubeconfig")
             .arg(&kubeconfig)
             .args(extra)

@@ -5,6 +5,7 @@
 
 mod delete;
 mod read;
+mod reviews;
 mod subresources;
 mod watch;
 mod write;
@@ -25,6 +26,8 @@ use std::sync::Arc;
 pub struct Api {
     pub backend: Arc<dyn Backend>,
     pub registry: Registry,
+    /// Signs and verifies service-account tokens (absent in some unit tests).
+    pub tokens: Option<crate::apiserver::auth::TokenSigner>,
 }
 
 /// Decoded query string (last value wins).
@@ -93,6 +96,8 @@ pub struct Req {
     pub body: Bytes,
     /// The client's `User-Agent` (default field manager name).
     pub user_agent: String,
+    /// The authenticated caller (`None` only for internal requests).
+    pub user: Option<crate::apiserver::auth::User>,
 }
 
 impl Req {
@@ -144,6 +149,9 @@ impl Reply {
 /// Dispatch a routed request by method.
 pub async fn handle(api: &Api, method: &http::Method, req: Req) -> Result<Reply, ApiError> {
     use http::Method;
+    if req.kind.create_only {
+        return reviews::handle(api, method, req).await;
+    }
     if let Some(sub) = req.sub.clone() {
         return subresources::handle(api, method, req, &sub).await;
     }

@@ -32,9 +32,7 @@ pub async fn handle(api: &Api, method: &Method, req: Req, sub: &str) -> Result<R
                 kind.plural
             )))
         }
-        ("token", &Method::POST) => Err(ApiError::not_implemented(
-            "serviceaccounts/token is not implemented yet",
-        )),
+        ("token", &Method::POST) => token(api, req).await,
         _ => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({method} {sub})"
         ))),
@@ -289,7 +287,94 @@ async fn eviction(api: &Api, req: Req) -> Result<Reply, ApiError> {
         content_type: "application/json".into(),
         body: bytes::Bytes::from(opts.to_string()),
         user_agent: req.user_agent.clone(),
+        user: req.user.clone(),
     };
     super::delete::delete(api, del).await?;
     Ok(Reply::code(201, success(201)))
+}
+
+/// `POST serviceaccounts/{name}/token`: a signed, expiring ES256 token for the account.
+async fn token(api: &Api, req: Req) -> Result<Reply, ApiError> {
+    let name = req.name.clone().unwrap_or_default();
+    let ns = req.namespace.clone().unwrap_or_default();
+    let (sa, _) = get_obj(api, &req.kind, Some(&ns), &name).await?;
+    let mut tr = if req.body.is_empty() {
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest"})
+    } else {
+        decode_body(&req.body, &req.content_type)?
+    };
+    if !tr.get("spec").is_some_and(Value::is_object) {
+        tr["spec"] = json!({});
+    }
+    let ttl = tr
+        .pointer("/spec/expirationSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(3600);
+    if ttl < 600 {
+        return Err(ApiError::invalid(
+            "authentication.k8s.io",
+            "TokenRequest",
+            &name,
+            &[crate::apiserver::status::Cause {
+                reason: "FieldValueInvalid".into(),
+                message: format!(
+                    "Invalid value: {ttl}: may not specify a duration less than 10 minutes"
+                ),
+                field: "spec.expirationSeconds".into(),
+            }],
+        ));
+    }
+    let audiences: Vec<String> = tr
+        .pointer("/spec/audiences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let bound = tr.pointer("/spec/boundObjectRef").cloned();
+    let field = |p: &str| {
+        bound
+            .as_ref()
+            .and_then(|b| b.get(p))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let (bk, bn, bu) = (field("kind"), field("name"), field("uid"));
+    let sa_uid = sa
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let signer = api
+        .tokens
+        .as_ref()
+        .ok_or_else(|| ApiError::internal("no service account signing key"))?;
+    let subject = crate::apiserver::auth::TokenSubject {
+        namespace: &ns,
+        service_account: &name,
+        service_account_uid: sa_uid,
+        bound: bound
+            .as_ref()
+            .map(|_| (bk.as_str(), bn.as_str(), bu.as_str())),
+    };
+    let (token, exp) = signer
+        .issue(&subject, &audiences, ttl)
+        .map_err(ApiError::internal)?;
+    let exp_ts = jiff::Timestamp::from_second(exp)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default();
+    tr["apiVersion"] = json!("authentication.k8s.io/v1");
+    tr["kind"] = json!("TokenRequest");
+    tr["metadata"] = json!({"name": name, "namespace": ns,
+        "creationTimestamp": crate::apiserver::object::now_rfc3339()});
+    tr["spec"]["expirationSeconds"] = json!(ttl);
+    tr["spec"]["audiences"] = json!(if audiences.is_empty() {
+        vec!["https://kubernetes.default.svc.cluster.local".to_string()]
+    } else {
+        audiences
+    });
+    tr["status"] = json!({"token": token, "expirationTimestamp": exp_ts});
+    Ok(Reply::code(201, tr))
 }

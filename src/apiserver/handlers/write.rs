@@ -177,9 +177,16 @@ pub(crate) async fn create_object(
             warnings,
         });
     }
+    let key = kind.key(req.namespace.as_deref(), &name);
+    if get_obj(api, kind, req.namespace.as_deref(), &name)
+        .await
+        .is_ok()
+    {
+        // Report the duplicate before allocation errors (a taken ClusterIP), as upstream does.
+        return Err(ApiError::already_exists(&kind.group, &kind.plural, &name));
+    }
     admission::allocate(api, kind, &mut obj).await?;
     warnings.extend(admission::warnings(kind, &obj));
-    let key = kind.key(req.namespace.as_deref(), &name);
     let Some(rev) = put_if(api, &key, 0, &obj).await? else {
         return Err(ApiError::already_exists(&kind.group, &kind.plural, &name));
     };

@@ -16,6 +16,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 /// etcd's `MaxLeaseTTL` (seconds).
 const MAX_LEASE_TTL: i64 = 9_000_000_000;
+/// etcd's minimum lease TTL with its default timing (1.5 election timeouts of 1 s, rounded
+/// up); shorter grants are raised to it, so a lease cannot expire during a leader change.
+const MIN_LEASE_TTL: i64 = 2;
 
 pub struct LeaseService {
     pub backend: Arc<dyn EtcdBackend>,
@@ -34,7 +37,7 @@ impl PbLeaseService for LeaseService {
         }
         let resp = self
             .backend
-            .lease_grant(req.id, req.ttl)
+            .lease_grant(req.id, req.ttl.max(MIN_LEASE_TTL))
             .await
             .map_err(store_status)?;
         Ok(Response::new(PbLeaseGrantResponse {

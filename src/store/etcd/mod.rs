@@ -2,8 +2,23 @@
 //! etcdctl 3.4, kube-apiserver-style clients and the `etcd-client` crate.
 //!
 //! Owns: the gRPC listener and the mapping between etcd's protobuf messages and the store's
-//! types. May call only an [`EtcdBackend`] (the store). Auth is not served (no RBAC users in
-//! k3rs's store); TLS with client certificates for non-loopback listeners is not done yet.
+//! types. May call only an [`EtcdBackend`] (the store).
+//!
+//! Where k3rs answers differently from etcd 3.4, and why:
+//! - No `Auth` service (k3rs keeps no etcd users); `etcdctl --user` fails. No TLS yet: the
+//!   listener is plain gRPC and defaults to loopback (client-cert TLS for other addresses is
+//!   still to do).
+//! - `Snapshot` streams the k3rs snapshot in an envelope `etcdctl snapshot save` accepts
+//!   (see `maintenance.rs`), not a bbolt file: `etcdctl snapshot status/restore` reject it
+//!   ("invalid database"); restore through k3rs instead.
+//! - `Hash`/`HashKV` are CRC-32s of the key space at a revision (equal across k3rs members,
+//!   not comparable with etcd's); `Defragment` is a no-op (sled manages space); the alarm
+//!   list is always empty; `MemberUpdate`, `Downgrade` and `RangeStream` are unimplemented.
+//! - `Status.version` is [`VERSION`]; member ids come from raft-rs, not etcd's hash of the
+//!   member's name and URLs.
+//! - `RequestProgress` makes every watch of the stream send its own progress response
+//!   (etcd 3.4 sends one with watch id -1; clientv3 handles both); with no watch the answer
+//!   has watch id -1 like etcd's.
 
 pub mod backend;
 mod cluster;
@@ -66,7 +81,8 @@ pub async fn serve_listener(
     if let Ok(a) = listener.local_addr() {
         tracing::info!(addr = %a, "etcd api listening");
     }
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs hold small responses ~40 ms.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .add_service(PbKvServer::new(kv::KvService {
             backend: backend.clone(),

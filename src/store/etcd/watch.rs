@@ -167,6 +167,7 @@ impl StreamState {
                         let progress = stream.progress_requester();
                         tokio::spawn(run_watch(
                             id,
+                            self.backend.clone(),
                             stream,
                             self.out.clone(),
                             cancel.clone(),
@@ -241,6 +242,7 @@ fn end_response(
 
 async fn run_watch(
     id: i64,
+    backend: Arc<dyn EtcdBackend>,
     mut stream: Box<dyn EventStream>,
     out: Outbound,
     cancel: CancellationToken,
@@ -261,7 +263,7 @@ async fn run_watch(
                 split(id, header, events, fragment)
             }
             Some(Err(e)) => {
-                let resp = end_response(id, None, e);
+                let resp = end_response(id, header(&backend.status().header), e);
                 let _ = out.send(Ok(resp)).await;
                 break;
             }
