@@ -163,7 +163,10 @@ async fn watch_images(rt: Arc<Containerd>, dir: PathBuf, shutdown: CancellationT
 /// adopts them); the supervised containerd is stopped.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
     let agent_dir = config.data_dir.join("agent");
-    let child_shutdown = shutdown.child_token();
+    // Not a child token: containerd must outlive the pod workers' last calls on shutdown.
+    let child_shutdown = CancellationToken::new();
+    // Any early return (error) still stops containerd and the background tasks.
+    let _stop_on_exit = child_shutdown.clone().drop_guard();
     let (socket, supervised) = match &config.container_runtime_endpoint {
         Some(s) => (s.clone(), None),
         None => {
@@ -230,7 +233,13 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
                 warn!(error = %e, "node registration failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = shutdown.cancelled() => {
+                        child_shutdown.cancel();
+                        if let Some(s) = supervised {
+                            s.stopped().await;
+                        }
+                        return Ok(());
+                    }
                 }
             }
         }
