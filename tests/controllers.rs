@@ -43,11 +43,13 @@ fn free_port() -> u16 {
 }
 
 impl Cluster {
+    // The child is waited for in `Drop` (or right before the panic below).
+    #[allow(clippy::zombie_processes)]
     async fn start(extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig.yaml");
         let port = free_port().to_string();
-        let child = Command::new(env!("CARGO_BIN_EXE_k3rs"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_k3rs"))
             .args(["server", "-d"])
             .arg(dir.path())
             .args(["--https-listen-port", &port, "-o"])
@@ -83,7 +85,11 @@ impl Cluster {
                     }
                 }
             }
-            assert!(Instant::now() < deadline, "server did not come up");
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("server did not come up");
+            }
             sleep(Duration::from_millis(100)).await;
         }
     }
