@@ -52,6 +52,8 @@ fn config(
     c.tick_interval = Duration::from_millis(50);
     c.request_timeout = Duration::from_secs(3);
     c.compact_every = compact_every;
+    // Small segments: rotation, purge and multi-segment replay happen in every scenario.
+    c.segment_size = 1024;
     c.faults = Some(faults.clone());
     c
 }
@@ -128,12 +130,25 @@ async fn put(n: &TestNode, k: &str, v: &str) {
 
 async fn all_have(nodes: &[&TestNode], acked: &[(String, String)]) {
     for n in nodes {
-        wait_for(&format!("all acknowledged writes on {}", n.name), || {
-            acked
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let missing: Vec<&String> = acked
                 .iter()
-                .all(|(k, v)| n.kv.get(k).as_deref() == Some(v.as_str()))
-        })
-        .await;
+                .filter(|(k, v)| n.kv.get(k).as_deref() != Some(v.as_str()))
+                .map(|(k, _)| k)
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} lacks acknowledged writes {missing:?} (status {:?}, sm applied {})",
+                n.name,
+                n.node.status(),
+                n.kv.applied()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -167,7 +182,8 @@ where
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// The default current-thread runtime: the raft loop runs on its own thread either way.
+#[tokio::test]
 async fn a_single_member_survives_restart_and_replays_its_log() {
     let root = tempfile::tempdir().unwrap();
     let faults = NetFaults::new();
@@ -186,6 +202,41 @@ async fn a_single_member_survives_restart_and_replays_its_log() {
         put(&n, &format!("k{i}"), &format!("v{i}")).await;
         acked.push((format!("k{i}"), format!("v{i}")));
     }
+    // Garbage on the peer port drops that connection, not the member.
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut junk = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        junk.write_all(b"\x00\x00\x00\x09\x01not-protobuf-at-all")
+            .await
+            .unwrap();
+        // The member may already have hung up.
+        let _ = junk.write_all(&[0xff; 64]).await;
+    }
+    // A join with the wrong token is refused and changes nothing.
+    let intruder = tempfile::tempdir().unwrap();
+    let mut bad = config(
+        intruder.path(),
+        "intruder",
+        &free_addr(),
+        Bootstrap::Join {
+            peer_addr: addr.clone(),
+            token: "wrong".into(),
+        },
+        &faults,
+        10_000,
+    );
+    bad.request_timeout = Duration::from_secs(1);
+    let sm = KvStateMachine::open(&intruder.path().join("sm")).unwrap();
+    let err = start(bad, Box::new(sm)).await.err().unwrap();
+    assert!(err.to_string().contains("bad token"), "{err}");
+    let huge = n.node.propose(vec![b'x'; 17 << 20]).await;
+    assert!(
+        matches!(huge, Err(StoreError::InvalidRequest(_))),
+        "{huge:?}"
+    );
+    put(&n, "still", "alive").await;
+    acked.push(("still".into(), "alive".into()));
+
     let id = n.node.id();
     let read = n.node.read_index().await.unwrap();
     assert!(read >= 21, "read index {read}");
@@ -222,6 +273,26 @@ async fn a_single_member_survives_restart_and_replays_its_log() {
     acked.push(("after".into(), "restart".into()));
     all_have(&[&n], &acked).await;
     n.node.shutdown().await;
+    drop(n);
+
+    // Damage a frame in the middle of the log: start-up refuses with a clear error rather
+    // than silently dropping acknowledged entries.
+    let wal_dir = dir.join("raft/wal");
+    let mut segs: Vec<_> = std::fs::read_dir(&wal_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    segs.sort();
+    let seg = &segs[0];
+    let mut data = std::fs::read(seg).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0x5a;
+    std::fs::write(seg, &data).unwrap();
+    let sm = KvStateMachine::open(&dir.join("sm")).unwrap();
+    let cfg = config(&dir, "solo", &addr, Bootstrap::ClusterInit, &faults, 10_000);
+    let err = start(cfg, Box::new(sm)).await.err().unwrap();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    assert!(err.to_string().contains("refusing to start"), "{err}");
 }
 
 fn refs(v: &[TestNode]) -> Vec<&TestNode> {
@@ -293,21 +364,17 @@ async fn a_three_member_group_replicates_and_survives_partition_restart_and_memb
     let t0 = Instant::now();
     // While cut off it still leads for an election timeout: a conf change it accepts cannot
     // commit, so a second one is refused as "already in progress" instead of being dropped.
-    let first = live[old_i].node.clone();
-    let pending = tokio::spawn(async move {
-        first
-            .member_add("x".into(), vec!["http://127.0.0.1:1".into()], false)
-            .await
-    });
+    let add = |name: &str| {
+        let node = live[old_i].node.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            node.member_add(name, vec!["http://127.0.0.1:1".into()], false)
+                .await
+        })
+    };
+    let first = add("x");
     tokio::time::sleep(Duration::from_millis(30)).await;
-    let second = live[old_i]
-        .node
-        .member_add("y".into(), vec!["http://127.0.0.1:2".into()], true)
-        .await;
-    assert!(
-        matches!(&second, Err(StoreError::InvalidRequest(m)) if m.contains("in progress")),
-        "{second:?}"
-    );
+    let second = add("y");
     wait_for("a new leader among the majority", || {
         let l = rest[0].node.status().leader_id;
         l != 0 && l != old && rest.iter().all(|n| n.node.status().leader_id == l)
@@ -334,23 +401,29 @@ async fn a_three_member_group_replicates_and_survives_partition_restart_and_memb
         );
         assert_eq!(n.node.members().await.unwrap().len(), 3);
     }
+    // Whichever was proposed first timed out (never committed); the other was refused.
+    let (first, second) = (first.await.unwrap(), second.await.unwrap());
+    let in_progress = |r: &Result<_, StoreError>| matches!(r, Err(StoreError::InvalidRequest(m)) if m.contains("in progress"));
+    assert!(first.is_err() && second.is_err(), "{first:?} {second:?}");
     assert!(
-        pending.await.unwrap().is_err(),
-        "the cut-off conf change must not succeed"
+        in_progress(&first) ^ in_progress(&second),
+        "{first:?} {second:?}"
     );
     // ReadIndex on a follower is served through the leader and covers every applied write.
     let f = live
         .iter()
         .find(|n| n.node.status().leader_id != n.node.id())
         .unwrap();
-    let ri = f.node.read_index().await.unwrap();
-    assert!(
-        ri >= live
-            .iter()
-            .map(|n| n.node.status().applied_index)
-            .min()
-            .unwrap()
-    );
+    let floor = live
+        .iter()
+        .map(|n| n.node.status().applied_index)
+        .min()
+        .unwrap();
+    // Concurrent reads share one raft ReadIndex round; every one gets a safe index.
+    let reads = futures::future::join_all((0..20).map(|_| f.node.read_index())).await;
+    for r in reads {
+        assert!(r.unwrap() >= floor);
+    }
 
     // Stop a follower, write past a compaction, restart it from its data directory.
     let leader = leader_of(&refs(&live)).await;
@@ -385,6 +458,12 @@ async fn a_three_member_group_replicates_and_survives_partition_restart_and_memb
             .unwrap()
     };
     assert!(snap_index(&live[w]) > 1, "the leader compacted its log");
+    let wal = live[w].dir.join("raft/wal");
+    assert!(
+        !wal.join("0000000000000001.wal").exists(),
+        "segments below the compaction point are deleted: {:?}",
+        std::fs::read_dir(&wal).unwrap().count()
+    );
     let d = start_node(r, "d", &free_addr(), join_via(&live[w]), &faults, compact).await;
     live.push(d);
     let d_i = live.len() - 1;
@@ -408,8 +487,10 @@ async fn a_three_member_group_replicates_and_survives_partition_restart_and_memb
     put(&live[0], "after", "transfer").await;
     acked.push(("after".into(), "transfer".into()));
 
-    // Remove a member: the rest agree and it stops itself.
+    // Remove a member while it is cut off, so it cannot see its removal in the log: the rest
+    // agree, and once it talks to them again they tell it, and it stops itself.
     let victim_id = live[0].node.id();
+    faults.isolate(victim_id);
     with_retry(|| live[d_i].node.member_remove(victim_id)).await;
     let victim = live.remove(0);
     wait_for("three members everywhere", || {
@@ -419,10 +500,74 @@ async fn a_three_member_group_replicates_and_survives_partition_restart_and_memb
         })
     })
     .await;
+    assert!(!victim.node.is_stopped());
+    faults.heal();
     wait_for("the removed member stops", || victim.node.is_stopped()).await;
     assert!(victim.node.error().unwrap().contains("removed"));
+    // Restarting a removed member is refused with a clear error.
+    victim.node.shutdown().await;
+    let (vname, vaddr, vdir) = (victim.name.clone(), victim.addr.clone(), victim.dir.clone());
+    drop(victim);
+    let sm = KvStateMachine::open(&vdir.join("sm")).unwrap();
+    let cfg = config(
+        &vdir,
+        &vname,
+        &vaddr,
+        Bootstrap::ClusterInit,
+        &faults,
+        compact,
+    );
+    let err = start(cfg, Box::new(sm)).await.err().unwrap();
+    assert!(err.to_string().contains("was removed"), "{err}");
     put(&live[0], "final", "1").await;
     acked.push(("final".into(), "1".into()));
+    all_have(&refs(&live), &acked).await;
+
+    // A learner is listed as such everywhere, can be promoted, and removed again.
+    let ghost = with_retry(|| {
+        live[0]
+            .node
+            .member_add("ghost".into(), vec!["http://127.0.0.1:1".into()], true)
+    })
+    .await;
+    assert!(ghost.is_learner);
+    let ghost_view = |n: &TestNode| {
+        futures::executor::block_on(n.node.members())
+            .unwrap()
+            .into_iter()
+            .find(|m| m.id == ghost.id)
+    };
+    wait_for("the learner everywhere", || {
+        live.iter()
+            .all(|n| ghost_view(n).is_some_and(|m| m.is_learner && m.name == "ghost"))
+    })
+    .await;
+    assert!(matches!(
+        live[0].node.transfer_leader(ghost.id).await,
+        Err(StoreError::InvalidRequest(m)) if m.contains("learner")
+    ));
+    // Through a follower: the change is handed to the leader over the peer transport.
+    let follower = live
+        .iter()
+        .find(|n| n.node.status().leader_id != n.node.id())
+        .unwrap();
+    with_retry(|| follower.node.member_promote(ghost.id)).await;
+    assert!(matches!(
+        follower.node.member_promote(ghost.id).await,
+        Err(StoreError::InvalidRequest(m)) if m.contains("not a learner")
+    ));
+    wait_for("the promoted voter everywhere", || {
+        live.iter()
+            .all(|n| ghost_view(n).is_some_and(|m| !m.is_learner))
+    })
+    .await;
+    with_retry(|| live[0].node.member_remove(ghost.id)).await;
+    wait_for("the ghost gone everywhere", || {
+        live.iter().all(|n| ghost_view(n).is_none())
+    })
+    .await;
+    put(&live[1], "post", "ghost").await;
+    acked.push(("post".into(), "ghost".into()));
     all_have(&refs(&live), &acked).await;
 
     // Removing an unknown member is an error, not a hang.
@@ -430,7 +575,199 @@ async fn a_three_member_group_replicates_and_survives_partition_restart_and_memb
         live[0].node.member_remove(12345).await,
         Err(StoreError::MemberNotFound { .. })
     ));
-    victim.node.shutdown().await;
+
+    // Stop every member at once and restart them all (with meaningless bootstrap flags):
+    // they resume their membership, elect a leader and keep every acknowledged write.
+    let mut again = Vec::new();
+    for n in live.drain(..) {
+        n.node.shutdown().await;
+        again.push((n.name.clone(), n.addr.clone(), n.node.id()));
+    }
+    for (name, addr, id) in &again {
+        let n = start_node(r, name, addr, Bootstrap::ClusterInit, &faults, compact).await;
+        assert_eq!(n.node.id(), *id);
+        live.push(n);
+    }
+    leader_of(&refs(&live)).await;
+    all_have(&refs(&live), &acked).await;
+    put(&live[2], "restarted", "all").await;
+    acked.push(("restarted".into(), "all".into()));
+    all_have(&refs(&live), &acked).await;
+    assert_eq!(live[0].node.members().await.unwrap().len(), 3);
+    for n in &live {
+        n.node.shutdown().await;
+    }
+}
+
+struct FullDisk {
+    inner: std::fs::File,
+    budget: usize,
+}
+
+impl k3rs::store::raft::wal::WalFile for FullDisk {
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if buf.len() > self.budget {
+            self.budget = 0;
+            return Err(std::io::Error::from_raw_os_error(28));
+        }
+        self.budget -= buf.len();
+        std::io::Write::write_all(&mut self.inner, buf)
+    }
+    fn sync_data(&mut self) -> std::io::Result<()> {
+        self.inner.sync_data()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_the_member_and_loses_no_acknowledged_write() {
+    init_tracing();
+    let root = tempfile::tempdir().unwrap();
+    let faults = NetFaults::new();
+    let addr = free_addr();
+    let dir = root.path().join("full");
+    std::fs::create_dir_all(&dir).unwrap();
+    let sm = KvStateMachine::open(&dir.join("sm")).unwrap();
+    let kv = sm.handle();
+    let mut cfg = config(&dir, "full", &addr, Bootstrap::ClusterInit, &faults, 10_000);
+    // One segment for the whole test: each new segment file would get a fresh budget.
+    cfg.segment_size = 64 << 20;
+    cfg.wal_file_wrapper = Some(Arc::new(|f| {
+        Box::new(FullDisk {
+            inner: f,
+            budget: 3000,
+        })
+    }));
+    let node = start(cfg, Box::new(sm)).await.unwrap();
+    let mut acked = Vec::new();
+    for i in 0..1000 {
+        let k = format!("k{i}");
+        match node.propose(format!("{k}=v").into_bytes()).await {
+            Ok(()) => {
+                wait_for("apply or stop", || {
+                    kv.get(&k).is_some() || node.is_stopped()
+                })
+                .await;
+                if kv.get(&k).is_some() {
+                    acked.push(k);
+                }
+            }
+            Err(StoreError::Stopped) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        node.is_stopped(),
+        "the member must stop when the disk is full"
+    );
+    let err = node.error().unwrap();
+    assert!(err.contains("os error 28"), "{err}");
+    assert!(acked.len() > 5, "some writes fit before the disk filled");
+    assert!(matches!(
+        node.propose(b"late=1".to_vec()).await,
+        Err(StoreError::Stopped)
+    ));
+    node.shutdown().await;
+    drop(kv);
+
+    // Restarted on a disk with room, every acknowledged write is there.
+    std::fs::remove_dir_all(dir.join("sm")).unwrap();
+    let n = start_node(
+        root.path(),
+        "full",
+        &addr,
+        Bootstrap::ClusterInit,
+        &faults,
+        10_000,
+    )
+    .await;
+    for k in &acked {
+        wait_for("acknowledged write after restart", || n.kv.get(k).is_some()).await;
+    }
+    n.node.shutdown().await;
+}
+
+/// Not a correctness test: prints write throughput and latency (run with `--ignored`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_write_throughput_and_latency() {
+    let root = tempfile::tempdir().unwrap();
+    let faults = NetFaults::new();
+    let r = root.path();
+    let mut live = vec![
+        start_node(
+            r,
+            "a",
+            &free_addr(),
+            Bootstrap::ClusterInit,
+            &faults,
+            10_000,
+        )
+        .await,
+    ];
+    for label in ["1 member", "3 members"] {
+        if label == "3 members" {
+            let b = start_node(r, "b", &free_addr(), join_via(&live[0]), &faults, 10_000).await;
+            live.push(b);
+            let c = start_node(r, "c", &free_addr(), join_via(&live[0]), &faults, 10_000).await;
+            live.push(c);
+        }
+        let leader = leader_of(&refs(&live)).await;
+        let n = &live[by_id(&live, leader)];
+        let t = Instant::now();
+        let seq = 200;
+        for i in 0..seq {
+            let k = format!("{label}-seq{i}");
+            n.node.propose(format!("{k}=v").into_bytes()).await.unwrap();
+            while n.kv.get(&k).is_none() {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+        }
+        let lat = t.elapsed() / seq;
+        let total = 5000;
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..50 {
+            let node = n.node.clone();
+            let label = label.to_string();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..total / 50 {
+                    node.propose(format!("{label}-par{w}-{i}=v").into_bytes())
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        wait_for("the last parallel writes", || {
+            (0..50).all(|w| {
+                n.kv.get(&format!("{label}-par{w}-{}", total / 50 - 1))
+                    .is_some()
+            })
+        })
+        .await;
+        let tput = f64::from(total) / t.elapsed().as_secs_f64();
+        println!("{label}: sequential put→apply {lat:?}/write; pipelined {tput:.0} writes/s");
+        let follower = live.iter().find(|x| x.node.id() != leader).unwrap_or(n);
+        for (who, node) in [("leader", n), ("follower", follower)] {
+            let t = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..50 {
+                let node = node.node.clone();
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..100 {
+                        node.read_index().await.unwrap();
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            let rps = 5000.0 / t.elapsed().as_secs_f64();
+            println!("{label}: read_index on the {who}, 50 concurrent callers: {rps:.0}/s");
+        }
+    }
     for n in &live {
         n.node.shutdown().await;
     }

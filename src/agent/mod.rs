@@ -2,5 +2,255 @@
 //!
 //! Owns: node registration and heartbeat, pod workers, the containerd runtime, CNI, volumes,
 //! probes, logs/exec. May call: the API server (as a client) and containerd; never the store.
+//!
+//! Layers, bottom up: [`runtime`] (containerd: supervision, images, containers, OCI spec),
+//! [`network`] (namespaces + CNI), [`pod`]/[`pod_worker`]/[`status`]/[`backoff`] (one
+//! worker per pod), [`node`] and [`sync`] (the API side). [`run`] wires them together.
 
+pub mod backoff;
+pub mod network;
+pub mod node;
+pub mod pod;
+pub mod pod_worker;
 pub mod runtime;
+pub mod status;
+pub mod sync;
+
+use network::{Cni, CniConfig, CniNetwork, NetworkError};
+use runtime::{ContainerRuntime, Containerd, ContainerdOptions, ContainerdPaths, RuntimeError};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Errors that stop the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error("kubernetes api: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("kubeconfig {path}: {reason}")]
+    Kubeconfig { path: PathBuf, reason: String },
+    #[error("agent config: {0}")]
+    Config(String),
+}
+
+/// Everything the agent needs; `cli` builds it from flags.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// `<data-dir>`; the agent uses `<data-dir>/agent/…`.
+    pub data_dir: PathBuf,
+    pub node_name: String,
+    pub node_ip: IpAddr,
+    /// Extra node labels.
+    pub node_labels: BTreeMap<String, String>,
+    /// `key=value:Effect` strings.
+    pub node_taints: Vec<String>,
+    /// Kubeconfig the agent talks to the API server with.
+    pub kubeconfig: PathBuf,
+    /// Use this containerd socket instead of supervising our own.
+    pub container_runtime_endpoint: Option<PathBuf>,
+    pub cluster_cidr: String,
+    pub cluster_dns: Option<IpAddr>,
+    pub cluster_domain: String,
+    /// CRI log root (`/var/log/pods`).
+    pub log_dir: PathBuf,
+    /// Namespace mounts (`/run/k3rs/agent`).
+    pub run_dir: PathBuf,
+    /// CNI bridge name (`cni0`).
+    pub cni_bridge: String,
+    /// Binary the shim runs as log driver (`k3rs container-logger`); default: this binary.
+    pub logger_binary: Option<PathBuf>,
+}
+
+impl AgentConfig {
+    /// k3s-like defaults for everything but identity and the kubeconfig.
+    pub fn new(data_dir: PathBuf, node_name: String, node_ip: IpAddr, kubeconfig: PathBuf) -> Self {
+        AgentConfig {
+            data_dir,
+            node_name,
+            node_ip,
+            node_labels: BTreeMap::new(),
+            node_taints: Vec::new(),
+            kubeconfig,
+            container_runtime_endpoint: None,
+            cluster_cidr: "10.42.0.0/16".into(),
+            cluster_dns: Some(IpAddr::from([10, 43, 0, 10])),
+            cluster_domain: "cluster.local".into(),
+            log_dir: "/var/log/pods".into(),
+            run_dir: "/run/k3rs/agent".into(),
+            cni_bridge: "cni0".into(),
+            logger_binary: None,
+        }
+    }
+}
+
+/// The address other hosts reach us at: the source address of the default route, else
+/// loopback. (Connecting a UDP socket sends no packet.)
+pub fn detect_node_ip() -> IpAddr {
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("10.255.255.255:53")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .ok()
+        .filter(|ip| !ip.is_unspecified())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+async fn kube_client(path: &std::path::Path) -> Result<kube::Client, AgentError> {
+    let err = |reason: String| AgentError::Kubeconfig {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    kube::Client::try_from(cfg).map_err(AgentError::Kube)
+}
+
+/// Imports new or changed tarballs from `<data-dir>/agent/images` every 15 s.
+async fn watch_images(rt: Arc<Containerd>, dir: PathBuf, shutdown: CancellationToken) {
+    let signature = |e: &std::fs::DirEntry| {
+        let meta = e.metadata().ok()?;
+        Some((e.path(), (meta.len(), meta.modified().ok())))
+    };
+    // What is there now was imported at start.
+    let mut seen: HashMap<PathBuf, (u64, Option<SystemTime>)> = std::fs::read_dir(&dir)
+        .map(|d| d.flatten().filter_map(|e| signature(&e)).collect())
+        .unwrap_or_default();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(15)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let mut fresh = false;
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for (path, sig) in entries.flatten().filter_map(|e| signature(&e)) {
+                if seen.get(&path) != Some(&sig) {
+                    seen.insert(path, sig);
+                    fresh = true;
+                }
+            }
+        }
+        if fresh {
+            // import_dir is idempotent: present blobs and snapshots are skipped.
+            for (path, r) in rt.import_dir(&dir).await {
+                if let Err(e) = r {
+                    warn!(file = %path.display(), error = %e, "image import");
+                }
+            }
+        }
+    }
+}
+
+/// Runs the agent until `shutdown`. Pods keep running when it returns (a restarted agent
+/// adopts them); the supervised containerd is stopped.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
+    let agent_dir = config.data_dir.join("agent");
+    let child_shutdown = shutdown.child_token();
+    let (socket, supervised) = match &config.container_runtime_endpoint {
+        Some(s) => (s.clone(), None),
+        None => {
+            let sup = runtime::start_containerd(
+                ContainerdPaths {
+                    dir: agent_dir.join("containerd"),
+                },
+                child_shutdown.clone(),
+            )
+            .await?;
+            (sup.socket.clone(), Some(sup))
+        }
+    };
+    let logger = config
+        .logger_binary
+        .clone()
+        .or_else(|| std::env::current_exe().ok());
+    let rt = Arc::new(
+        Containerd::connect(
+            &socket,
+            ContainerdOptions {
+                logger_binary: logger,
+                scratch_dir: agent_dir.join("scratch"),
+            },
+        )
+        .await?,
+    );
+    let version = rt.version().await?;
+    info!(containerd = %version, socket = %socket.display(), "container runtime ready");
+    let images = agent_dir.join("images");
+    for (path, r) in rt.import_dir(&images).await {
+        if let Err(e) = r {
+            warn!(file = %path.display(), error = %e, "image import");
+        }
+    }
+    tokio::spawn(watch_images(rt.clone(), images, child_shutdown.clone()));
+
+    let client = kube_client(&config.kubeconfig).await?;
+    let taints = config
+        .node_taints
+        .iter()
+        .map(|t| node::parse_taint(t).ok_or_else(|| AgentError::Config(format!("bad taint {t:?}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let spec = node::NodeSpec {
+        name: config.node_name.clone(),
+        ip: config.node_ip,
+        labels: config.node_labels.clone(),
+        taints,
+        cluster_cidr: config.cluster_cidr.clone(),
+        runtime_version: version,
+    };
+    // The API server may still be starting (built-in agent): retry registration.
+    let pod_cidr = loop {
+        match node::register(&client, &spec).await {
+            Ok(c) => break c,
+            Err(e) => {
+                warn!(error = %e, "node registration failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = shutdown.cancelled() => return Ok(()),
+                }
+            }
+        }
+    };
+    tokio::spawn(node::heartbeat(
+        client.clone(),
+        spec,
+        child_shutdown.clone(),
+    ));
+
+    let mut cni = CniConfig::new(agent_dir.join("cni"), &pod_cidr);
+    cni.bridge = config.cni_bridge.clone();
+    let network = Arc::new(CniNetwork::new(Cni::new(cni)?, &config.run_dir));
+    let deps = pod_worker::Deps {
+        sources: Some(Arc::new(sources::ApiSources(client.clone()))),
+        runtime: rt.clone(),
+        network,
+        config: Arc::new(pod::PodConfig {
+            node_name: config.node_name.clone(),
+            host_ip: config.node_ip,
+            pods_dir: agent_dir.join("pods"),
+            log_dir: config.log_dir.clone(),
+            cgroup_root: "/k3rs".into(),
+            cluster_dns: config.cluster_dns,
+            cluster_domain: config.cluster_domain.clone(),
+            backoff_initial: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(300),
+        }),
+    };
+    let result = sync::run(client, config.node_name.clone(), deps, shutdown.clone()).await;
+    child_shutdown.cancel();
+    if let Some(s) = supervised {
+        s.stopped().await;
+    }
+    result
+}
+pub mod sources;

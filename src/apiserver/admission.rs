@@ -44,7 +44,10 @@ pub fn tracks_generation(kind: &ResourceKind) -> bool {
 }
 
 fn set_default(obj: &mut Value, ptr: &str, v: Value) {
-    if obj.pointer(ptr).is_some_and(|x| !x.is_null()) {
+    if obj
+        .pointer(ptr)
+        .is_some_and(|x| !x.is_null() && x.as_object().is_none_or(|m| !m.is_empty()))
+    {
         return;
     }
     let mut cur = obj;
@@ -94,8 +97,12 @@ fn pod_spec_defaults(spec: &mut Value) {
     }
 }
 
-/// Server-side defaults the rest of k3rs relies on.
+/// Server-side defaults: upstream's per-kind defaulting, then the rules the server itself
+/// relies on.
 pub fn defaults(kind: &ResourceKind, obj: &mut Value) {
+    if kind.crd.is_none() {
+        super::defaults::apply(&kind.group, &kind.version, &kind.kind, obj);
+    }
     match (kind.group.as_str(), kind.plural.as_str()) {
         ("", "namespaces") => {
             set_default(obj, "/spec/finalizers", json!(["kubernetes"]));
@@ -193,55 +200,18 @@ pub fn defaults(kind: &ResourceKind, obj: &mut Value) {
     }
 }
 
-fn required(field: &str) -> Cause {
-    Cause {
-        reason: "FieldValueRequired".into(),
-        message: "Required value".into(),
-        field: field.into(),
-    }
-}
-
-/// Validation the server enforces itself (names are checked separately).
+/// Validation: upstream's per-kind rules (metadata, workloads, update transitions) and, for
+/// custom resources, the CRD's structural schema.
 pub fn validate(kind: &ResourceKind, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
-    let mut causes = Vec::new();
-    match (kind.group.as_str(), kind.plural.as_str()) {
-        ("", "pods") => {
-            let cs = obj.pointer("/spec/containers").and_then(Value::as_array);
-            if cs.is_none_or(|c| c.is_empty()) {
-                causes.push(required("spec.containers"));
-            }
-            for (i, c) in cs.into_iter().flatten().enumerate() {
-                if c.get("name")
-                    .and_then(Value::as_str)
-                    .is_none_or(str::is_empty)
-                {
-                    causes.push(required(&format!("spec.containers[{i}].name")));
-                }
-                if c.get("image")
-                    .and_then(Value::as_str)
-                    .is_none_or(str::is_empty)
-                    && old.is_none()
-                {
-                    causes.push(required(&format!("spec.containers[{i}].image")));
-                }
-            }
-        }
-        ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets") => {
-            if obj.pointer("/spec/selector").is_none() {
-                causes.push(required("spec.selector"));
-            }
-            if let Some(r) = obj.pointer("/spec/replicas").and_then(Value::as_i64) {
-                if r < 0 {
-                    causes.push(Cause {
-                        reason: "FieldValueInvalid".into(),
-                        message: format!("Invalid value: {r}: must be greater than or equal to 0"),
-                        field: "spec.replicas".into(),
-                    });
-                }
-            }
-        }
-        _ => {}
-    }
+    let mut causes: Vec<Cause> =
+        super::validation::validate(&kind.group, &kind.version, &kind.kind, obj, old)
+            .into_iter()
+            .map(|c| Cause {
+                reason: c.reason,
+                message: c.message,
+                field: c.field,
+            })
+            .collect();
     if let Some(crd) = &kind.crd {
         if let Some(schema) = &crd.schema {
             causes.extend(fields::validate_schema(schema, obj));

@@ -23,6 +23,8 @@ async fn create_if_missing(
         accept: "application/json".into(),
         content_type: "application/json".into(),
         body: bytes::Bytes::from(obj.to_string()),
+        user_agent: "k3rs-bootstrap".into(),
+        user: None,
     };
     match handle(api, &http::Method::POST, req).await {
         Ok(_) => Ok(()),

@@ -9,14 +9,18 @@
 //! `object` (metadata helpers), `registry` (kinds), `tables` (Table output), `selectors`.
 
 mod admission;
+pub mod auth;
 mod bootstrap;
+mod compactor;
+pub mod defaults;
 pub mod discovery;
-mod fallback_patch;
 mod fields;
 pub mod handlers;
 mod object;
-mod openapi_min;
+pub mod openapi;
+mod openapi_docs;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 mod router;
 mod selectors;
@@ -25,6 +29,7 @@ pub mod status;
 pub mod storage;
 pub mod table;
 mod tables;
+pub mod validation;
 
 pub use handlers::Api;
 pub use registry::Registry;
@@ -44,14 +49,41 @@ pub struct ApiServerConfig {
 ///
 /// # Errors
 /// When the backend cannot be read or written.
-pub async fn new_api(backend: Arc<dyn storage::Backend>) -> Result<Arc<Api>, status::ApiError> {
+pub async fn new_api(
+    backend: Arc<dyn storage::Backend>,
+    service_account_key_pem: Option<&str>,
+) -> Result<Arc<Api>, status::ApiError> {
+    let tokens = match service_account_key_pem {
+        Some(pem) => Some(
+            auth::TokenSigner::from_pem(pem)
+                .map_err(|e| status::ApiError::internal(format!("bad service account key: {e}")))?,
+        ),
+        None => None,
+    };
     let api = Arc::new(Api {
         backend,
         registry: Registry::new(),
+        tokens,
+        openapi: Default::default(),
     });
-    handlers::refresh_crds(&api).await?;
-    bootstrap::ensure_defaults(&api).await?;
-    Ok(api)
+    // A fresh raft member needs a moment to elect itself: retry what the store cannot answer
+    // yet (503/504) for a while.
+    let mut attempt = 0;
+    loop {
+        let r = async {
+            handlers::refresh_crds(&api).await?;
+            bootstrap::ensure_defaults(&api).await
+        }
+        .await;
+        match r {
+            Err(e) if matches!(e.code, 503 | 504) && attempt < 60 => {
+                attempt += 1;
+                tracing::debug!(error = %e, "store not ready yet; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            other => break other.map(|()| api),
+        }
+    }
 }
 
 /// Bind and serve until `shutdown`; returns once the listener is bound and serving.
@@ -66,5 +98,10 @@ pub async fn start(
     let tls = server::tls_config(&cfg.pki)?;
     let listener = server::bind(cfg.listen).await?;
     tracing::info!(addr = %cfg.listen, "kubernetes API listening (https)");
+    tokio::spawn(compactor::run(
+        api.backend.clone(),
+        compactor::INTERVAL,
+        shutdown.clone(),
+    ));
     Ok(tokio::spawn(server::serve(api, listener, tls, shutdown)))
 }

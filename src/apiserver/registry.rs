@@ -21,6 +21,9 @@ pub struct ResourceKind {
     pub storage_prefix: String,
     /// Set for custom resources: the CRD's version entry (schema, printer columns, scale paths).
     pub crd: Option<Arc<CrdVersion>>,
+    /// Review-style kinds (`SelfSubjectAccessReview`, `TokenReview`…): `create` only, never
+    /// stored.
+    pub create_only: bool,
 }
 
 /// The parts of a CRD version the server acts on.
@@ -58,6 +61,9 @@ impl ResourceKind {
 
     /// Verbs of the main resource, for discovery.
     pub fn verbs(&self) -> Vec<&'static str> {
+        if self.create_only {
+            return vec!["create"];
+        }
         vec![
             "create",
             "delete",
@@ -111,358 +117,44 @@ type Row = (
 
 #[rustfmt::skip]
 const BUILTINS: &[Row] = &[
-    (
-        "",
-        "v1",
-        "Namespace",
-        "namespaces",
-        false,
-        &["ns"],
-        false,
-        &["status", "finalize"],
-    ),
-    (
-        "",
-        "v1",
-        "Node",
-        "nodes",
-        false,
-        &["no"],
-        false,
-        &["status", "proxy"],
-    ),
-    (
-        "",
-        "v1",
-        "Pod",
-        "pods",
-        true,
-        &["po"],
-        true,
-        &[
-            "status",
-            "binding",
-            "log",
-            "exec",
-            "attach",
-            "eviction",
-            "portforward",
-            "ephemeralcontainers",
-        ],
-    ),
-    (
-        "",
-        "v1",
-        "Service",
-        "services",
-        true,
-        &["svc"],
-        true,
-        &["status", "proxy"],
-    ),
-    (
-        "",
-        "v1",
-        "Endpoints",
-        "endpoints",
-        true,
-        &["ep"],
-        false,
-        &[],
-    ),
-    (
-        "",
-        "v1",
-        "ConfigMap",
-        "configmaps",
-        true,
-        &["cm"],
-        false,
-        &[],
-    ),
+    ("", "v1", "Namespace", "namespaces", false, &["ns"], false, &["status", "finalize"]),
+    ("", "v1", "Node", "nodes", false, &["no"], false, &["status", "proxy"]),
+    ("", "v1", "Pod", "pods", true, &["po"], true,
+     &["status", "binding", "log", "exec", "attach", "eviction", "portforward", "ephemeralcontainers"]),
+    ("", "v1", "Service", "services", true, &["svc"], true, &["status", "proxy"]),
+    ("", "v1", "Endpoints", "endpoints", true, &["ep"], false, &[]),
+    ("", "v1", "ConfigMap", "configmaps", true, &["cm"], false, &[]),
     ("", "v1", "Secret", "secrets", true, &[], false, &[]),
-    (
-        "",
-        "v1",
-        "ServiceAccount",
-        "serviceaccounts",
-        true,
-        &["sa"],
-        false,
-        &["token"],
-    ),
+    ("", "v1", "ServiceAccount", "serviceaccounts", true, &["sa"], false, &["token"]),
     ("", "v1", "Event", "events", true, &["ev"], false, &[]),
-    (
-        "",
-        "v1",
-        "PersistentVolume",
-        "persistentvolumes",
-        false,
-        &["pv"],
-        false,
-        &["status"],
-    ),
-    (
-        "",
-        "v1",
-        "PersistentVolumeClaim",
-        "persistentvolumeclaims",
-        true,
-        &["pvc"],
-        false,
-        &["status"],
-    ),
-    (
-        "",
-        "v1",
-        "ResourceQuota",
-        "resourcequotas",
-        true,
-        &["quota"],
-        false,
-        &["status"],
-    ),
-    (
-        "",
-        "v1",
-        "LimitRange",
-        "limitranges",
-        true,
-        &["limits"],
-        false,
-        &[],
-    ),
-    (
-        "",
-        "v1",
-        "ReplicationController",
-        "replicationcontrollers",
-        true,
-        &["rc"],
-        true,
-        &["status", "scale"],
-    ),
-    (
-        "apps",
-        "v1",
-        "Deployment",
-        "deployments",
-        true,
-        &["deploy"],
-        true,
-        &["status", "scale"],
-    ),
-    (
-        "apps",
-        "v1",
-        "ReplicaSet",
-        "replicasets",
-        true,
-        &["rs"],
-        true,
-        &["status", "scale"],
-    ),
-    (
-        "apps",
-        "v1",
-        "StatefulSet",
-        "statefulsets",
-        true,
-        &["sts"],
-        true,
-        &["status", "scale"],
-    ),
-    (
-        "apps",
-        "v1",
-        "DaemonSet",
-        "daemonsets",
-        true,
-        &["ds"],
-        true,
-        &["status"],
-    ),
-    (
-        "apps",
-        "v1",
-        "ControllerRevision",
-        "controllerrevisions",
-        true,
-        &[],
-        false,
-        &[],
-    ),
+    ("", "v1", "PersistentVolume", "persistentvolumes", false, &["pv"], false, &["status"]),
+    ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true, &["pvc"], false, &["status"]),
+    ("", "v1", "ResourceQuota", "resourcequotas", true, &["quota"], false, &["status"]),
+    ("", "v1", "LimitRange", "limitranges", true, &["limits"], false, &[]),
+    ("", "v1", "ReplicationController", "replicationcontrollers", true, &["rc"], true, &["status", "scale"]),
+    ("apps", "v1", "Deployment", "deployments", true, &["deploy"], true, &["status", "scale"]),
+    ("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"], true, &["status", "scale"]),
+    ("apps", "v1", "StatefulSet", "statefulsets", true, &["sts"], true, &["status", "scale"]),
+    ("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"], true, &["status"]),
+    ("apps", "v1", "ControllerRevision", "controllerrevisions", true, &[], false, &[]),
     ("batch", "v1", "Job", "jobs", true, &[], true, &["status"]),
-    (
-        "batch",
-        "v1",
-        "CronJob",
-        "cronjobs",
-        true,
-        &["cj"],
-        true,
-        &["status"],
-    ),
-    (
-        "coordination.k8s.io",
-        "v1",
-        "Lease",
-        "leases",
-        true,
-        &[],
-        false,
-        &[],
-    ),
-    (
-        "discovery.k8s.io",
-        "v1",
-        "EndpointSlice",
-        "endpointslices",
-        true,
-        &[],
-        false,
-        &[],
-    ),
-    (
-        "events.k8s.io",
-        "v1",
-        "Event",
-        "events",
-        true,
-        &["ev"],
-        false,
-        &[],
-    ),
-    (
-        "rbac.authorization.k8s.io",
-        "v1",
-        "Role",
-        "roles",
-        true,
-        &[],
-        false,
-        &[],
-    ),
-    (
-        "rbac.authorization.k8s.io",
-        "v1",
-        "RoleBinding",
-        "rolebindings",
-        true,
-        &[],
-        false,
-        &[],
-    ),
-    (
-        "rbac.authorization.k8s.io",
-        "v1",
-        "ClusterRole",
-        "clusterroles",
-        false,
-        &[],
-        false,
-        &[],
-    ),
-    (
-        "rbac.authorization.k8s.io",
-        "v1",
-        "ClusterRoleBinding",
-        "clusterrolebindings",
-        false,
-        &[],
-        false,
-        &[],
-    ),
-    (
-        "apiextensions.k8s.io",
-        "v1",
-        "CustomResourceDefinition",
-        "customresourcedefinitions",
-        false,
-        &["crd", "crds"],
-        false,
-        &["status"],
-    ),
-    (
-        "storage.k8s.io",
-        "v1",
-        "StorageClass",
-        "storageclasses",
-        false,
-        &["sc"],
-        false,
-        &[],
-    ),
-    (
-        "networking.k8s.io",
-        "v1",
-        "Ingress",
-        "ingresses",
-        true,
-        &["ing"],
-        false,
-        &["status"],
-    ),
-    (
-        "networking.k8s.io",
-        "v1",
-        "IngressClass",
-        "ingressclasses",
-        false,
-        &[],
-        false,
-        &[],
-    ),
-    (
-        "networking.k8s.io",
-        "v1",
-        "NetworkPolicy",
-        "networkpolicies",
-        true,
-        &["netpol"],
-        false,
-        &[],
-    ),
-    (
-        "policy",
-        "v1",
-        "PodDisruptionBudget",
-        "poddisruptionbudgets",
-        true,
-        &["pdb"],
-        false,
-        &["status"],
-    ),
-    (
-        "autoscaling",
-        "v2",
-        "HorizontalPodAutoscaler",
-        "horizontalpodautoscalers",
-        true,
-        &["hpa"],
-        true,
-        &["status"],
-    ),
-    (
-        "autoscaling",
-        "v1",
-        "HorizontalPodAutoscaler",
-        "horizontalpodautoscalers",
-        true,
-        &["hpa"],
-        true,
-        &["status"],
-    ),
-    (
-        "scheduling.k8s.io",
-        "v1",
-        "PriorityClass",
-        "priorityclasses",
-        false,
-        &["pc"],
-        false,
-        &[],
-    ),
+    ("batch", "v1", "CronJob", "cronjobs", true, &["cj"], true, &["status"]),
+    ("coordination.k8s.io", "v1", "Lease", "leases", true, &[], false, &[]),
+    ("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true, &[], false, &[]),
+    ("events.k8s.io", "v1", "Event", "events", true, &["ev"], false, &[]),
+    ("rbac.authorization.k8s.io", "v1", "Role", "roles", true, &[], false, &[]),
+    ("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true, &[], false, &[]),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false, &[], false, &[]),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false, &[], false, &[]),
+    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false, &["crd", "crds"], false, &["status"]),
+    ("storage.k8s.io", "v1", "StorageClass", "storageclasses", false, &["sc"], false, &[]),
+    ("networking.k8s.io", "v1", "Ingress", "ingresses", true, &["ing"], false, &["status"]),
+    ("networking.k8s.io", "v1", "IngressClass", "ingressclasses", false, &[], false, &[]),
+    ("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", true, &["netpol"], false, &[]),
+    ("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true, &["pdb"], false, &["status"]),
+    ("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", true, &["hpa"], true, &["status"]),
+    ("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", true, &["hpa"], true, &["status"]),
+    ("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", false, &["pc"], false, &[]),
 ];
 
 fn builtin_kinds() -> Vec<Arc<ResourceKind>> {
@@ -490,16 +182,75 @@ fn builtin_kinds() -> Vec<Arc<ResourceKind>> {
                     subresources: subs.iter().map(|s| s.to_string()).collect(),
                     storage_prefix,
                     crd: None,
+                    create_only: false,
                 })
             },
         )
+        .chain(REVIEWS.iter().map(|&(group, kind, plural, namespaced)| {
+            Arc::new(ResourceKind {
+                group: group.into(),
+                version: "v1".into(),
+                kind: kind.into(),
+                plural: plural.into(),
+                singular: kind.to_lowercase(),
+                namespaced,
+                short_names: vec![],
+                categories: vec![],
+                subresources: vec![],
+                storage_prefix: String::new(),
+                crd: None,
+                create_only: true,
+            })
+        }))
         .collect()
 }
+
+/// Create-only review kinds: (group, kind, plural, namespaced).
+const REVIEWS: &[(&str, &str, &str, bool)] = &[
+    (
+        "authorization.k8s.io",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        false,
+    ),
+    (
+        "authorization.k8s.io",
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        false,
+    ),
+    (
+        "authorization.k8s.io",
+        "SubjectAccessReview",
+        "subjectaccessreviews",
+        false,
+    ),
+    (
+        "authorization.k8s.io",
+        "LocalSubjectAccessReview",
+        "localsubjectaccessreviews",
+        true,
+    ),
+    (
+        "authentication.k8s.io",
+        "TokenReview",
+        "tokenreviews",
+        false,
+    ),
+    (
+        "authentication.k8s.io",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        false,
+    ),
+];
 
 /// All kinds currently served. Cheap to clone.
 #[derive(Clone)]
 pub struct Registry {
     kinds: Arc<RwLock<Vec<Arc<ResourceKind>>>>,
+    /// Bumped whenever the served kinds change (caches key on it).
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Registry {
@@ -513,6 +264,7 @@ impl Registry {
     pub fn new() -> Self {
         Self {
             kinds: Arc::new(RwLock::new(builtin_kinds())),
+            generation: Arc::new(std::sync::atomic::AtomicU64::new(1)),
         }
     }
 
@@ -556,7 +308,22 @@ impl Registry {
         for crd in crds {
             kinds.extend(kinds_of_crd(crd));
         }
-        *self.kinds.write().unwrap_or_else(|p| p.into_inner()) = kinds;
+        let mut cur = self.kinds.write().unwrap_or_else(|p| p.into_inner());
+        let changed = cur.len() != kinds.len()
+            || cur
+                .iter()
+                .zip(&kinds)
+                .any(|(a, b)| format!("{a:?}") != format!("{b:?}"));
+        *cur = kinds;
+        if changed {
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Changes whenever the set of served kinds changes.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -666,6 +433,7 @@ pub fn kinds_of_crd(crd: &Value) -> Vec<Arc<ResourceKind>> {
                 scale,
                 preserve_unknown,
             })),
+            create_only: false,
         }));
     }
     out

@@ -1,9 +1,9 @@
 //! HTTP routing: authentication gate, body limit, non-resource endpoints (health, version,
 //! discovery, OpenAPI) and resource URL parsing into a handler [`Req`].
 
+use super::auth::User;
 use super::discovery;
 use super::handlers::{self, Api, Query, Reply, Req};
-use super::openapi_min;
 use super::status::ApiError;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -38,6 +38,14 @@ fn json_response(code: u16, v: &Value, content_type: &str, warnings: &[String]) 
     resp
 }
 
+fn raw_response(body: Vec<u8>, content_type: &str) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    if let Ok(ct) = HeaderValue::from_str(content_type) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    resp
+}
+
 fn error_response(e: &ApiError) -> Response<Body> {
     json_response(e.code, &e.to_status(), "application/json", &[])
 }
@@ -66,13 +74,13 @@ fn is_anonymous_path(path: &str) -> bool {
         .any(|p| path == *p || path.starts_with(&format!("{p}/")))
 }
 
-/// Serve one request. `authenticated` says whether the client presented a certificate signed
-/// by the cluster CA.
-pub async fn route(api: &Api, authenticated: bool, req: Request<Incoming>) -> Response<Body> {
+/// Serve one request. `peer` is the user of a client certificate signed by the cluster CA.
+pub async fn route(api: &Api, peer: Option<User>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let start = std::time::Instant::now();
-    let resp = match route_inner(api, authenticated, req).await {
+    let user = peer.or_else(|| bearer_user(api, &req));
+    let resp = match route_inner(api, user, req).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
@@ -80,11 +88,20 @@ pub async fn route(api: &Api, authenticated: bool, req: Request<Incoming>) -> Re
     resp
 }
 
+fn bearer_user(api: &Api, req: &Request<Incoming>) -> Option<User> {
+    let h = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = h
+        .strip_prefix("Bearer ")
+        .or_else(|| h.strip_prefix("bearer "))?;
+    api.tokens.as_ref()?.verify(token.trim())
+}
+
 async fn route_inner(
     api: &Api,
-    authenticated: bool,
+    user: Option<User>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    let authenticated = user.is_some();
     let path = req.uri().path().trim_end_matches('/').to_string();
     let path = if path.is_empty() {
         "/".to_string()
@@ -114,14 +131,31 @@ async fn route_inner(
             return discovery::group(&api.registry, g)
                 .map_or_else(|| Err(ApiError::path_not_found()), json);
         }
-        ["openapi", "v3"] => return json(openapi_min::v3_index(&api.registry)),
-        ["openapi", "v3", "api", v] => {
-            return openapi_min::v3_group_version(&api.registry, "", v)
-                .map_or_else(|| Err(ApiError::path_not_found()), json);
+        ["openapi", "v2"] => {
+            let pb = accept.contains("protobuf");
+            let doc = api
+                .openapi
+                .get(&api.registry, if pb { "v2pb" } else { "v2" });
+            let ct = if pb {
+                super::openapi::V2_PROTOBUF_CONTENT_TYPE
+            } else {
+                "application/json"
+            };
+            return doc
+                .map(|d| raw_response(d.as_ref().clone(), ct))
+                .ok_or_else(ApiError::path_not_found);
         }
-        ["openapi", "v3", "apis", g, v] => {
-            return openapi_min::v3_group_version(&api.registry, g, v)
-                .map_or_else(|| Err(ApiError::path_not_found()), json);
+        ["openapi", "v3", rest @ ..] => {
+            let name = if rest.is_empty() {
+                "v3".to_string()
+            } else {
+                format!("v3/{}", rest.join("/"))
+            };
+            return api
+                .openapi
+                .get(&api.registry, &name)
+                .map(|d| raw_response(d.as_ref().clone(), "application/json"))
+                .ok_or_else(ApiError::path_not_found);
         }
         _ => {}
     }
@@ -166,6 +200,7 @@ async fn route_inner(
     }
     let query = Query::parse(req.uri().query());
     let content_type = header_str(&req, header::CONTENT_TYPE);
+    let user_agent = header_str(&req, header::USER_AGENT);
     let body = read_body(req).await?;
     let hreq = Req {
         kind,
@@ -176,6 +211,8 @@ async fn route_inner(
         accept,
         content_type,
         body,
+        user_agent,
+        user,
     };
     match handlers::handle(api, &method, hreq).await? {
         Reply::Json {

@@ -104,17 +104,19 @@ pub async fn serve(
                     return;
                 }
             };
-            // The verifier only lets through certificates signed by the CA, so presence means
-            // authenticated.
-            let authenticated = tls
+            // The verifier only lets through certificates signed by the CA, so a parsed
+            // certificate means an authenticated user.
+            let cert_user = tls
                 .get_ref()
                 .1
                 .peer_certificates()
-                .is_some_and(|c| !c.is_empty());
+                .and_then(|c| c.first())
+                .and_then(|c| super::auth::user_from_cert(c));
             let svc = service_fn(move |req| {
                 let api = api.clone();
+                let cert_user = cert_user.clone();
                 async move {
-                    Ok::<_, std::convert::Infallible>(router::route(&api, authenticated, req).await)
+                    Ok::<_, std::convert::Infallible>(router::route(&api, cert_user, req).await)
                 }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

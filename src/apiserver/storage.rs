@@ -4,6 +4,7 @@
 //! implementation in [`memory`] and run in production on [`crate::store`].
 
 pub mod memory;
+mod store;
 
 use crate::store::StoreError;
 use crate::store::state_machine::BoxFuture;

@@ -30,6 +30,16 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The log driver runs once per container under the shim: keep it small (no runtime).
+    if let Command::ContainerLogger { path } = &cli.command {
+        return match crate::agent::runtime::logger::run(path) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("k3rs container-logger: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     init_logging(cli.debug);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -78,6 +88,8 @@ fn init_logging(debug: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: journald and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 

@@ -27,11 +27,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let pki = crate::pki::ensure_server_pki(&args.data_dir.join("server").join("tls"), &sans)
         .context("cannot create or load certificates")?;
 
-    // TODO(store): replace with the replicated store once it is on main.
-    tracing::warn!("using the in-memory store: cluster data is NOT persisted across restarts");
-    let backend: Arc<dyn crate::apiserver::storage::Backend> =
-        Arc::new(crate::apiserver::storage::memory::MemoryBackend::new());
-    let api = crate::apiserver::new_api(backend)
+    let store = open_store(&args, &hostname).await?;
+
+    // --- etcd v3 API on --etcd-listen-address, over the same store ---
+    let etcd_shutdown = tokio_util::sync::CancellationToken::new();
+    let etcd_listener = tokio::net::TcpListener::bind(args.etcd_listen_address)
+        .await
+        .with_context(|| format!("cannot listen on {} (etcd api)", args.etcd_listen_address))?;
+    let etcd_api = tokio::spawn(crate::store::etcd::serve_listener(
+        Arc::new(store.clone()),
+        etcd_listener,
+        etcd_shutdown.clone(),
+    ));
+    // --- end etcd v3 API ---
+    let backend: Arc<dyn crate::apiserver::storage::Backend> = Arc::new(store);
+    let api = crate::apiserver::new_api(backend, Some(&pki.service_account_key_pem))
         .await
         .map_err(|e| anyhow::anyhow!("cannot initialise the API: {e}"))?;
 
@@ -64,6 +74,41 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     )
     .context("cannot write the admin kubeconfig")?;
     tracing::info!(path = %args.write_kubeconfig.display(), "wrote kubeconfig");
+
+    let agent = if args.disable_agent {
+        None
+    } else {
+        let node_ip = args.node_ip.unwrap_or_else(crate::agent::detect_node_ip);
+        let mut cfg = crate::agent::AgentConfig::new(
+            args.data_dir.clone(),
+            hostname.clone(),
+            node_ip,
+            args.write_kubeconfig.clone(),
+        );
+        cfg.node_labels = args
+            .node_labels
+            .iter()
+            .filter_map(|l| {
+                l.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
+        cfg.node_labels.insert(
+            "node-role.kubernetes.io/control-plane".into(),
+            "true".into(),
+        );
+        cfg.node_taints = args.node_taints.clone();
+        cfg.container_runtime_endpoint = args.container_runtime_endpoint.clone();
+        cfg.cluster_cidr = args.cluster_cidr.clone();
+        cfg.cluster_dns = Some(args.cluster_dns);
+        // The agent failing (no containerd, not root) must not take the API down.
+        let token = shutdown.clone();
+        Some(tokio::spawn(async move {
+            if let Err(e) = crate::agent::run(cfg, token).await {
+                tracing::error!(error = %e, "built-in agent stopped");
+            }
+        }))
+    };
 
     // Scheduler and controllers: ordinary API clients of the server we just started.
     let client = {
@@ -98,9 +143,68 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     super::shutdown_signal().await;
     shutdown.cancel();
+    if let Some(a) = agent {
+        let _ = a.await;
+    }
     let _ = controllers.await;
     let _ = scheduler.await;
     let _ = server.await;
+    etcd_shutdown.cancel();
+    if let Ok(Err(e)) = etcd_api.await {
+        tracing::warn!(error = %e, "etcd api stopped with an error");
+    }
     tracing::info!("k3rs server stopped");
     Ok(())
+}
+
+/// Open the replicated store under `<data-dir>/server/db` and start its raft member: a new
+/// one-member group, a join of `--server`'s group, or (on an existing data dir) the saved
+/// membership.
+async fn open_store(args: &ServerArgs, node_name: &str) -> anyhow::Result<crate::store::Store> {
+    use crate::store::raft::{Bootstrap, RaftConfig};
+    let db = args.data_dir.join("server").join("db");
+    let (state_machine, core) =
+        crate::store::open_state(&db.join("state"), &crate::store::StoreOptions::default())
+            .context("cannot open the datastore")?;
+    let advertise = args.advertise_address.or(args.node_ip).unwrap_or_else(|| {
+        if args.bind_address.is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            args.bind_address
+        }
+    });
+    let host = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V6(a) => format!("[{a}]"),
+        a => a.to_string(),
+    };
+    let bootstrap = match &args.server {
+        Some(url) => {
+            let authority = url
+                .trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .split('/')
+                .next()
+                .unwrap_or_default();
+            let peer_host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+            Bootstrap::Join {
+                peer_addr: format!("{peer_host}:{}", args.raft_listen_port),
+                token: args.token.clone().unwrap_or_default(),
+            }
+        }
+        None => Bootstrap::ClusterInit,
+    };
+    let mut cfg = RaftConfig::new(
+        db.join("raft"),
+        node_name,
+        format!("{}:{}", host(args.bind_address), args.raft_listen_port),
+        format!("http://{}:{}", host(advertise), args.raft_listen_port),
+        bootstrap,
+    );
+    cfg.token = args.token.clone().unwrap_or_default();
+    // etcd's "client URLs": where the etcd v3 API of this member listens.
+    cfg.client_urls = vec![format!("http://{}", args.etcd_listen_address)];
+    let node = crate::store::raft::start(cfg, state_machine)
+        .await
+        .context("cannot start the raft member")?;
+    Ok(core.into_store(Arc::new(node)))
 }

@@ -19,6 +19,8 @@ pub struct ServerPki {
     pub serving_key_pem: String,
     pub admin_cert_pem: String,
     pub admin_key_pem: String,
+    /// PKCS#8 PEM of the key that signs service-account tokens (ES256).
+    pub service_account_key_pem: String,
 }
 
 const CA_CN: &str = "k3rs-server-ca";
@@ -184,8 +186,18 @@ pub fn ensure_server_pki(dir: &Path, sans: &[String]) -> Result<ServerPki, PkiEr
                 (c, k)
             }
         };
+    let sa_key_path = dir.join("service.key");
+    let service_account_key_pem = match read_opt(&sa_key_path)? {
+        Some(k) => k,
+        None => {
+            let k = KeyPair::generate()?.serialize_pem();
+            write_secret(&sa_key_path, &k, 0o600)?;
+            k
+        }
+    };
     Ok(ServerPki {
         dir: dir.to_path_buf(),
+        service_account_key_pem,
         ca_cert_pem,
         ca_key_pem,
         serving_cert_pem,

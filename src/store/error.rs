@@ -18,6 +18,15 @@ pub enum StoreError {
     /// `ignore_value`/`ignore_lease` on a key that does not exist.
     #[error("key not found")]
     KeyNotFound,
+    /// A put, delete or compare without a key.
+    #[error("key is not provided")]
+    EmptyKey,
+    /// `ignore_value` together with a value.
+    #[error("value is provided")]
+    ValueProvided,
+    /// `ignore_lease` together with a lease.
+    #[error("lease is provided")]
+    LeaseProvided,
     /// A txn writes the same key twice.
     #[error("duplicate key given in txn request")]
     DuplicateKey,

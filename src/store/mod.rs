@@ -17,17 +17,43 @@
 //! store.snapshot()                                             (consistent point-in-time copy)
 //! ```
 //!
+//! Construction (raft is glued in by the caller; the store never starts raft itself):
+//!
+//! ```text
+//! let (state_machine, core) = store::open_state(&db_dir, &StoreOptions::default())?;
+//! //   state_machine: Box<dyn StateMachine>  -> hand to the raft node (replay from
+//! //                                            state_machine.applied_index() + 1)
+//! let replicator: Arc<dyn Replicator> = /* raft node built with state_machine */;
+//! let store: Store = core.into_store(replicator);   // inside a tokio runtime
+//! ```
+//!
+//! Both halves share one sled `Db`: reads go straight to sled, writes only through apply.
+//! `testing::FakeReplicator` applies proposals directly (unit tests, `examples/store_bench`).
+//!
 //! Layers (each its own file or folder): `mvcc` (synchronous, sled only: revisions, tombstones,
-//! compaction, the state machine raft applies), `watch` (fan-out of applied events and replay
+//! compaction), `command` (entry payloads), `setup` (`open_state`, the `StateMachine` raft
+//! applies, state shared with the handle), `handle` (`Store`), `watch` (fan-out of applied events and replay
 //! from history), `lease` (TTL tracking on the leader, expiry proposed through raft), `raft/`
 //! (RawNode loop, write-ahead log, peer transport, snapshots, membership), `etcd/` (the etcd v3
 //! gRPC facade).
 
+mod command;
 pub mod error;
-pub mod mvcc;
+pub mod etcd;
+mod handle;
+mod lease;
+mod mvcc;
+mod open;
 pub mod raft;
+mod setup;
 pub mod state_machine;
+pub mod testing;
 pub mod types;
+mod watch;
 
 pub use error::{Result, StoreError};
+pub use handle::Store;
+pub use open::{StoreConfig, open};
+pub use setup::{Applier, StoreCore, StoreOptions, open_state};
 pub use types::*;
+pub use watch::{ProgressRequester, Watcher};

@@ -193,6 +193,21 @@ pub struct LeaseGrantResponse {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeaseKeepAliveResponse {
+    pub header: ResponseHeader,
+    pub id: i64,
+    /// The renewed TTL (the granted TTL), in seconds.
+    pub ttl: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeaseLeasesResponse {
+    pub header: ResponseHeader,
+    /// Ids of every existing lease, ascending.
+    pub leases: Vec<i64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LeaseTimeToLiveResponse {
     pub header: ResponseHeader,
     pub id: i64,

@@ -428,7 +428,12 @@ impl Containerd {
     }
 
     async fn do_list(&self, key: &str, value: &str) -> Result<Vec<ContainerSummary>, RuntimeError> {
-        let filters = vec![format!("labels.\"{key}\"=={value}")];
+        // An empty value lists every container that has the label at all.
+        let filters = if value.is_empty() {
+            vec![format!("labels.\"{key}\"")]
+        } else {
+            vec![format!("labels.\"{key}\"=={value}")]
+        };
         let list = self
             .containers()
             .list(self.req(ListContainersRequest { filters }, None)?)

@@ -234,7 +234,10 @@ impl ContainerRuntime for FakeRuntime {
                 .map_err(|_| RuntimeError::Invalid("poisoned".into()))?;
             Ok(cs
                 .values()
-                .filter(|c| c.state.labels.get(label).map(String::as_str) == Some(value))
+                .filter(|c| match c.state.labels.get(label) {
+                    Some(v) => value.is_empty() || v == value,
+                    None => false,
+                })
                 .map(|c| ContainerSummary {
                     id: c.state.id.clone(),
                     labels: c.state.labels.clone(),

@@ -157,7 +157,7 @@ pub trait ContainerRuntime: Send + Sync {
     fn kill_container<'a>(&'a self, id: &'a str, signal: i32) -> RuntimeFuture<'a, ()>;
     /// Deletes task, container and snapshot (SIGKILL first if still running); idempotent.
     fn remove_container<'a>(&'a self, id: &'a str) -> RuntimeFuture<'a, ()>;
-    /// Containers carrying label `label=value`.
+    /// Containers carrying label `label=value` (any value when `value` is empty).
     fn list_containers<'a>(
         &'a self,
         label: &'a str,

@@ -7,6 +7,7 @@
 
 use super::ImageInfo;
 use super::error::RuntimeError;
+use crate::agent::sources::ResolvedEnv;
 use k8s_openapi::api::core::v1::{Container, Pod, SecurityContext};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -15,6 +16,8 @@ use std::path::PathBuf;
 /// Pod-level facts the spec needs, produced by the pod sandbox setup.
 #[derive(Debug, Clone, Default)]
 pub struct SandboxInfo {
+    /// `hostNetwork: true`: no network or UTS namespace of its own.
+    pub host_network: bool,
     /// `/run/netns/k3rs-<uid>`.
     pub netns: PathBuf,
     /// Persistent IPC/UTS namespaces shared by the pod's containers.
@@ -172,6 +175,7 @@ fn env_list(
     c: &Container,
     image: &ImageInfo,
     sb: &SandboxInfo,
+    resolved: &ResolvedEnv,
 ) -> Result<Vec<String>, RuntimeError> {
     // Later entries win; BTreeMap keeps insertion stable by key, so track order separately.
     let mut order: Vec<String> = Vec::new();
@@ -192,10 +196,22 @@ fn env_list(
         }
     }
     set("HOSTNAME", sb.hostname.clone());
+    for (k, v) in &resolved.env_from {
+        set(k, v.clone());
+    }
     let meta = &pod.metadata;
     for e in c.env.iter().flatten() {
         let value = match (&e.value, &e.value_from) {
             (Some(v), _) => v.clone(),
+            (None, Some(from))
+                if from.config_map_key_ref.is_some() || from.secret_key_ref.is_some() =>
+            {
+                match resolved.refs.get(&e.name) {
+                    Some(v) => v.clone(),
+                    // An optional reference that did not resolve: no variable at all.
+                    None => continue,
+                }
+            }
             (None, Some(from)) => {
                 if let Some(f) = &from.field_ref {
                     match f.field_path.as_str() {
@@ -220,7 +236,7 @@ fn env_list(
                 } else {
                     return Err(invalid(
                         &c.name,
-                        format!("env {}: only value and fieldRef are supported yet", e.name),
+                        format!("env {}: resourceFieldRef is not supported yet", e.name),
                     ));
                 }
             }
@@ -300,6 +316,7 @@ pub fn build(
     c: &Container,
     image: &ImageInfo,
     sb: &SandboxInfo,
+    env: &ResolvedEnv,
     container_id: &str,
 ) -> Result<Value, RuntimeError> {
     let args = resolve_args(c, image);
@@ -381,7 +398,9 @@ pub fn build(
     }
 
     let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "mount"})];
-    if sb.netns.as_os_str().is_empty() {
+    if sb.host_network {
+        // Stay in the host's network namespace.
+    } else if sb.netns.as_os_str().is_empty() {
         namespaces.push(json!({"type": "network"}));
     } else {
         namespaces.push(json!({"type": "network", "path": sb.netns.display().to_string()}));
@@ -392,6 +411,7 @@ pub fn build(
     }
     match &sb.uts_ns {
         Some(p) => namespaces.push(json!({"type": "uts", "path": p.display().to_string()})),
+        None if sb.host_network => {}
         None => namespaces.push(json!({"type": "uts"})),
     }
 
@@ -445,7 +465,7 @@ pub fn build(
             "terminal": false,
             "user": {"uid": uid, "gid": gid, "additionalGids": groups},
             "args": args,
-            "env": env_list(pod, c, image, sb)?,
+            "env": env_list(pod, c, image, sb, env)?,
             "cwd": cwd,
             "capabilities": {
                 "bounding": caps, "effective": caps, "permitted": caps,
@@ -457,7 +477,7 @@ pub fn build(
         "mounts": mounts,
         "linux": linux,
     });
-    if sb.uts_ns.is_none() {
+    if sb.uts_ns.is_none() && !sb.host_network {
         spec["hostname"] = json!(sb.hostname);
     }
     Ok(spec)
@@ -522,7 +542,7 @@ mod tests {
             volumes: HashMap::from([("data".to_string(), PathBuf::from("/var/lib/k3rs/v"))]),
             ..Default::default()
         };
-        let s = build(&p, c, &image(), &sb, "cid").unwrap();
+        let s = build(&p, c, &image(), &sb, &ResolvedEnv::default(), "cid").unwrap();
         let env: Vec<String> = serde_json::from_value(s["process"]["env"].clone()).unwrap();
         assert!(env.contains(&"FOO=pod".to_string()));
         assert!(env.contains(&"ME=web".to_string()));
@@ -556,7 +576,17 @@ mod tests {
             json!([{"name": "a", "image": "busybox", "volumeMounts": [{"name": "x", "mountPath": "/x"}]}]),
         );
         let c = &p.spec.as_ref().unwrap().containers[0];
-        assert!(build(&p, c, &image(), &SandboxInfo::default(), "cid").is_err());
+        assert!(
+            build(
+                &p,
+                c,
+                &image(),
+                &SandboxInfo::default(),
+                &ResolvedEnv::default(),
+                "cid"
+            )
+            .is_err()
+        );
         let p = pod(
             json!([{"name": "a", "image": "busybox", "volumeMounts": [{"name": "x", "mountPath": "/x", "subPath": "../etc"}]}]),
         );
@@ -565,7 +595,25 @@ mod tests {
             volumes: HashMap::from([("x".to_string(), PathBuf::from("/v"))]),
             ..Default::default()
         };
-        assert!(build(&p, c, &image(), &sb, "cid").is_err());
+        assert!(build(&p, c, &image(), &sb, &ResolvedEnv::default(), "cid").is_err());
+    }
+
+    #[test]
+    fn api_env_is_applied_env_from_first_then_env() {
+        let p = pod(json!([{"name": "a", "image": "busybox",
+            "envFrom": [{"configMapRef": {"name": "cfg"}}],
+            "env": [{"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+                    {"name": "GONE", "valueFrom": {"configMapKeyRef": {"name": "x", "key": "k", "optional": true}}}]}]));
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let env = ResolvedEnv {
+            env_from: vec![("A".into(), "1".into()), ("B".into(), "from-cm".into())],
+            refs: HashMap::from([("B".to_string(), "from-secret".to_string())]),
+        };
+        let s = build(&p, c, &image(), &SandboxInfo::default(), &env, "cid").unwrap();
+        let vars: Vec<String> = serde_json::from_value(s["process"]["env"].clone()).unwrap();
+        assert!(vars.contains(&"A=1".to_string()));
+        assert!(vars.contains(&"B=from-secret".to_string()));
+        assert!(!vars.iter().any(|v| v.starts_with("GONE=")));
     }
 
     #[test]

@@ -203,6 +203,8 @@ pub async fn delete_collection(api: &Api, req: Req) -> Result<Reply, ApiError> {
             accept: req.accept.clone(),
             content_type: req.content_type.clone(),
             body: req.body.clone(),
+            user_agent: req.user_agent.clone(),
+            user: req.user.clone(),
         };
         match delete_one(api, &sub_req, name, &o).await {
             Ok((_, obj)) => deleted.push(obj),

@@ -5,6 +5,7 @@
 
 mod delete;
 mod read;
+mod reviews;
 mod subresources;
 mod watch;
 mod write;
@@ -25,6 +26,10 @@ use std::sync::Arc;
 pub struct Api {
     pub backend: Arc<dyn Backend>,
     pub registry: Registry,
+    /// Signs and verifies service-account tokens (absent in some unit tests).
+    pub tokens: Option<crate::apiserver::auth::TokenSigner>,
+    /// Generated OpenAPI documents.
+    pub openapi: crate::apiserver::openapi_docs::OpenApiCache,
 }
 
 /// Decoded query string (last value wins).
@@ -91,6 +96,25 @@ pub struct Req {
     pub accept: String,
     pub content_type: String,
     pub body: Bytes,
+    /// The client's `User-Agent` (default field manager name).
+    pub user_agent: String,
+    /// The authenticated caller (`None` only for internal requests).
+    pub user: Option<crate::apiserver::auth::User>,
+}
+
+impl Req {
+    /// `?fieldManager=`, else the user agent's program name, as upstream defaults it.
+    pub fn field_manager(&self) -> String {
+        if let Some(m) = self.query.get("fieldManager") {
+            return m.to_string();
+        }
+        let ua = self.user_agent.split('/').next().unwrap_or("").trim();
+        if ua.is_empty() {
+            "unknown".into()
+        } else {
+            ua.chars().take(128).collect()
+        }
+    }
 }
 
 /// A handler's answer.
@@ -127,6 +151,9 @@ impl Reply {
 /// Dispatch a routed request by method.
 pub async fn handle(api: &Api, method: &http::Method, req: Req) -> Result<Reply, ApiError> {
     use http::Method;
+    if req.kind.create_only {
+        return reviews::handle(api, method, req).await;
+    }
     if let Some(sub) = req.sub.clone() {
         return subresources::handle(api, method, req, &sub).await;
     }
@@ -243,3 +270,6 @@ mod tests {
         assert_eq!(q.get("x"), None);
     }
 }
+
+#[cfg(test)]
+mod handler_tests;

@@ -6,7 +6,7 @@ use crate::apiserver::registry::ResourceKind;
 use crate::apiserver::selectors::{FieldSelector, LabelSelector};
 use crate::apiserver::status::ApiError;
 use crate::apiserver::storage::prefix_end;
-use crate::apiserver::tables::{IncludeObject, table};
+use crate::apiserver::tables::table;
 use crate::store::types::RangeRequest;
 use base64::Engine;
 use serde_json::{Value, json};
@@ -24,7 +24,7 @@ pub async fn get(api: &Api, req: Req) -> Result<Reply, ApiError> {
     let name = req.name.as_deref().unwrap_or_default();
     let (obj, rev) = get_obj(api, &req.kind, req.namespace.as_deref(), name).await?;
     if wants_table(&req.accept) {
-        let include = IncludeObject::parse(req.query.get("includeObject"));
+        let include = crate::apiserver::tables::include_object(req.query.get("includeObject"));
         return Ok(Reply::ok(table(
             &req.kind,
             &[obj],
@@ -209,7 +209,7 @@ pub async fn list(api: &Api, req: Req) -> Result<Reply, ApiError> {
         }
     }
     if wants_table(&req.accept) {
-        let include = IncludeObject::parse(req.query.get("includeObject"));
+        let include = crate::apiserver::tables::include_object(req.query.get("includeObject"));
         return Ok(Reply::ok(table(&req.kind, &items, include, meta)));
     }
     Ok(Reply::ok(json!({

@@ -2,8 +2,8 @@
 //! `log`/`exec`/`attach`/`portforward` answer 501 until the agent proxy exists.
 
 use super::{Api, Reply, Req, get_obj, write};
-use crate::apiserver::fallback_patch::PatchKind;
 use crate::apiserver::object::{decode_body, meta_str};
+use crate::apiserver::patch::{KindPath, PatchType};
 use crate::apiserver::status::ApiError;
 use http::Method;
 use serde_json::{Value, json};
@@ -32,9 +32,7 @@ pub async fn handle(api: &Api, method: &Method, req: Req, sub: &str) -> Result<R
                 kind.plural
             )))
         }
-        ("token", &Method::POST) => Err(ApiError::not_implemented(
-            "serviceaccounts/token is not implemented yet",
-        )),
+        ("token", &Method::POST) => token(api, req).await,
         _ => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({method} {sub})"
         ))),
@@ -121,9 +119,15 @@ async fn scale_write(api: &Api, req: Req, method: &Method) -> Result<Reply, ApiE
         let (cur, cur_rev) = get_obj(api, &kind, req.namespace.as_deref(), &name).await?;
         let scale = to_scale(&req, &cur);
         let new_scale = if method == Method::PATCH {
-            let pk = PatchKind::from_content_type(&req.content_type)
+            let pt = PatchType::from_content_type(&req.content_type)
+                .filter(|p| *p != PatchType::Apply)
                 .ok_or_else(|| ApiError::unsupported_media_type(&req.content_type))?;
-            write::apply_patch(&kind, pk, &scale, &req.body)?
+            write::apply_patch(
+                &KindPath::new("autoscaling", "v1", "Scale"),
+                pt,
+                &scale,
+                &req.body,
+            )?
         } else {
             decode_body(&req.body, &req.content_type)?
         };
@@ -176,10 +180,10 @@ async fn scale_write(api: &Api, req: Req, method: &Method) -> Result<Reply, ApiE
             }
         }
         let out = write::merge_update(&kind, None, &base, new);
-        match write::commit_update(api, &req, &base, cur_rev, out, vec![]).await {
+        match write::commit_update(api, &req, &base, cur_rev, out, vec![], false).await {
             Ok(Reply::Json { body, .. }) => return Ok(Reply::ok(to_scale(&req, &body))),
             Ok(other) => return Ok(other),
-            Err(e) if e.reason == "Conflict" && pinned.is_none() => continue,
+            Err(e) if e.reason == "Conflict" => continue,
             Err(e) => return Err(e),
         }
     }
@@ -255,7 +259,7 @@ async fn binding(api: &Api, req: Req) -> Result<Reply, ApiError> {
             }
             None => new["status"]["conditions"] = json!([cond]),
         }
-        match write::commit_update(api, &req, &base, cur_rev, new, vec![]).await {
+        match write::commit_update(api, &req, &base, cur_rev, new, vec![], false).await {
             Ok(_) => return Ok(Reply::code(201, success(201))),
             Err(e) if e.reason == "Conflict" => continue,
             Err(e) => return Err(e),
@@ -282,7 +286,95 @@ async fn eviction(api: &Api, req: Req) -> Result<Reply, ApiError> {
         accept: req.accept.clone(),
         content_type: "application/json".into(),
         body: bytes::Bytes::from(opts.to_string()),
+        user_agent: req.user_agent.clone(),
+        user: req.user.clone(),
     };
     super::delete::delete(api, del).await?;
     Ok(Reply::code(201, success(201)))
+}
+
+/// `POST serviceaccounts/{name}/token`: a signed, expiring ES256 token for the account.
+async fn token(api: &Api, req: Req) -> Result<Reply, ApiError> {
+    let name = req.name.clone().unwrap_or_default();
+    let ns = req.namespace.clone().unwrap_or_default();
+    let (sa, _) = get_obj(api, &req.kind, Some(&ns), &name).await?;
+    let mut tr = if req.body.is_empty() {
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest"})
+    } else {
+        decode_body(&req.body, &req.content_type)?
+    };
+    if !tr.get("spec").is_some_and(Value::is_object) {
+        tr["spec"] = json!({});
+    }
+    let ttl = tr
+        .pointer("/spec/expirationSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(3600);
+    if ttl < 600 {
+        return Err(ApiError::invalid(
+            "authentication.k8s.io",
+            "TokenRequest",
+            &name,
+            &[crate::apiserver::status::Cause {
+                reason: "FieldValueInvalid".into(),
+                message: format!(
+                    "Invalid value: {ttl}: may not specify a duration less than 10 minutes"
+                ),
+                field: "spec.expirationSeconds".into(),
+            }],
+        ));
+    }
+    let audiences: Vec<String> = tr
+        .pointer("/spec/audiences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let bound = tr.pointer("/spec/boundObjectRef").cloned();
+    let field = |p: &str| {
+        bound
+            .as_ref()
+            .and_then(|b| b.get(p))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let (bk, bn, bu) = (field("kind"), field("name"), field("uid"));
+    let sa_uid = sa
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let signer = api
+        .tokens
+        .as_ref()
+        .ok_or_else(|| ApiError::internal("no service account signing key"))?;
+    let subject = crate::apiserver::auth::TokenSubject {
+        namespace: &ns,
+        service_account: &name,
+        service_account_uid: sa_uid,
+        bound: bound
+            .as_ref()
+            .map(|_| (bk.as_str(), bn.as_str(), bu.as_str())),
+    };
+    let (token, exp) = signer
+        .issue(&subject, &audiences, ttl)
+        .map_err(ApiError::internal)?;
+    let exp_ts = jiff::Timestamp::from_second(exp)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default();
+    tr["apiVersion"] = json!("authentication.k8s.io/v1");
+    tr["kind"] = json!("TokenRequest");
+    tr["metadata"] = json!({"name": name, "namespace": ns,
+        "creationTimestamp": crate::apiserver::object::now_rfc3339()});
+    tr["spec"]["expirationSeconds"] = json!(ttl);
+    tr["spec"]["audiences"] = json!(if audiences.is_empty() {
+        vec!["https://kubernetes.default.svc.cluster.local".to_string()]
+    } else {
+        audiences
+    });
+    tr["status"] = json!({"token": token, "expirationTimestamp": exp_ts});
+    Ok(Reply::code(201, tr))
 }

@@ -77,7 +77,8 @@ pub async fn watch(api: &Api, req: Req) -> Result<Reply, ApiError> {
         .unwrap_or(1800);
     let render = Render {
         kind: req.kind.clone(),
-        table: wants_table(&req.accept).then(|| IncludeObject::parse(q.get("includeObject"))),
+        table: wants_table(&req.accept)
+            .then(|| crate::apiserver::tables::include_object(q.get("includeObject"))),
     };
     let rv = q.get("resourceVersion").unwrap_or("");
     let ns = req.namespace.as_deref();

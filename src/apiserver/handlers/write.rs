@@ -2,11 +2,11 @@
 
 use super::{Api, Reply, Req, get_obj, put_if};
 use crate::apiserver::admission;
-use crate::apiserver::fallback_patch::{self, PatchKind};
 use crate::apiserver::object::{
     check_type_meta, decode_body, generate_name, meta_mut, meta_str, set_resource_version,
     spec_view,
 };
+use crate::apiserver::patch::{self, ApplyError, KindPath, PatchError, PatchType};
 use crate::apiserver::registry::ResourceKind;
 use crate::apiserver::status::ApiError;
 use serde_json::{Value, json};
@@ -124,6 +124,7 @@ pub(crate) async fn create_object(
     req: &Req,
     mut obj: Value,
     mut warnings: Vec<String>,
+    applied: bool,
 ) -> Result<Reply, ApiError> {
     let kind = &req.kind;
     reconcile_namespace(kind, req.namespace.as_deref(), &mut obj)?;
@@ -149,7 +150,6 @@ pub(crate) async fn create_object(
         m.remove("resourceVersion");
         m.remove("deletionTimestamp");
         m.remove("deletionGracePeriodSeconds");
-        m.remove("managedFields");
         m.remove("selfLink");
         if admission::tracks_generation(kind) {
             m.insert("generation".into(), json!(1));
@@ -158,6 +158,16 @@ pub(crate) async fn create_object(
         }
     }
     admission::defaults(kind, &mut obj);
+    if !applied {
+        patch::update_managed_fields(
+            &kind_path(kind),
+            None,
+            &mut obj,
+            &req.field_manager(),
+            "Update",
+            &crate::apiserver::object::now_rfc3339(),
+        );
+    }
     invalid(kind, &name, admission::validate(kind, &obj, None))?;
     ensure_namespace(api, kind, req.namespace.as_deref(), &name).await?;
     if req.query.dry_run() {
@@ -167,9 +177,16 @@ pub(crate) async fn create_object(
             warnings,
         });
     }
+    let key = kind.key(req.namespace.as_deref(), &name);
+    if get_obj(api, kind, req.namespace.as_deref(), &name)
+        .await
+        .is_ok()
+    {
+        // Report the duplicate before allocation errors (a taken ClusterIP), as upstream does.
+        return Err(ApiError::already_exists(&kind.group, &kind.plural, &name));
+    }
     admission::allocate(api, kind, &mut obj).await?;
     warnings.extend(admission::warnings(kind, &obj));
-    let key = kind.key(req.namespace.as_deref(), &name);
     let Some(rev) = put_if(api, &key, 0, &obj).await? else {
         return Err(ApiError::already_exists(&kind.group, &kind.plural, &name));
     };
@@ -187,7 +204,7 @@ pub async fn create(api: &Api, req: Req) -> Result<Reply, ApiError> {
     let mut obj = decode_body(&req.body, &req.content_type)?;
     check_type_meta(&req.kind, &mut obj)?;
     let warnings = field_validation(&req, &obj)?;
-    create_object(api, &req, obj, warnings).await
+    create_object(api, &req, obj, warnings, false).await
 }
 
 /// Build the object an update stores from the current one and the client's.
@@ -247,7 +264,11 @@ pub(crate) fn merge_update(
             }
         }
         m.remove("resourceVersion");
-        m.remove("managedFields");
+        if !m.contains_key("managedFields") {
+            if let Some(mf) = cur_meta.get("managedFields") {
+                m.insert("managedFields".into(), mf.clone());
+            }
+        }
     }
     if sub.is_none() && admission::tracks_generation(kind) && spec_view(cur) != spec_view(&out) {
         let g = cur
@@ -270,10 +291,21 @@ pub(crate) async fn commit_update(
     cur_rev: i64,
     mut out: Value,
     warnings: Vec<String>,
+    applied: bool,
 ) -> Result<Reply, ApiError> {
     let kind = &req.kind;
     let name = req.name.clone().unwrap_or_default();
     admission::defaults(kind, &mut out);
+    if !applied {
+        patch::update_managed_fields(
+            &kind_path(kind),
+            Some(cur),
+            &mut out,
+            &req.field_manager(),
+            "Update",
+            &crate::apiserver::object::now_rfc3339(),
+        );
+    }
     invalid(kind, &name, admission::validate(kind, &out, Some(cur)))?;
     if req.query.dry_run() {
         set_resource_version(&mut out, cur_rev);
@@ -357,52 +389,102 @@ pub async fn update(api: &Api, req: Req, sub: Option<&str>) -> Result<Reply, Api
         }
     }
     let out = merge_update(&kind, sub, &strip_rv(&cur), new);
-    commit_update(api, &req, &strip_rv(&cur), cur_rev, out, warnings).await
+    commit_update(api, &req, &strip_rv(&cur), cur_rev, out, warnings, false).await
 }
 
-/// Apply a patch body to `current` with the best available engine.
+pub(crate) fn kind_path(kind: &ResourceKind) -> KindPath {
+    KindPath::new(&kind.group, &kind.version, &kind.kind)
+}
+
+/// Apply a JSON, merge or strategic-merge patch body to `current`.
 pub(crate) fn apply_patch(
-    _kind: &ResourceKind,
-    pk: PatchKind,
+    kp: &KindPath,
+    pt: PatchType,
     current: &Value,
     body: &[u8],
 ) -> Result<Value, ApiError> {
-    fallback_patch::apply(pk, current, body)
+    patch::apply(kp, pt, current, body).map_err(|e| match e {
+        PatchError::StrategicMergeUnsupported => {
+            ApiError::new(415, "UnsupportedMediaType", e.to_string())
+        }
+        PatchError::JsonPatchFailed(m) => ApiError::new(422, "Invalid", m),
+        other => ApiError::bad_request(other.to_string()),
+    })
+}
+
+fn apply_error(kind: &ResourceKind, name: &str, e: ApplyError) -> ApiError {
+    match e {
+        ApplyError::Conflicts(cs) => {
+            let mut err = ApiError::new(
+                409,
+                "Conflict",
+                ApplyError::Conflicts(cs.clone()).to_string(),
+            );
+            err.details = Some(json!({
+                "name": name,
+                "group": kind.group,
+                "kind": kind.plural,
+                "causes": cs.iter().map(|c| json!({
+                    "reason": "FieldManagerConflict",
+                    "message": format!("conflict with {}", c.manager_display()),
+                    "field": c.field,
+                })).collect::<Vec<_>>(),
+            }));
+            err
+        }
+        ApplyError::BadRequest(m) => ApiError::bad_request(m),
+        other => ApiError::new(422, "Invalid", other.to_string()),
+    }
 }
 
 /// `PATCH …/{name}[/status]`.
 pub async fn patch(api: &Api, req: Req, sub: Option<&str>) -> Result<Reply, ApiError> {
     let kind = req.kind.clone();
+    let kp = kind_path(&kind);
     let name = req.name.clone().unwrap_or_default();
-    let pk = PatchKind::from_content_type(&req.content_type)
+    let pt = PatchType::from_content_type(&req.content_type)
         .ok_or_else(|| ApiError::unsupported_media_type(&req.content_type))?;
-    if pk == PatchKind::Apply && req.query.get("fieldManager").is_none() {
-        return Err(ApiError::bad_request(
-            "PATCH, application/apply-patch+yaml requests require fieldManager to be set",
-        ));
-    }
+    let applied: Option<Value> = if pt == PatchType::Apply {
+        let v: Value = serde_yaml::from_slice(&req.body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+        if !v.is_object() {
+            return Err(ApiError::bad_request("apply patch must be an object"));
+        }
+        let mut check = v.clone();
+        if let Some(m) = meta_mut(&mut check) {
+            m.entry("name").or_insert_with(|| json!(name));
+        }
+        // Unknown fields and wrong types are judged on the applied configuration.
+        field_validation(&req, &check)?;
+        Some(v)
+    } else {
+        None
+    };
+    let manager = req.query.get("fieldManager").unwrap_or("").to_string();
+    let force = req.query.flag("force");
+    let now = crate::apiserver::object::now_rfc3339();
     for _attempt in 0..8 {
         let (cur, cur_rev) = match get_obj(api, &kind, req.namespace.as_deref(), &name).await {
             Ok(x) => x,
-            Err(e) if e.code == 404 && pk == PatchKind::Apply && sub.is_none() => {
-                let mut obj: Value = serde_yaml::from_slice(&req.body)
-                    .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
-                if !obj.is_object() {
-                    return Err(ApiError::bad_request("apply patch must be an object"));
-                }
-                check_type_meta(&kind, &mut obj)?;
-                let warnings = field_validation(&req, &obj)?;
+            Err(e) if e.code == 404 && sub.is_none() && applied.is_some() => {
+                let cfg = applied.as_ref().cloned().unwrap_or_default();
+                let mut obj = patch::server_side_apply(&kp, None, &cfg, &manager, force, &now)
+                    .map_err(|e| apply_error(&kind, &name, e))?;
                 if let Some(m) = meta_mut(&mut obj) {
                     m.insert("name".into(), json!(name));
                 }
-                return create_object(api, &req, obj, warnings).await;
+                return create_object(api, &req, obj, vec![], true).await;
             }
             Err(e) => return Err(e),
         };
         let base = strip_rv(&cur);
         let mut with_rv = base.clone();
         set_resource_version(&mut with_rv, cur_rev);
-        let mut patched = apply_patch(&kind, pk, &with_rv, &req.body)?;
+        let mut patched = match &applied {
+            Some(cfg) => patch::server_side_apply(&kp, Some(&with_rv), cfg, &manager, force, &now)
+                .map_err(|e| apply_error(&kind, &name, e))?,
+            None => apply_patch(&kp, pt, &with_rv, &req.body)?,
+        };
         if !patched.is_object() {
             return Err(ApiError::bad_request("patch result is not an object"));
         }
@@ -418,10 +500,15 @@ pub async fn patch(api: &Api, req: Req, sub: Option<&str>) -> Result<Reply, ApiE
                 "metadata.name: Invalid value: the name of a patched object cannot change",
             ));
         }
-        let warnings = field_validation(&req, &patched)?;
+        let warnings = if applied.is_some() {
+            vec![]
+        } else {
+            field_validation(&req, &patched)?
+        };
         let out = merge_update(&kind, sub, &base, patched);
-        match commit_update(api, &req, &base, cur_rev, out, warnings).await {
-            Err(e) if e.reason == "Conflict" && pinned.is_none() => continue,
+        match commit_update(api, &req, &base, cur_rev, out, warnings, applied.is_some()).await {
+            // A pinned resourceVersion fails the check above on the next attempt.
+            Err(e) if e.reason == "Conflict" => continue,
             other => return other,
         }
     }

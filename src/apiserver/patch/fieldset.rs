@@ -183,10 +183,14 @@ pub(crate) fn names(path: &FieldPath) -> Vec<String> {
 /// The key object of a list item under the given keys, if it has any of them.
 pub(crate) fn item_key(item: &Value, keys: &[&str]) -> Option<String> {
     let m = item.as_object()?;
-    let key: Map<String, Value> = keys
+    let mut key: Map<String, Value> = keys
         .iter()
         .filter_map(|k| m.get(*k).map(|v| (k.to_string(), v.clone())))
         .collect();
+    // Upstream keys defaulted objects; an applied port without `protocol` is the TCP one.
+    if keys.contains(&"protocol") && !key.contains_key("protocol") {
+        key.insert("protocol".into(), Value::String("TCP".into()));
+    }
     // The first key is mandatory; others (e.g. protocol) are optional upstream defaults.
     if !key.contains_key(keys[0]) {
         return None;
@@ -242,7 +246,10 @@ fn key_matches(item: &Value, key_json: &str) -> bool {
     let Ok(Value::Object(key)) = serde_json::from_str::<Value>(key_json) else {
         return false;
     };
-    key.iter().all(|(k, v)| item.get(k) == Some(v))
+    key.iter().all(|(k, v)| {
+        item.get(k) == Some(v)
+            || (k == "protocol" && item.get(k).is_none() && v.as_str() == Some("TCP"))
+    })
 }
 
 /// The value at `path` in `obj`.

@@ -13,7 +13,7 @@ mod strategic;
 mod strategy;
 
 pub use fieldset::FieldSet;
-pub use ssa::{ApplyError, Conflict, server_side_apply, update_managed_fields};
+pub use ssa::{ApplyError, Conflict, parse_apply_body, server_side_apply, update_managed_fields};
 pub use strategy::is_builtin_group;
 
 use serde_json::Value;
@@ -114,6 +114,28 @@ pub enum PatchError {
     /// `PatchType::Apply` must go through [`server_side_apply`]. HTTP 500 (programming error).
     #[error("apply patches are handled by server_side_apply")]
     ApplyNotHandledHere,
+}
+
+impl PatchError {
+    /// The HTTP status code of the `Status` this error becomes.
+    pub fn code(&self) -> u16 {
+        match self {
+            PatchError::Malformed(_) => 400,
+            PatchError::JsonPatchFailed(_) | PatchError::InvalidStrategicPatch(_) => 422,
+            PatchError::StrategicMergeUnsupported => 415,
+            PatchError::ApplyNotHandledHere => 500,
+        }
+    }
+
+    /// The `Status.reason` matching [`PatchError::code`].
+    pub fn reason(&self) -> &'static str {
+        match self.code() {
+            400 => "BadRequest",
+            415 => "UnsupportedMediaType",
+            422 => "Invalid",
+            _ => "InternalError",
+        }
+    }
 }
 
 /// Applies `patch` of `patch_type` to `current` and returns the new object.

@@ -53,6 +53,48 @@ pub enum ApplyError {
     FieldManagerRequired,
 }
 
+impl ApplyError {
+    /// The HTTP status code of the `Status` this error becomes.
+    pub fn code(&self) -> u16 {
+        match self {
+            ApplyError::Conflicts(_) => 409,
+            ApplyError::BadRequest(_) => 400,
+            ApplyError::FieldManagerRequired => 422,
+        }
+    }
+
+    /// The `Status.reason` matching [`ApplyError::code`].
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApplyError::Conflicts(_) => "Conflict",
+            ApplyError::BadRequest(_) => "BadRequest",
+            ApplyError::FieldManagerRequired => "Invalid",
+        }
+    }
+
+    /// `details.causes` as upstream sends them for apply conflicts
+    /// (`{"reason":"FieldManagerConflict","message":"conflict with \"mgr\"","field":".spec.replicas"}`).
+    pub fn causes(&self) -> Vec<crate::apiserver::validation::FieldCause> {
+        match self {
+            ApplyError::Conflicts(cs) => cs
+                .iter()
+                .map(|c| crate::apiserver::validation::FieldCause {
+                    reason: "FieldManagerConflict".into(),
+                    message: format!("conflict with {}", c.manager_display()),
+                    field: c.field.clone(),
+                })
+                .collect(),
+            ApplyError::FieldManagerRequired => {
+                vec![crate::apiserver::validation::FieldCause::required(
+                    "fieldManager",
+                    "is required for apply patch",
+                )]
+            }
+            ApplyError::BadRequest(_) => Vec::new(),
+        }
+    }
+}
+
 fn conflict_message(conflicts: &[Conflict]) -> String {
     if let [c] = conflicts {
         return format!(
@@ -166,7 +208,20 @@ fn strip_nulls(v: &Value) -> Value {
     }
 }
 
-/// Applies `applied` (already decoded from YAML/JSON) for `field_manager`.
+/// Decodes an `application/apply-patch+yaml` body (YAML or JSON) into an object.
+pub fn parse_apply_body(body: &[u8]) -> Result<Value, ApplyError> {
+    let v: Value = serde_yaml::from_slice(body)
+        .map_err(|e| ApplyError::BadRequest(format!("error decoding YAML: {e}")))?;
+    if v.is_object() {
+        Ok(v)
+    } else {
+        Err(ApplyError::BadRequest(
+            "apply patch must be a YAML or JSON object".into(),
+        ))
+    }
+}
+
+/// Applies `applied` (decoded with [`parse_apply_body`]) for `field_manager`.
 /// `current` is `None` when the object does not exist yet (apply creates it).
 pub fn server_side_apply(
     kind: &KindPath,
@@ -244,14 +299,15 @@ pub fn server_side_apply(
     if let Some(idx) = mine {
         let prev = entries[idx].set.clone();
         let mut dropped: Vec<&FieldPath> = prev.0.difference(&applied_set.0).collect();
-        // Deepest first so items go after their fields.
-        dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        // Shallowest first: a dropped list item goes as a whole (its fields with it),
+        // while the fields of an item someone else still holds go one by one.
+        dropped.sort_by_key(|p| p.len());
         for p in dropped {
             let owned_elsewhere = entries
                 .iter()
                 .enumerate()
                 .any(|(j, e)| j != idx && e.set.contains_prefix(p));
-            if !owned_elsewhere && !applied_set.contains_prefix(p) {
+            if !owned_elsewhere && !applied_set.contains_prefix(p) && !is_item_key_field(p) {
                 fieldset::remove(&mut obj, p);
             }
         }
@@ -267,6 +323,20 @@ pub fn server_side_apply(
     });
     write_entries(&mut obj, entries);
     Ok(obj)
+}
+
+/// Whether `p` is a key field of a keyed list item (`…[name="x"].name`), which stays as
+/// long as the item does.
+fn is_item_key_field(p: &FieldPath) -> bool {
+    let [
+        ..,
+        fieldset::PathElement::Key(key),
+        fieldset::PathElement::Field(f),
+    ] = p.as_slice()
+    else {
+        return false;
+    };
+    serde_json::from_str::<Map<String, Value>>(key).is_ok_and(|k| k.contains_key(f))
 }
 
 /// Whether `p` names a list item (its membership, not a value that can differ).
@@ -302,6 +372,15 @@ fn merge_apply(kind: &KindPath, path: &mut FieldPath, live: &Value, applied: &Va
                     }
                 }
                 Value::Array(out)
+            }
+            // Items without their key cannot be merged; such a list is owned whole (the
+            // field set treats it the same way).
+            ListKind::Map(keys)
+                if a.iter()
+                    .chain(l.iter())
+                    .any(|i| item_key(i, keys).is_none()) =>
+            {
+                applied.clone()
             }
             ListKind::Map(keys) => {
                 let mut out = l.clone();

@@ -90,9 +90,7 @@ pub(crate) fn list_kind(kind: &KindPath, path: &[String]) -> ListKind {
         "podIPs" | "hostIPs" => ListKind::Map(&["ip"]),
         "conditions" if in_status => ListKind::Map(&["type"]),
         "addresses" if kind.kind == "Node" => ListKind::Map(&["type"]),
-        "taints" if kind.kind == "Node" => ListKind::Map(&["key", "effect"]),
         "podCIDRs" => ListKind::Set,
-        "finalizers" if kind.kind == "Namespace" => ListKind::Set,
         _ => ListKind::Atomic,
     }
 }

@@ -538,3 +538,222 @@ fn fields_v1_round_trips() {
     );
     assert_eq!(FieldSet::from_fields_v1(&v1), set);
 }
+
+#[test]
+fn kubectl_client_side_apply_patch_applies_like_upstream() {
+    // Captured from kubectl 1.32 applying a second manifest (one container dropped, one
+    // env var dropped, a port added, containers reordered, strategy switched to Recreate,
+    // a label removed) against this server's OpenAPI v3 document.
+    let current: Value = serde_json::from_str(include_str!(
+        "../../../tests/fixtures/smp/kubectl-apply-current.json"
+    ))
+    .unwrap();
+    let patch = include_str!("../../../tests/fixtures/smp/kubectl-apply-patch.json");
+    let out = apply(
+        &deploy_kind(),
+        PatchType::StrategicMerge,
+        &current,
+        patch.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(out["metadata"]["labels"], json!({"app": "shop"}));
+    assert_eq!(out["spec"]["replicas"], 3);
+    assert_eq!(out["spec"]["strategy"], json!({"type": "Recreate"}));
+    assert_eq!(
+        out["spec"]["template"]["spec"]["containers"],
+        json!([
+            {"name": "logger", "image": "fluentbit:2"},
+            {"name": "web", "image": "nginx:1.27", "env": [{"name": "B", "value": "2"}],
+                "ports": [{"containerPort": 80}, {"containerPort": 443}]}
+        ])
+    );
+    let last = out["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+        .as_str()
+        .unwrap();
+    assert!(last.contains("fluentbit:2"));
+}
+
+#[test]
+fn apply_matches_ports_whose_protocol_was_defaulted() {
+    let live = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+        "spec": {"ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}]}});
+    let svc = KindPath::new("", "v1", "Service");
+    let applied = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+        "spec": {"ports": [{"port": 80, "targetPort": 8080}]}});
+    let out = server_side_apply(&svc, Some(&live), &applied, "kubectl", false, T).unwrap();
+    assert_eq!(
+        out["spec"]["ports"],
+        json!([{"port": 80, "protocol": "TCP", "targetPort": 8080}])
+    );
+    let mf = &out["metadata"]["managedFields"][0]["fieldsV1"];
+    assert!(
+        mf["f:spec"]["f:ports"]
+            .get("k:{\"port\":80,\"protocol\":\"TCP\"}")
+            .is_some()
+    );
+}
+
+#[test]
+fn apply_without_protocol_shares_a_port_field_instead_of_conflicting() {
+    let svc = KindPath::new("", "v1", "Service");
+    let mut live = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+        "spec": {"ports": [{"port": 80, "protocol": "TCP", "targetPort": 8080}]}});
+    update_managed_fields(&svc, None, &mut live, "kubectl-create", "Update", T);
+    let applied = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+        "spec": {"ports": [{"port": 80, "targetPort": 8080}]}});
+    assert!(server_side_apply(&svc, Some(&live), &applied, "kubectl", false, T).is_ok());
+}
+
+#[test]
+fn apply_bodies_decode_from_yaml_or_json() {
+    let y =
+        b"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n";
+    assert_eq!(parse_apply_body(y).unwrap()["spec"]["replicas"], 2);
+    let j = br#"{"apiVersion":"v1","kind":"Pod"}"#;
+    assert_eq!(parse_apply_body(j).unwrap()["kind"], "Pod");
+    assert!(matches!(
+        parse_apply_body(b"- a\n- b\n"),
+        Err(ApplyError::BadRequest(_))
+    ));
+    assert!(matches!(
+        parse_apply_body(b"a: [\n"),
+        Err(ApplyError::BadRequest(_))
+    ));
+}
+
+#[test]
+fn container_dropped_from_applied_config_is_removed_whole() {
+    let two = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"template": {"spec": {"containers": [
+            {"name": "nginx", "image": "nginx"}, {"name": "side", "image": "busybox"}]}}}});
+    let mut created = server_side_apply(&deploy_kind(), None, &two, "kubectl", false, T).unwrap();
+    // Defaults added by the server belong to nobody.
+    created["spec"]["template"]["spec"]["containers"][1]["imagePullPolicy"] = json!("Always");
+    let one = applied_deploy(1, "nginx");
+    let out = server_side_apply(&deploy_kind(), Some(&created), &one, "kubectl", false, T).unwrap();
+    let names: Vec<&str> = out["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["nginx"]);
+}
+
+#[test]
+fn item_held_by_another_manager_keeps_its_key_and_their_fields() {
+    let two = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"template": {"spec": {"containers": [
+            {"name": "nginx", "image": "nginx"}, {"name": "side", "image": "busybox"}]}}}});
+    let created = server_side_apply(&deploy_kind(), None, &two, "kubectl", false, T).unwrap();
+    let mut tuned = created.clone();
+    tuned["spec"]["template"]["spec"]["containers"][1]["resources"] =
+        json!({"limits": {"cpu": "1"}});
+    update_managed_fields(
+        &deploy_kind(),
+        Some(&created),
+        &mut tuned,
+        "vpa",
+        "Update",
+        T,
+    );
+    let one = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"template": {"spec": {"containers": [{"name": "nginx", "image": "nginx"}]}}}});
+    let out = server_side_apply(&deploy_kind(), Some(&tuned), &one, "kubectl", false, T).unwrap();
+    let side = &out["spec"]["template"]["spec"]["containers"][1];
+    assert_eq!(side["name"], "side");
+    assert_eq!(side["resources"], json!({"limits": {"cpu": "1"}}));
+    assert!(side.get("image").is_none());
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-5i64..5).prop_map(Value::from),
+            "[a-c]{0,2}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("name".to_string()),
+                        Just("containers".to_string()),
+                        Just("spec".to_string()),
+                        Just("$patch".to_string()),
+                        "[a-c]{1,2}"
+                    ],
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn patches_never_panic_and_merge_patch_is_idempotent(cur in json_value(), p in json_value()) {
+            let bytes = p.to_string();
+            let once = apply(&pod_kind(), PatchType::Merge, &cur, bytes.as_bytes()).unwrap();
+            let twice = apply(&pod_kind(), PatchType::Merge, &once, bytes.as_bytes()).unwrap();
+            prop_assert_eq!(once, twice);
+            let _ = apply(&pod_kind(), PatchType::StrategicMerge, &cur, bytes.as_bytes());
+            let _ = apply(&pod_kind(), PatchType::Json, &cur, bytes.as_bytes());
+            let mut obj = json!({"apiVersion": "v1", "kind": "Pod"});
+            if let (Value::Object(o), Value::Object(extra)) = (&mut obj, &p) {
+                for (k, v) in extra {
+                    if k != "apiVersion" && k != "kind" {
+                        o.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            let cur_obj = cur.is_object().then_some(&cur);
+            if let Ok(out) = server_side_apply(&pod_kind(), cur_obj, &obj, "m", true, T) {
+                // Re-applying the same configuration changes nothing but the timestamp.
+                let again = server_side_apply(&pod_kind(), Some(&out), &obj, "m", false, T).unwrap();
+                prop_assert_eq!(out, again);
+            }
+        }
+    }
+}
+
+#[test]
+fn errors_map_to_upstream_status_codes_and_causes() {
+    assert_eq!(PatchError::StrategicMergeUnsupported.code(), 415);
+    assert_eq!(
+        PatchError::StrategicMergeUnsupported.reason(),
+        "UnsupportedMediaType"
+    );
+    assert_eq!(PatchError::JsonPatchFailed("x".into()).code(), 422);
+    assert_eq!(PatchError::Malformed("x".into()).reason(), "BadRequest");
+    let created = server_side_apply(
+        &deploy_kind(),
+        None,
+        &applied_deploy(2, "nginx"),
+        "alice",
+        false,
+        T,
+    )
+    .unwrap();
+    let err = server_side_apply(
+        &deploy_kind(),
+        Some(&created),
+        &applied_deploy(5, "nginx"),
+        "bob",
+        false,
+        T,
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), 409);
+    assert_eq!(err.reason(), "Conflict");
+    let causes = err.causes();
+    assert_eq!(causes[0].reason, "FieldManagerConflict");
+    assert_eq!(causes[0].message, "conflict with \"alice\"");
+    assert_eq!(causes[0].field, ".spec.replicas");
+}

@@ -38,6 +38,7 @@ pub enum LeaseChange {
 pub struct Committed {
     pub revisions: Vec<RevisionEvents>,
     pub leases: Vec<LeaseChange>,
+    #[cfg_attr(not(test), allow(dead_code))]
     pub revision: Revision,
 }
 
@@ -80,11 +81,13 @@ impl<'a> WriteBatch<'a> {
     }
 
     /// The revision including this batch's writes so far.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn revision(&self) -> Revision {
         self.revision
     }
 
     /// The compact revision including this batch's compactions.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn compact_revision(&self) -> Revision {
         self.compact
     }
@@ -198,16 +201,6 @@ impl<'a> WriteBatch<'a> {
     }
 
     // ----- public writes -----
-
-    /// A read inside the batch (sees the batch's writes).
-    ///
-    /// # Errors
-    /// `FutureRevision`, `Compacted`, storage failures.
-    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
-        let mut resp = self.exec_range(req)?;
-        resp.header = self.header();
-        Ok(resp)
-    }
 
     /// etcd `Put`.
     ///

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
-pub use batch::{Committed, LeaseChange, RevisionEvents, WriteBatch, check_txn_keys};
+pub use batch::{LeaseChange, RevisionEvents, WriteBatch, check_txn_keys};
 
 use super::error::{Result, StoreError};
 use super::types::{Event, EventType, KeyValue, RangeRequest, RangeResponse, Revision};
@@ -279,7 +279,8 @@ impl Mvcc {
     }
 
     /// Watch history: the events of whole revisions from `from` on, for keys `matches`
-    /// accepts, stopping after the revision where `max_events` is reached.
+    /// accepts, stopping after the revision where `max_events` events matched or
+    /// `8 * max_events` were scanned (so one call stays short however sparse the matches).
     ///
     /// # Errors
     /// `Compacted` when `from` is below the compact revision; storage failures.
@@ -301,16 +302,24 @@ impl Mvcc {
             revisions: Vec::new(),
             scanned_to: current,
         };
+        let max_events = max_events.max(1);
         let mut events = 0usize;
+        let mut scanned_rev: Option<Revision> = None;
         let lo = keys::revlog_key(from.max(1), 0);
-        for item in self.tree.range(lo..keys::prefix_end(keys::REVLOG)) {
+        for (scanned, item) in self
+            .tree
+            .range(lo..keys::prefix_end(keys::REVLOG))
+            .enumerate()
+        {
             let (rk, key) = item?;
             let rev = keys::revlog_rev(&rk)?;
-            let last_rev = chunk.revisions.last().map(|r| r.revision);
-            if last_rev != Some(rev) && events >= max_events {
+            if scanned_rev != Some(rev)
+                && (events >= max_events || scanned >= max_events.saturating_mul(8))
+            {
                 chunk.scanned_to = rev - 1;
                 break;
             }
+            scanned_rev = Some(rev);
             if !matches(&key) {
                 continue;
             }
@@ -404,11 +413,6 @@ impl Mvcc {
             out.push(k[prefix.len()..].to_vec());
         }
         Ok(out)
-    }
-
-    /// Where the database lives.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

@@ -27,6 +27,8 @@ struct Model {
     compact: Revision,
     /// Every committed revision's events, with live prev_kv.
     events: Vec<RevisionEvents>,
+    /// Lease id → granted TTL.
+    leases: BTreeMap<i64, i64>,
 }
 
 type R<T> = Result<T, String>;
@@ -135,6 +137,9 @@ impl Model {
     fn check_put(&self, p: &PutRequest) -> R<()> {
         if (p.ignore_value || p.ignore_lease) && self.state_at(&p.key, self.rev).is_none() {
             return err(StoreError::KeyNotFound);
+        }
+        if p.lease != 0 && !self.leases.contains_key(&p.lease) {
+            return err(StoreError::LeaseNotFound { id: p.lease });
         }
         Ok(())
     }
@@ -278,7 +283,29 @@ impl Model {
                     return err(StoreError::FutureRevision { current: self.rev });
                 }
                 self.compact = rev;
-                Out::Compact
+                Out::Header(0)
+            }
+            WriteOp::LeaseGrant(id) => {
+                if self.leases.contains_key(id) {
+                    return err(StoreError::LeaseExists { id: *id });
+                }
+                self.leases.insert(*id, 5);
+                Out::Header(0)
+            }
+            WriteOp::LeaseRevoke(id) => {
+                if self.leases.remove(id).is_none() {
+                    return err(StoreError::LeaseNotFound { id: *id });
+                }
+                let attached: Vec<Vec<u8>> = self
+                    .hist
+                    .keys()
+                    .filter(|k| self.state_at(k, self.rev).is_some_and(|kv| kv.lease == *id))
+                    .cloned()
+                    .collect();
+                for k in attached {
+                    self.write(&k, None, &mut ev);
+                }
+                Out::Header(0)
             }
         };
         self.finish(ev);
@@ -356,7 +383,7 @@ fn stamp(out: Out, rev: Revision) -> Out {
             txn(&mut t, rev);
             Out::Txn(t)
         }
-        Out::Compact => Out::Compact,
+        Out::Header(_) => Out::Header(rev),
     }
 }
 
@@ -387,6 +414,8 @@ enum WriteOp {
     Delete(DeleteRangeRequest),
     Txn(TxnRequest),
     Compact(RevSel),
+    LeaseGrant(i64),
+    LeaseRevoke(i64),
 }
 
 #[derive(Clone, Debug)]
@@ -403,7 +432,8 @@ enum Out {
     Put(PutResponse),
     Delete(DeleteRangeResponse),
     Txn(TxnResponse),
-    Compact,
+    /// Compact and lease ops: the header revision.
+    Header(Revision),
 }
 
 fn key() -> impl Strategy<Value = Vec<u8>> {
@@ -441,12 +471,13 @@ fn put() -> impl Strategy<Value = PutRequest> {
         any::<bool>(),
         prop::bool::weighted(0.15),
         prop::bool::weighted(0.15),
+        prop::sample::select(vec![0i64, 0, 0, 1, 2]),
     )
         .prop_map(
-            |(key, value, prev_kv, ignore_value, ignore_lease)| PutRequest {
+            |(key, value, prev_kv, ignore_value, ignore_lease, lease)| PutRequest {
                 key,
                 value: if ignore_value { Vec::new() } else { value },
-                lease: 0,
+                lease: if ignore_lease { 0 } else { lease },
                 prev_kv,
                 ignore_value,
                 ignore_lease,
@@ -490,7 +521,7 @@ fn compare() -> impl Strategy<Value = Compare> {
         (0i64..8).prop_map(CompareTarget::CreateRevision),
         (0i64..8).prop_map(CompareTarget::ModRevision),
         value().prop_map(CompareTarget::Value),
-        Just(CompareTarget::Lease(0)),
+        (0i64..3).prop_map(CompareTarget::Lease),
     ];
     let result = prop::sample::select(vec![
         CompareResult::Equal,
@@ -557,6 +588,8 @@ fn write_op() -> impl Strategy<Value = WriteOp> {
         2 => delete().prop_map(WriteOp::Delete),
         3 => txn().prop_map(WriteOp::Txn),
         1 => rev_sel().prop_map(WriteOp::Compact),
+        1 => (1i64..3).prop_map(WriteOp::LeaseGrant),
+        1 => (1i64..3).prop_map(WriteOp::LeaseRevoke),
     ]
 }
 
@@ -580,8 +613,19 @@ fn run_write(batch: &mut super::WriteBatch<'_>, op: &WriteOp) -> R<Out> {
         WriteOp::Txn(t) => batch.txn(t).map(Out::Txn).map_err(s),
         WriteOp::Compact(sel) => {
             let rev = sel.resolve(batch.revision(), batch.compact_revision());
-            batch.compact(rev).map(|_| Out::Compact).map_err(s)
+            batch
+                .compact(rev)
+                .map(|h| Out::Header(h.revision))
+                .map_err(s)
         }
+        WriteOp::LeaseGrant(id) => batch
+            .lease_grant(*id, 5)
+            .map(|r| Out::Header(r.header.revision))
+            .map_err(s),
+        WriteOp::LeaseRevoke(id) => batch
+            .lease_revoke(*id)
+            .map(|h| Out::Header(h.revision))
+            .map_err(s),
     }
 }
 
@@ -627,6 +671,21 @@ fn check_sequence(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 prop_assert_eq!(mvcc.applied_index(), index);
             }
         }
+        let leases: Vec<(i64, i64)> = model.leases.iter().map(|(i, t)| (*i, *t)).collect();
+        prop_assert_eq!(mvcc.leases().unwrap(), leases);
+        for id in model.leases.keys() {
+            let attached: Vec<Vec<u8>> = model
+                .hist
+                .keys()
+                .filter(|k| {
+                    model
+                        .state_at(k, model.rev)
+                        .is_some_and(|kv| kv.lease == *id)
+                })
+                .cloned()
+                .collect();
+            prop_assert_eq!(mvcc.lease_keys(*id).unwrap(), attached);
+        }
         prop_assert_eq!(mvcc.current_revision(), model.rev);
         prop_assert_eq!(mvcc.compact_revision(), model.compact);
     }
@@ -653,7 +712,7 @@ fn run_batch(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, max_shrink_iters: 2000, ..ProptestConfig::default() })]
 
     #[test]
     fn sled_mvcc_agrees_with_the_model(ops in prop::collection::vec(op(), 1..60)) {

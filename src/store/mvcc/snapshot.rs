@@ -45,7 +45,8 @@ impl Mvcc {
         Ok(out)
     }
 
-    /// Replaces the whole state by `snapshot`; afterwards the applied index is `index`.
+    /// Replaces the whole state by `snapshot`; afterwards the applied index is `index`, and
+    /// the new state is durable.
     ///
     /// # Errors
     /// `Corrupt` (state untouched) or storage failures.
@@ -83,7 +84,10 @@ impl Mvcc {
         self.revision.store(revision, Ordering::Release);
         self.compact_revision.store(compact, Ordering::Release);
         self.applied_index.store(index, Ordering::Release);
-        Ok(())
+        drop(_view);
+        // Raft drops its log up to `index` once a snapshot is installed, so the restored
+        // state must not be lost to a crash: make it durable now.
+        self.sync()
     }
 
     /// Makes everything committed so far durable: sled's `flush` writes its log but does not

@@ -185,3 +185,38 @@ fn lease_revoke_deletes_attached_keys_in_one_revision() {
     assert!(m.leases().unwrap().is_empty());
     assert!(m.lease_keys(7).unwrap().is_empty());
 }
+
+#[test]
+fn readers_never_see_half_of_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = std::sync::Arc::new(Mvcc::open(dir.path(), 1 << 20).unwrap());
+    let writer = {
+        let m = m.clone();
+        std::thread::spawn(move || {
+            for i in 1..=300u32 {
+                let mut b = m.begin();
+                let v = i.to_be_bytes();
+                b.put(&put(b"x", &v)).unwrap();
+                b.put(&put(b"y", &v)).unwrap();
+                b.commit(u64::from(i)).unwrap();
+            }
+        })
+    };
+    let mut seen = 0;
+    while !writer.is_finished() || seen == 0 {
+        let r = m
+            .range(&RangeRequest {
+                key: b"x".to_vec(),
+                range_end: b"z".to_vec(),
+                ..RangeRequest::default()
+            })
+            .unwrap();
+        if r.kvs.len() == 2 {
+            assert_eq!(r.kvs[0].value, r.kvs[1].value, "a batch is visible whole");
+            assert_eq!(r.kvs[1].mod_revision, r.header.revision);
+            seen += 1;
+        }
+    }
+    writer.join().unwrap();
+    assert!(seen > 0);
+}

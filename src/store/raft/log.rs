@@ -25,6 +25,20 @@ impl Drain for TracingDrain {
     type Err = slog::Never;
 
     fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), slog::Never> {
+        // raft-rs logs a lot at debug; skip the formatting when nobody listens.
+        let enabled = match record.level() {
+            slog::Level::Critical | slog::Level::Error => {
+                tracing::enabled!(target: "raft", tracing::Level::ERROR)
+            }
+            slog::Level::Warning => tracing::enabled!(target: "raft", tracing::Level::WARN),
+            slog::Level::Info => tracing::enabled!(target: "raft", tracing::Level::DEBUG),
+            slog::Level::Debug | slog::Level::Trace => {
+                tracing::enabled!(target: "raft", tracing::Level::TRACE)
+            }
+        };
+        if !enabled {
+            return Ok(());
+        }
         let mut kv = KvString(String::new());
         let _ = record.kv().serialize(record, &mut kv);
         let _ = values.serialize(record, &mut kv);

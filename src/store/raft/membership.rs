@@ -103,6 +103,9 @@ pub struct MemberFile {
     pub cluster_init: bool,
     /// Members as the join reply listed them (used until a snapshot arrives).
     pub initial_members: Vec<MemberMeta>,
+    /// Set when this member applied its own removal; it then refuses to start.
+    #[serde(default)]
+    pub removed: bool,
 }
 
 impl MemberFile {
@@ -203,6 +206,7 @@ mod tests {
             name: "n".into(),
             cluster_init: true,
             initial_members: vec![],
+            removed: false,
         };
         f.save(dir.path()).unwrap();
         assert_eq!(MemberFile::load(dir.path()).unwrap().unwrap().id, 9);

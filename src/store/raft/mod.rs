@@ -7,8 +7,26 @@
 //!
 //! ```text
 //! start(RaftConfig, Box<dyn StateMachine>) -> RaftNode        // replays the WAL, joins or resumes
-//! RaftNode: Replicator + Clone; node.shutdown().await; node.id(); node.error()
+//! RaftNode: Replicator + Clone; node.shutdown().await; node.id(); node.error(); node.is_stopped()
 //! ```
+//!
+//! Guarantees the store can rely on:
+//! - `propose` → `Ok` means the entry reached raft (a follower forwards it to the leader
+//!   inside raft); the outcome is the local `StateMachine::apply` of that entry. An entry is
+//!   applied on every member or on none (one accepted by a cut-off leader is dropped), so a
+//!   waiting proposer must time out.
+//! - Entries reach `apply` only after they and the commit index are fdatasynced here.
+//!   After a crash, every committed entry above the state machine's `applied_index()` is
+//!   applied again; if the state machine is behind the last snapshot it is `restore`d first.
+//! - `read_index` returns an index that is safe to read at once it is applied locally;
+//!   it retries internally and fails with `NoLeader`/`Timeout` after `request_timeout`.
+//! - `members()` lists the voters and learners of the applied configuration (sorted by id)
+//!   with name, peer and client URLs replicated in the conf-change context, so every member
+//!   returns the same list. Membership changes made on a follower are handed to the leader;
+//!   a change requested while another is pending fails with `InvalidRequest("… in progress
+//!   …")` (retry after it is applied).
+//! - A member that applies its own removal, or hits a disk error (ENOSPC…), stops: every
+//!   call then fails with `Stopped` and [`RaftNode::error`] says why.
 
 // rust-protobuf messages carry hidden fields (unknown_fields, cached_size), so the idiom is
 // `let mut m = M::default(); m.field = ...` (raft-rs allows the same lint for this reason).
@@ -44,7 +62,9 @@ use node::{Input, MemberOp, Node, Shared};
 use storage::WalStorage;
 pub use testing::NetFaults;
 pub use transport::{Acceptor, Connector, PlainAcceptor, TcpConnector};
-use transport::{JoinHandler, JoinReply, JoinRequest, Transport};
+use transport::{
+    JoinReply, JoinRequest, MemberReply, MemberRequest, PeerService, Transport, WireError,
+};
 
 /// How a member with an empty data directory enters a group. Ignored once `member.json`
 /// exists: a restarted member always resumes its membership.
@@ -70,7 +90,7 @@ pub struct RaftConfig {
     /// Client URLs published in the member list.
     pub client_urls: Vec<String>,
     pub bootstrap: Bootstrap,
-    /// Shared secret a joining server must present.
+    /// Shared secret a joining server must present (joins are refused while it is empty).
     pub token: String,
     /// One raft tick (100 ms by default).
     pub tick_interval: Duration,
@@ -86,12 +106,16 @@ pub struct RaftConfig {
     pub segment_size: u64,
     /// Largest peer frame accepted, snapshots included (256 MiB).
     pub max_message_size: u32,
+    /// Largest proposal accepted (16 MiB); bigger ones could never be replicated.
+    pub max_proposal_size: usize,
     /// Dials peers (plain TCP by default).
     pub connector: Arc<dyn Connector>,
     /// Wraps accepted peer connections (identity by default).
     pub acceptor: Arc<dyn Acceptor>,
     /// Test-only network fault switchboard.
     pub faults: Option<Arc<NetFaults>>,
+    /// Test-only disk fault hook: wraps every WAL segment file opened for writing.
+    pub wal_file_wrapper: Option<wal::FileWrapper>,
 }
 
 impl std::fmt::Debug for RaftConfig {
@@ -131,9 +155,11 @@ impl RaftConfig {
             compact_every: 10_000,
             segment_size: 64 << 20,
             max_message_size: 256 << 20,
+            max_proposal_size: 16 << 20,
             connector: Arc::new(TcpConnector),
             acceptor: Arc::new(PlainAcceptor),
             faults: None,
+            wal_file_wrapper: None,
         }
     }
 }
@@ -143,9 +169,14 @@ struct Inner {
     shared: Arc<Shared>,
     cancel: CancellationToken,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The peer listener task; awaited on shutdown so the port is free afterwards.
+    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
     request_timeout: Duration,
     election_timeout: Duration,
     tick: Duration,
+    max_proposal_size: usize,
+    token: String,
+    connector: Arc<dyn Connector>,
 }
 
 /// A running raft member. Cheap to clone.
@@ -171,7 +202,7 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
     let listener = TcpListener::bind(&config.listen_addr)
         .await
         .map_err(|e| io_err(std::path::Path::new(&config.listen_addr), e))?;
-    let mut storage = WalStorage::open(&dir, config.segment_size, None)?;
+    let mut storage = WalStorage::open(&dir, config.segment_size, config.wal_file_wrapper.clone())?;
     let has_log = storage.snapshot_metadata().index > 0 || storage.last() > 0;
     let me = |id| MemberMeta {
         id,
@@ -180,6 +211,13 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
         client_urls: config.client_urls.clone(),
     };
     let file = match MemberFile::load(&dir)? {
+        Some(f) if f.removed => {
+            return Err(StoreError::Raft(format!(
+                "member {:x} was removed from the group; delete {} to join again",
+                f.id,
+                dir.display()
+            )));
+        }
         Some(f) => {
             tracing::info!(
                 id = format_args!("{:x}", f.id),
@@ -203,6 +241,7 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
                         name: config.name.clone(),
                         cluster_init: true,
                         initial_members: vec![me(id)],
+                        removed: false,
                     }
                 }
                 Bootstrap::Join { peer_addr, token } => {
@@ -214,6 +253,7 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
                         name: config.name.clone(),
                         cluster_init: false,
                         initial_members: members,
+                        removed: false,
                     }
                 }
             };
@@ -245,6 +285,15 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
         Members::from_list(file.initial_members.clone())
     };
     let last = storage.last();
+    let commit = storage.hard_state().commit;
+    if commit > last || commit < snap_meta.index {
+        // raft-rs would panic on this; refuse with a message instead.
+        return Err(StoreError::Corrupt(format!(
+            "raft log in {} is inconsistent: commit index {commit} outside [{}, {last}]",
+            dir.display(),
+            snap_meta.index
+        )));
+    }
     if sm.applied_index() > last {
         return Err(StoreError::Corrupt(format!(
             "state machine applied index {} is beyond the raft log (last index {last})",
@@ -265,12 +314,8 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
         .validate()
         .map_err(|e| StoreError::Raft(format!("config: {e}")))?;
     let conf_state = snap_meta.get_conf_state().clone();
-    let mut raw = RawNode::new(&raft_cfg, storage, &log::logger(&config.name))
+    let raw = RawNode::new(&raft_cfg, storage, &log::logger(&config.name))
         .map_err(|e| StoreError::Raft(e.to_string()))?;
-    if conf_state.voters == [file.id] && last == snap_meta.index {
-        // A fresh single-member group: no need to wait an election timeout.
-        let _ = raw.campaign();
-    }
     let (tx, rx) = std::sync::mpsc::sync_channel(8192);
     let cancel = CancellationToken::new();
     let mut transport = Transport::new(
@@ -280,6 +325,7 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
         config.connector.clone(),
         config.faults.clone(),
         cancel.clone(),
+        config.max_message_size,
     );
     transport.set_peers(&members);
     let shared = Arc::new(Shared::default());
@@ -296,8 +342,11 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
         compact_every: config.compact_every.max(1),
         request_timeout: config.request_timeout,
         pending_reads: Default::default(),
+        new_reads: Vec::new(),
         pending_cc: Default::default(),
         removed: false,
+        removed_peers: Default::default(),
+        data_dir: dir.clone(),
     };
     node.publish();
     let thread = std::thread::Builder::new()
@@ -310,20 +359,31 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
             shared,
             cancel: cancel.clone(),
             thread: Mutex::new(Some(thread)),
+            server: Mutex::new(None),
             request_timeout: config.request_timeout,
             election_timeout: config.tick_interval * config.election_tick as u32,
             tick: config.tick_interval,
+            max_proposal_size: config
+                .max_proposal_size
+                .min(config.max_message_size as usize / 2),
+            token: config.token.clone(),
+            connector: config.connector.clone(),
         }),
     };
-    tokio::spawn(transport::serve(
+    let server = tokio::spawn(transport::serve(
         listener,
         config.acceptor.clone(),
         tx,
-        join_handler(handle.clone(), config.token.clone()),
+        Arc::new(Service {
+            node: Arc::downgrade(&handle.inner),
+        }),
         config.faults.clone(),
         config.max_message_size,
         cancel,
     ));
+    if let Ok(mut slot) = handle.inner.server.lock() {
+        *slot = Some(server);
+    }
     Ok(handle)
 }
 
@@ -337,6 +397,7 @@ async fn join_with_retry(
         name: config.name.clone(),
         peer_urls: vec![config.advertise_peer_url.clone()],
         client_urls: config.client_urls.clone(),
+        forwarded: false,
     };
     let addr = url_to_addr(peer_addr);
     let deadline = Instant::now() + config.request_timeout * 3;
@@ -352,42 +413,61 @@ async fn join_with_retry(
     }
 }
 
-fn join_handler(node: RaftNode, token: String) -> JoinHandler {
-    Arc::new(move |req: JoinRequest| {
-        let node = node.clone();
-        let token = token.clone();
+/// Answers join and membership requests from peers.
+struct Service {
+    node: std::sync::Weak<Inner>,
+}
+
+impl Service {
+    fn node(&self) -> Option<RaftNode> {
+        self.node.upgrade().map(|inner| RaftNode { inner })
+    }
+}
+
+impl PeerService for Service {
+    fn join(&self, req: JoinRequest) -> BoxFuture<'static, JoinReply> {
+        let node = self.node();
         Box::pin(async move {
-            if req.token != token {
-                return JoinReply::Err("join refused: bad token".into());
-            }
-            // Added as a voter directly: the joining server is up and reachable (it is
-            // asking), it is brought up by one snapshot, and etcd does the same; the
-            // learner-then-promote dance would need progress tracking for little gain here.
-            let op = MemberOp::Add {
-                name: req.name,
-                peer_urls: req.peer_urls,
-                client_urls: req.client_urls,
-                learner: false,
+            let Some(node) = node else {
+                return JoinReply::Err("member is shutting down".into());
             };
-            match node.member_op(op).await {
-                Ok(m) => JoinReply::Ok {
-                    id: m.id,
-                    cluster_id: node.status().cluster_id,
-                    members: node
-                        .inner
-                        .shared
-                        .metas
-                        .read()
-                        .map(|v| v.clone())
-                        .unwrap_or_default(),
+            node.handle_join(req).await
+        })
+    }
+
+    fn member(&self, req: MemberRequest) -> BoxFuture<'static, MemberReply> {
+        let node = self.node();
+        Box::pin(async move {
+            let Some(node) = node else {
+                return MemberReply::Err(WireError::Other("member is shutting down".into()));
+            };
+            if req.token != node.inner.token {
+                return MemberReply::Err(WireError::Invalid("bad token".into()));
+            }
+            // Never forwarded again: a leader change in between surfaces as an error.
+            match node.member_op_local(req.op).await {
+                Ok(m) => MemberReply::Ok {
+                    is_learner: m.is_learner,
+                    member: MemberMeta {
+                        id: m.id,
+                        name: m.name,
+                        peer_urls: m.peer_urls,
+                        client_urls: m.client_urls,
+                    },
                 },
-                Err(e @ (StoreError::NoLeader | StoreError::InvalidRequest(_))) => {
-                    JoinReply::Err(format!("{e} (retry)"))
-                }
-                Err(e) => JoinReply::Err(e.to_string()),
+                Err(e) => MemberReply::Err(e.into()),
             }
         })
-    })
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is gone: stop the loop (it exits within a tick) and the transport.
+        self.shared.stop_requested.store(true, Ordering::SeqCst);
+        let _ = self.tx.try_send(Input::Shutdown);
+        self.cancel.cancel();
+    }
 }
 
 impl RaftNode {
@@ -406,7 +486,8 @@ impl RaftNode {
         self.inner.shared.stopped.load(Ordering::SeqCst)
     }
 
-    /// Stop the loop and the transport; waits for the loop thread (the WAL is closed after).
+    /// Stop the loop and the transport; waits for the loop thread (the WAL and the state
+    /// machine are closed after) and for the peer listener to close (its port is free).
     pub async fn shutdown(&self) {
         self.inner
             .shared
@@ -417,6 +498,10 @@ impl RaftNode {
         let thread = self.inner.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(t) = thread {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        let server = self.inner.server.lock().ok().and_then(|mut s| s.take());
+        if let Some(s) = server {
+            let _ = s.await;
         }
     }
 
@@ -439,7 +524,93 @@ impl RaftNode {
         }
     }
 
+    fn peer_addr(&self, id: u64) -> Option<String> {
+        let metas = self.inner.shared.metas.read().ok()?;
+        let m = metas.iter().find(|m| m.id == id)?;
+        m.peer_urls.first().map(|u| url_to_addr(u))
+    }
+
+    async fn handle_join(&self, req: JoinRequest) -> JoinReply {
+        if self.inner.token.is_empty() {
+            return JoinReply::Err("join refused: this member has no join token configured".into());
+        }
+        if req.token != self.inner.token {
+            return JoinReply::Err("join refused: bad token".into());
+        }
+        let status = self.status();
+        if status.leader_id != 0 && status.leader_id != status.id && !req.forwarded {
+            // Hand the request to the leader: its member list is the newest, and only it
+            // can tell "a change is already in progress".
+            if let Some(addr) = self.peer_addr(status.leader_id) {
+                let mut fwd = req.clone();
+                fwd.forwarded = true;
+                let timeout = self.inner.request_timeout * 2;
+                return match transport::join(&*self.inner.connector, &addr, &fwd, timeout).await {
+                    Ok((id, cluster_id, members)) => JoinReply::Ok {
+                        id,
+                        cluster_id,
+                        members,
+                    },
+                    Err(StoreError::Raft(m)) => JoinReply::Err(m),
+                    Err(e) => JoinReply::Err(e.to_string()),
+                };
+            }
+        }
+        // Added as a voter directly: the joining server is up and reachable (it is asking),
+        // it is brought up by one snapshot, and etcd does the same; learner-then-promote
+        // would need progress tracking and a second conf change for little gain here.
+        let op = MemberOp::Add {
+            name: req.name,
+            peer_urls: req.peer_urls,
+            client_urls: req.client_urls,
+            learner: false,
+        };
+        match self.member_op_local(op).await {
+            Ok(m) => JoinReply::Ok {
+                id: m.id,
+                cluster_id: self.status().cluster_id,
+                members: self
+                    .inner
+                    .shared
+                    .metas
+                    .read()
+                    .map(|v| v.clone())
+                    .unwrap_or_default(),
+            },
+            Err(e @ StoreError::NoLeader) => JoinReply::Err(format!("{e} (retry)")),
+            Err(StoreError::InvalidRequest(m)) if m.contains("in progress") => {
+                JoinReply::Err(format!("{m} (retry)"))
+            }
+            Err(e) => JoinReply::Err(e.to_string()),
+        }
+    }
+
+    /// A membership change: handed to the leader when we follow, proposed here otherwise.
     async fn member_op(&self, op: MemberOp) -> Result<Member> {
+        let status = self.status();
+        if status.leader_id != 0
+            && status.leader_id != status.id
+            && let Some(addr) = self.peer_addr(status.leader_id)
+        {
+            let req = MemberRequest {
+                token: self.inner.token.clone(),
+                op,
+            };
+            let timeout = self.inner.request_timeout + self.inner.tick * 4;
+            let (m, is_learner) =
+                transport::member_request(&*self.inner.connector, &addr, &req, timeout).await?;
+            return Ok(Member {
+                id: m.id,
+                name: m.name,
+                peer_urls: m.peer_urls,
+                client_urls: m.client_urls,
+                is_learner,
+            });
+        }
+        self.member_op_local(op).await
+    }
+
+    async fn member_op_local(&self, op: MemberOp) -> Result<Member> {
         let (reply, rx) = oneshot::channel();
         self.submit(Input::ConfChange { op, reply })?;
         // The loop answers Timeout itself after request_timeout; leave it a margin.
@@ -459,8 +630,7 @@ impl RaftNode {
                 });
             }
             let (reply, rx) = oneshot::channel();
-            let ctx = uuid::Uuid::new_v4().as_bytes().to_vec();
-            self.submit(Input::ReadIndex { ctx, reply })?;
+            self.submit(Input::ReadIndex { reply })?;
             let attempt = self.inner.election_timeout.min(deadline - now);
             match tokio::time::timeout(attempt, rx).await {
                 Ok(Ok(Ok(index))) => return Ok(index),
@@ -480,6 +650,13 @@ impl Replicator for RaftNode {
     fn propose(&self, data: Vec<u8>) -> BoxFuture<'static, Result<()>> {
         let this = self.clone();
         Box::pin(async move {
+            if data.len() > this.inner.max_proposal_size {
+                return Err(StoreError::InvalidRequest(format!(
+                    "proposal of {} bytes exceeds the limit of {}",
+                    data.len(),
+                    this.inner.max_proposal_size
+                )));
+            }
             let (reply, rx) = oneshot::channel();
             this.submit(Input::Propose { data, reply })?;
             this.wait(rx, this.inner.request_timeout).await
@@ -546,15 +723,24 @@ impl Replicator for RaftNode {
     fn transfer_leader(&self, id: u64) -> BoxFuture<'static, Result<()>> {
         let this = self.clone();
         Box::pin(async move {
-            let is_voter = this
+            let member = this
                 .inner
                 .shared
                 .members
                 .read()
-                .map(|m| m.iter().any(|m| m.id == id && !m.is_learner))
-                .unwrap_or(false);
-            if !is_voter {
-                return Err(StoreError::MemberNotFound { id });
+                .ok()
+                .and_then(|m| m.iter().find(|m| m.id == id).cloned());
+            match member {
+                None => return Err(StoreError::MemberNotFound { id }),
+                Some(m) if m.is_learner => {
+                    return Err(StoreError::InvalidRequest(format!(
+                        "member {id:x} is a learner and cannot lead"
+                    )));
+                }
+                Some(_) => {}
+            }
+            if this.status().leader_id == id {
+                return Ok(());
             }
             let deadline = Instant::now() + this.inner.request_timeout;
             let mut resend = Instant::now();

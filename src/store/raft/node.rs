@@ -33,13 +33,13 @@ use crate::store::error::{Result, StoreError};
 use crate::store::state_machine::{CommittedEntry, RaftStatus, StateMachine};
 use crate::store::types::Member;
 
-use super::membership::{ConfChangeContext, MemberMeta, Members, new_member_id};
+use super::membership::{ConfChangeContext, MemberFile, MemberMeta, Members, new_member_id};
 use super::snapshot;
 use super::storage::WalStorage;
 use super::transport::Transport;
 
 /// A membership change request.
-#[derive(Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum MemberOp {
     Add {
         name: String,
@@ -59,7 +59,6 @@ pub enum Input {
     },
     Step(Box<Message>),
     ReadIndex {
-        ctx: Vec<u8>,
         reply: oneshot::Sender<Result<u64>>,
     },
     ConfChange {
@@ -69,8 +68,13 @@ pub enum Input {
     TransferLeader(u64),
     Unreachable(u64),
     SnapshotStatus(u64, bool),
+    /// A member told us that we were removed from the group.
+    Removed(u64),
     Shutdown,
 }
+
+/// Where a ReadIndex answer goes.
+pub type ReadReply = oneshot::Sender<Result<u64>>;
 
 /// State the loop publishes for cheap reads from other threads.
 #[derive(Default)]
@@ -96,21 +100,45 @@ pub struct Node {
     pub tick: Duration,
     pub compact_every: u64,
     pub request_timeout: Duration,
-    pub pending_reads: HashMap<Vec<u8>, (oneshot::Sender<Result<u64>>, Instant)>,
+    /// ReadIndex requests in flight, by raft request context; one context serves every
+    /// request that arrived in the same loop pass (one heartbeat round for all of them).
+    pub pending_reads: HashMap<Vec<u8>, (Vec<ReadReply>, Instant)>,
+    /// ReadIndex requests received in this loop pass, not yet handed to raft.
+    pub new_reads: Vec<ReadReply>,
     pub pending_cc: HashMap<u64, (oneshot::Sender<Result<Member>>, Instant)>,
     pub removed: bool,
+    /// Members whose removal we applied: address and when we last told them.
+    pub removed_peers: HashMap<u64, (String, Option<Instant>)>,
+    /// Where `member.json` lives (marked on removal).
+    pub data_dir: std::path::PathBuf,
 }
 
 impl Node {
     /// Run until shutdown, removal or a fatal storage error.
     pub fn run(mut self) {
+        // Re-apply what the log holds above the snapshot (conf changes included) first; a
+        // member that is then the only voter need not wait an election timeout.
+        let replay = self.on_ready();
+        if replay.is_ok()
+            && self.conf_state.voters == [self.raw.raft.id]
+            && self.raw.raft.state != StateRole::Leader
+        {
+            let _ = self.raw.campaign();
+        }
         self.publish();
         let mut next_tick = Instant::now() + self.tick;
         let outcome = loop {
+            if let Err(e) = &replay {
+                break Err(StoreError::Raft(format!("replaying the log: {e}")));
+            }
             if self.shared.stop_requested.load(Ordering::Relaxed) {
                 break Ok(());
             }
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            let wait = if self.raw.has_ready() {
+                Duration::ZERO
+            } else {
+                next_tick.saturating_duration_since(Instant::now())
+            };
             let mut stop = false;
             match self.rx.recv_timeout(wait) {
                 Ok(input) => stop = !self.handle(input),
@@ -130,6 +158,12 @@ impl Node {
             if stop {
                 break Ok(());
             }
+            if !self.new_reads.is_empty() {
+                let ctx = uuid::Uuid::new_v4().as_bytes().to_vec();
+                self.raw.read_index(ctx.clone());
+                let batch = std::mem::take(&mut self.new_reads);
+                self.pending_reads.insert(ctx, (batch, Instant::now()));
+            }
             if Instant::now() >= next_tick {
                 self.raw.tick();
                 next_tick = Instant::now() + self.tick;
@@ -145,6 +179,9 @@ impl Node {
                 ));
             }
         };
+        if self.removed {
+            self.mark_removed();
+        }
         if let Err(e) = &outcome {
             tracing::error!(error = %e, "raft: member stopped");
             if let Ok(mut slot) = self.shared.error.lock() {
@@ -152,12 +189,45 @@ impl Node {
             }
         }
         self.shared.stopped.store(true, Ordering::SeqCst);
-        for (_, (reply, _)) in self.pending_reads.drain() {
+        self.transport.shutdown();
+        for reply in self
+            .pending_reads
+            .drain()
+            .flat_map(|(_, (r, _))| r)
+            .chain(self.new_reads.drain(..))
+        {
             let _ = reply.send(Err(StoreError::Stopped));
         }
         for (_, (reply, _)) in self.pending_cc.drain() {
             let _ = reply.send(Err(StoreError::Stopped));
         }
+    }
+
+    /// Record the removal so a restart refuses instead of haunting the group.
+    fn mark_removed(&self) {
+        let res = MemberFile::load(&self.data_dir).and_then(|f| match f {
+            Some(mut f) => {
+                f.removed = true;
+                f.save(&self.data_dir)
+            }
+            None => Ok(()),
+        });
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "raft: cannot record this member's removal");
+        }
+    }
+
+    /// A removed member that still sends us messages never learnt of its removal (the
+    /// leader stopped replicating to it): tell it, at most once a second.
+    fn tell_if_removed(&mut self, from: u64) {
+        let Some((addr, last)) = self.removed_peers.get_mut(&from) else {
+            return;
+        };
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        *last = Some(Instant::now());
+        self.transport.notify_removed(from, addr.clone());
     }
 
     fn leader_id(&self) -> u64 {
@@ -176,16 +246,16 @@ impl Node {
                 let _ = reply.send(res);
             }
             Input::Step(msg) => {
+                self.tell_if_removed(msg.from);
                 if let Err(e) = self.raw.step(*msg) {
                     tracing::debug!(error = %e, "raft: ignored peer message");
                 }
             }
-            Input::ReadIndex { ctx, reply } => {
+            Input::ReadIndex { reply } => {
                 if self.leader_id() == 0 {
                     let _ = reply.send(Err(StoreError::NoLeader));
                 } else {
-                    self.raw.read_index(ctx.clone());
-                    self.pending_reads.insert(ctx, (reply, Instant::now()));
+                    self.new_reads.push(reply);
                 }
             }
             Input::ConfChange { op, reply } => {
@@ -203,6 +273,12 @@ impl Node {
                     SnapshotStatus::Failure
                 },
             ),
+            Input::Removed(id) => {
+                if id == self.raw.raft.id {
+                    tracing::warn!("raft: a member says this member was removed from the group");
+                    self.removed = true;
+                }
+            }
             Input::Shutdown => return false,
         }
         true
@@ -240,15 +316,18 @@ impl Node {
                 client_urls,
                 learner,
             } => {
-                if self
+                if let Some(m) = self
                     .members
                     .by_id
                     .values()
-                    .any(|m| m.name == name && (is_voter(m.id) || is_learner(m.id)))
+                    .find(|m| m.name == name && (is_voter(m.id) || is_learner(m.id)))
                 {
                     return refuse(
                         reply,
-                        StoreError::InvalidRequest(format!("a member named {name:?} exists")),
+                        StoreError::InvalidRequest(format!(
+                            "a member named {name:?} already exists (id {:x}); remove it first",
+                            m.id
+                        )),
                     );
                 }
                 let id = new_member_id(&self.members);
@@ -316,6 +395,19 @@ impl Node {
         // Dropping a read's sender makes the caller retry with a fresh request.
         self.pending_reads
             .retain(|_, (_, at)| now.duration_since(*at) < limit);
+        // raft-rs silently drops a ReadIndex that reached a leader before it committed an
+        // entry in its term (or no leader at all): re-issue unanswered ones every few ticks.
+        if self.leader_id() != 0 {
+            let stale: Vec<Vec<u8>> = self
+                .pending_reads
+                .iter()
+                .filter(|(_, (_, at))| now.duration_since(*at) >= self.tick * 3)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for ctx in stale {
+                self.raw.read_index(ctx);
+            }
+        }
         let expired: Vec<u64> = self
             .pending_cc
             .iter()
@@ -356,8 +448,10 @@ impl Node {
         let committed = rd.take_committed_entries();
         self.apply_entries(committed)?;
         for rs in rd.take_read_states() {
-            if let Some((reply, _)) = self.pending_reads.remove(&rs.request_ctx) {
-                let _ = reply.send(Ok(rs.index));
+            if let Some((replies, _)) = self.pending_reads.remove(&rs.request_ctx) {
+                for reply in replies {
+                    let _ = reply.send(Ok(rs.index));
+                }
             }
         }
         self.send(rd.take_persisted_messages());
@@ -447,6 +541,7 @@ impl Node {
                 for ch in cc.get_changes() {
                     match ch.get_change_type() {
                         ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                            self.removed_peers.remove(&ch.node_id);
                             if let Some(c) = &ctx {
                                 let mut m = c.member.clone();
                                 m.id = ch.node_id;
@@ -454,6 +549,9 @@ impl Node {
                             }
                         }
                         ConfChangeType::RemoveNode => {
+                            if let Some(addr) = self.members.peer_addr(ch.node_id) {
+                                self.removed_peers.insert(ch.node_id, (addr, None));
+                            }
                             self.members.by_id.remove(&ch.node_id);
                             if ch.node_id == self.raw.raft.id {
                                 self.removed = true;
@@ -463,6 +561,8 @@ impl Node {
                     changed = Some(ch.node_id);
                 }
                 self.transport.set_peers(&self.members);
+                // Publish before answering: a join reply lists the members as of this change.
+                self.publish();
                 tracing::info!(index = e.index, voters = ?self.conf_state.voters, learners = ?self.conf_state.learners, "raft: membership changed");
                 if let Some((reply, _)) = waiter {
                     let id = changed.unwrap_or_default();

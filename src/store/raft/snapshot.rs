@@ -63,8 +63,9 @@ pub fn path(dir: &Path, index: u64) -> PathBuf {
     dir.join(format!("{index:016x}.snap"))
 }
 
-/// Durably write the snapshot for `index` (temp file, fsync, rename, fsync dir), then delete
-/// older snapshot files.
+/// Durably write the snapshot for `index` (temp file, fsync, rename, fsync dir). Older files
+/// stay until [`remove_older`]: the WAL still points at the previous one until its own
+/// record for `index` is committed.
 ///
 /// # Errors
 /// On I/O errors.
@@ -84,21 +85,27 @@ pub fn write(dir: &Path, index: u64, data: &[u8]) -> Result<()> {
     fs::rename(&tmp, &dst).map_err(|e| io_err(&dst, e))?;
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| io_err(dir, e))?;
-    for ent in fs::read_dir(dir).map_err(|e| io_err(dir, e))?.flatten() {
+        .map_err(|e| io_err(dir, e))
+}
+
+/// Delete snapshot files older than `index` (and stray temp files). Failures only warn.
+pub fn remove_older(dir: &Path, index: u64) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for ent in entries.flatten() {
         let name = ent.file_name();
         let Some(name) = name.to_str() else { continue };
         let old = name
             .strip_suffix(".snap")
             .and_then(|h| u64::from_str_radix(h, 16).ok())
             .is_some_and(|i| i < index);
-        if old || (name.ends_with(".snap.tmp") && ent.path() != tmp) {
-            if let Err(e) = fs::remove_file(ent.path()) {
-                tracing::warn!(path = %ent.path().display(), error = %e, "raft: cannot remove old snapshot");
-            }
+        if (old || name.ends_with(".snap.tmp"))
+            && let Err(e) = fs::remove_file(ent.path())
+        {
+            tracing::warn!(path = %ent.path().display(), error = %e, "raft: cannot remove old snapshot");
         }
     }
-    Ok(())
 }
 
 /// Read the snapshot file for `index`.
@@ -138,6 +145,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), 5, b"five").unwrap();
         write(dir.path(), 9, b"nine").unwrap();
+        assert_eq!(
+            read(dir.path(), 5).unwrap(),
+            b"five",
+            "kept until the wal moved on"
+        );
+        remove_older(dir.path(), 9);
         assert_eq!(read(dir.path(), 9).unwrap(), b"nine");
         assert!(read(dir.path(), 5).is_err());
     }

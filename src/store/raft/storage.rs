@@ -140,6 +140,7 @@ impl WalStorage {
         self.hard_state = hs;
         self.entries.clear();
         self.snapshot = meta;
+        snapshot::remove_older(&self.snap_dir, self.snapshot.index);
         self.wal.purge_below(self.snapshot.index)?;
         Ok(())
     }
@@ -168,6 +169,7 @@ impl WalStorage {
         let drop = (index - self.snapshot.index) as usize;
         self.entries.drain(..drop.min(self.entries.len()));
         self.snapshot = meta;
+        snapshot::remove_older(&self.snap_dir, index);
         let removed = self.wal.purge_below(index)?;
         tracing::debug!(index, removed_segments = removed, "raft: log compacted");
         Ok(())
@@ -307,7 +309,16 @@ mod tests {
         assert_eq!(s.first_index().unwrap(), 4);
         assert_eq!(s.last_index().unwrap(), 5);
         assert_eq!(s.initial_state().unwrap().conf_state.voters, vec![1]);
-        let snap = s.snapshot(0, 2).unwrap();
+        // Member 2 is not in the snapshot's configuration: raft-rs would refuse it, so the
+        // storage asks the loop for a fresh one instead.
+        assert!(matches!(
+            s.snapshot(0, 2),
+            Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable
+            ))
+        ));
+        assert!(s.take_snapshot_wanted());
+        let snap = s.snapshot(0, 1).unwrap();
         assert_eq!(&snap.data[..], b"snap");
         assert_eq!(snap.get_metadata().index, 3);
     }

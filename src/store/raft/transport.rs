@@ -6,7 +6,11 @@
 //! feed the raft loop's input channel; it never touches the `RawNode`.
 //!
 //! Wire format: frames `[len: u32 BE][kind: u8][payload]` where `len` counts kind+payload.
-//! Kind 1 = a protobuf `eraftpb::Message`, 2 = join request (JSON), 3 = join reply (JSON).
+//! Kind 1 = a protobuf `eraftpb::Message`, 2/3 = join request/reply (JSON), 4/5 = membership
+//! change request/reply (JSON; a follower hands member add/remove/promote to the leader, the
+//! only member that can tell "a change is already in progress"), 6 = "you were removed" (the
+//! member id, u64 BE), sent to a removed member that still talks to us: the leader stops
+//! replicating to it, so it may never apply its own removal.
 //! Proposals and ReadIndex need no frames of their own: raft-rs forwards `MsgPropose` and
 //! `MsgReadIndex` from followers to the leader inside kind-1 frames.
 //!
@@ -33,12 +37,15 @@ use crate::store::error::{Result, StoreError};
 use crate::store::state_machine::BoxFuture;
 
 use super::membership::{MemberMeta, Members};
-use super::node::Input;
+use super::node::{Input, MemberOp};
 use super::testing::NetFaults;
 
 const KIND_RAFT: u8 = 1;
 const KIND_JOIN: u8 = 2;
 const KIND_JOIN_REPLY: u8 = 3;
+const KIND_MEMBER: u8 = 4;
+const KIND_MEMBER_REPLY: u8 = 5;
+const KIND_REMOVED: u8 = 6;
 /// Messages queued per peer before we start dropping.
 const PEER_QUEUE: usize = 4096;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -95,6 +102,9 @@ pub struct JoinRequest {
     pub name: String,
     pub peer_urls: Vec<String>,
     pub client_urls: Vec<String>,
+    /// Set when a follower passed the request on to the leader (forwarded at most once).
+    #[serde(default)]
+    pub forwarded: bool,
 }
 
 /// The answer to a [`JoinRequest`].
@@ -108,8 +118,64 @@ pub enum JoinReply {
     Err(String),
 }
 
-/// Handles join requests on the serving side.
-pub type JoinHandler = Arc<dyn Fn(JoinRequest) -> BoxFuture<'static, JoinReply> + Send + Sync>;
+/// A membership change handed to the leader.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MemberRequest {
+    pub token: String,
+    pub op: MemberOp,
+}
+
+/// Errors a [`MemberRequest`] can come back with (the store errors that matter here).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum WireError {
+    NoLeader,
+    NotFound(u64),
+    Invalid(String),
+    Timeout,
+    Other(String),
+}
+
+impl From<StoreError> for WireError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NoLeader => WireError::NoLeader,
+            StoreError::MemberNotFound { id } => WireError::NotFound(id),
+            StoreError::InvalidRequest(m) => WireError::Invalid(m),
+            StoreError::Timeout => WireError::Timeout,
+            other => WireError::Other(other.to_string()),
+        }
+    }
+}
+
+impl From<WireError> for StoreError {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::NoLeader => StoreError::NoLeader,
+            WireError::NotFound(id) => StoreError::MemberNotFound { id },
+            WireError::Invalid(m) => StoreError::InvalidRequest(m),
+            WireError::Timeout => StoreError::Timeout,
+            WireError::Other(m) => StoreError::Raft(m),
+        }
+    }
+}
+
+/// The answer to a [`MemberRequest`]: the member as the leader applied it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum MemberReply {
+    Ok {
+        member: MemberMeta,
+        is_learner: bool,
+    },
+    Err(WireError),
+}
+
+/// What the serving side answers besides raft messages.
+pub trait PeerService: Send + Sync + 'static {
+    /// A new server asks to be added.
+    fn join(&self, req: JoinRequest) -> BoxFuture<'static, JoinReply>;
+    /// A follower hands a membership change to us (the leader).
+    fn member(&self, req: MemberRequest) -> BoxFuture<'static, MemberReply>;
+}
 
 async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, kind: u8, payload: &[u8]) -> io::Result<()> {
     let len = u32::try_from(payload.len() + 1)
@@ -140,8 +206,15 @@ async fn read_frame<R: AsyncRead + Unpin>(
             format!("bad frame length {len}"),
         ));
     }
-    let mut buf = vec![0u8; len as usize];
-    r.read_exact(&mut buf).await?;
+    // Grow the buffer as bytes arrive: a bogus length must not make us allocate it up front.
+    let mut buf = Vec::with_capacity((len as usize).min(64 << 10));
+    (&mut *r).take(u64::from(len)).read_to_end(&mut buf).await?;
+    if buf.len() != len as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "peer closed mid-frame",
+        ));
+    }
     let kind = buf[0];
     buf.remove(0);
     Ok(Some((kind, buf)))
@@ -162,6 +235,7 @@ pub struct Transport {
     connector: Arc<dyn Connector>,
     faults: Option<Arc<NetFaults>>,
     cancel: CancellationToken,
+    max_frame: u32,
 }
 
 impl Transport {
@@ -173,6 +247,7 @@ impl Transport {
         connector: Arc<dyn Connector>,
         faults: Option<Arc<NetFaults>>,
         cancel: CancellationToken,
+        max_frame: u32,
     ) -> Self {
         Transport {
             id,
@@ -182,6 +257,7 @@ impl Transport {
             connector,
             faults,
             cancel,
+            max_frame,
         }
     }
 
@@ -216,10 +292,39 @@ impl Transport {
                 connector: self.connector.clone(),
                 faults: self.faults.clone(),
                 cancel: cancel.clone(),
+                max_frame: self.max_frame,
             };
             self.rt.spawn(task.run());
             self.peers.insert(*id, Peer { addr, tx, cancel });
         }
+    }
+
+    /// Stop every peer task (the member stopped).
+    pub fn shutdown(&mut self) {
+        self.cancel.cancel();
+        self.peers.clear();
+    }
+
+    /// Tell the (former) member `id` at `addr` that it was removed; best effort.
+    pub fn notify_removed(&self, id: u64, addr: String) {
+        if let Some(f) = &self.faults
+            && !f.allows(self.id, id)
+        {
+            return;
+        }
+        let connector = self.connector.clone();
+        self.rt.spawn(async move {
+            let send = async {
+                let mut s = connector.connect(addr).await?;
+                write_frame(&mut s, KIND_REMOVED, &id.to_be_bytes()).await
+            };
+            if let Err(e) = tokio::time::timeout(CONNECT_TIMEOUT, send)
+                .await
+                .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")))
+            {
+                tracing::debug!(peer = id, error = %e, "raft: cannot notify a removed member");
+            }
+        });
     }
 
     /// Queue `msg` for its peer; returns false when it was dropped (unknown peer, full queue).
@@ -239,6 +344,7 @@ struct PeerTask {
     connector: Arc<dyn Connector>,
     faults: Option<Arc<NetFaults>>,
     cancel: CancellationToken,
+    max_frame: u32,
 }
 
 impl PeerTask {
@@ -282,15 +388,26 @@ impl PeerTask {
                     }
                 }
             }
-            let Some(stream) = conn.as_mut() else {
-                continue;
-            };
             let bytes = match msg.write_to_bytes() {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(error = %e, "raft: cannot encode message");
                     continue;
                 }
+            };
+            if bytes.len() >= self.max_frame as usize {
+                // The peer would drop the connection on it; say why instead of looping.
+                tracing::error!(
+                    peer = self.to,
+                    bytes = bytes.len(),
+                    limit = self.max_frame,
+                    "raft: message larger than max_message_size (a snapshot?); raise the limit on every member"
+                );
+                self.report(is_snapshot, false);
+                continue;
+            }
+            let Some(stream) = conn.as_mut() else {
+                continue;
             };
             match write_frame(stream, KIND_RAFT, &bytes).await {
                 Ok(()) => {
@@ -323,7 +440,7 @@ pub async fn serve(
     listener: TcpListener,
     acceptor: Arc<dyn Acceptor>,
     input: SyncSender<Input>,
-    join: JoinHandler,
+    service: Arc<dyn PeerService>,
     faults: Option<Arc<NetFaults>>,
     max_frame: u32,
     cancel: CancellationToken,
@@ -343,7 +460,7 @@ pub async fn serve(
         };
         let acceptor = acceptor.clone();
         let input = input.clone();
-        let join = join.clone();
+        let service = service.clone();
         let faults = faults.clone();
         let cancel = cancel.clone();
         tokio::spawn(async move {
@@ -356,7 +473,7 @@ pub async fn serve(
             };
             tokio::select! {
                 () = cancel.cancelled() => {}
-                r = serve_conn(stream, input, join, faults, max_frame) => {
+                r = serve_conn(stream, input, service, faults, max_frame) => {
                     if let Err(e) = r {
                         tracing::warn!(%remote, error = %e, "raft: dropping peer connection");
                     }
@@ -369,7 +486,7 @@ pub async fn serve(
 async fn serve_conn(
     mut stream: BoxStream,
     input: SyncSender<Input>,
-    join: JoinHandler,
+    service: Arc<dyn PeerService>,
     faults: Option<Arc<NetFaults>>,
     max_frame: u32,
 ) -> io::Result<()> {
@@ -387,12 +504,18 @@ async fn serve_conn(
                 let _ = input.try_send(Input::Step(Box::new(msg)));
             }
             KIND_JOIN => {
-                let req: JoinRequest = serde_json::from_slice(&payload)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                let reply = join(req).await;
-                let bytes = serde_json::to_vec(&reply)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                write_frame(&mut stream, KIND_JOIN_REPLY, &bytes).await?;
+                let reply = service.join(decode_json(&payload)?).await;
+                write_frame(&mut stream, KIND_JOIN_REPLY, &encode_json(&reply)?).await?;
+            }
+            KIND_REMOVED => {
+                let id: [u8; 8] = payload.as_slice().try_into().map_err(|_| {
+                    io::Error::new(io::ErrorKind::InvalidData, "bad removal notice")
+                })?;
+                let _ = input.try_send(Input::Removed(u64::from_be_bytes(id)));
+            }
+            KIND_MEMBER => {
+                let reply = service.member(decode_json(&payload)?).await;
+                write_frame(&mut stream, KIND_MEMBER_REPLY, &encode_json(&reply)?).await?;
             }
             other => {
                 return Err(io::Error::new(
@@ -403,6 +526,38 @@ async fn serve_conn(
         }
     }
     Ok(())
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(b: &[u8]) -> io::Result<T> {
+    serde_json::from_slice(b).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+}
+
+fn encode_json<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+}
+
+/// One request/reply exchange on a fresh connection.
+async fn call<Req: Serialize, Rep: serde::de::DeserializeOwned>(
+    connector: &dyn Connector,
+    addr: &str,
+    (kind, reply_kind): (u8, u8),
+    req: &Req,
+    timeout: Duration,
+) -> Result<Rep> {
+    let body = encode_json(req).map_err(|e| StoreError::Raft(format!("encode request: {e}")))?;
+    let fut = async {
+        let mut s = connector.connect(addr.to_string()).await?;
+        write_frame(&mut s, kind, &body).await?;
+        match read_frame(&mut s, 64 << 20).await? {
+            Some((k, b)) if k == reply_kind => decode_json::<Rep>(&b),
+            _ => Err(io::Error::new(io::ErrorKind::InvalidData, "no reply")),
+        }
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Err(_) => Err(StoreError::Timeout),
+        Ok(Err(e)) => Err(StoreError::Raft(format!("peer {addr}: {e}"))),
+        Ok(Ok(rep)) => Ok(rep),
+    }
 }
 
 /// Ask the member at `addr` to add us; returns `(id, cluster_id, members)`.
@@ -416,25 +571,38 @@ pub async fn join(
     req: &JoinRequest,
     timeout: Duration,
 ) -> Result<(u64, u64, Vec<MemberMeta>)> {
-    let body = serde_json::to_vec(req).map_err(|e| StoreError::Raft(format!("join: {e}")))?;
-    let fut = async {
-        let mut s = connector.connect(addr.to_string()).await?;
-        write_frame(&mut s, KIND_JOIN, &body).await?;
-        match read_frame(&mut s, 64 << 20).await? {
-            Some((KIND_JOIN_REPLY, b)) => serde_json::from_slice::<JoinReply>(&b)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
-            _ => Err(io::Error::new(io::ErrorKind::InvalidData, "no join reply")),
-        }
-    };
-    match tokio::time::timeout(timeout, fut).await {
-        Err(_) => Err(StoreError::Timeout),
-        Ok(Err(e)) => Err(StoreError::Raft(format!("join via {addr}: {e}"))),
-        Ok(Ok(JoinReply::Err(e))) => Err(StoreError::Raft(format!("join via {addr}: {e}"))),
-        Ok(Ok(JoinReply::Ok {
+    match call(connector, addr, (KIND_JOIN, KIND_JOIN_REPLY), req, timeout).await? {
+        JoinReply::Err(e) => Err(StoreError::Raft(format!("join via {addr}: {e}"))),
+        JoinReply::Ok {
             id,
             cluster_id,
             members,
-        })) => Ok((id, cluster_id, members)),
+        } => Ok((id, cluster_id, members)),
+    }
+}
+
+/// Hand a membership change to the leader at `addr`; returns the member and whether it is
+/// a learner.
+///
+/// # Errors
+/// The leader's error, `Timeout`, or `Raft` when the connection failed.
+pub async fn member_request(
+    connector: &dyn Connector,
+    addr: &str,
+    req: &MemberRequest,
+    timeout: Duration,
+) -> Result<(MemberMeta, bool)> {
+    match call(
+        connector,
+        addr,
+        (KIND_MEMBER, KIND_MEMBER_REPLY),
+        req,
+        timeout,
+    )
+    .await?
+    {
+        MemberReply::Ok { member, is_learner } => Ok((member, is_learner)),
+        MemberReply::Err(e) => Err(e.into()),
     }
 }
 
@@ -456,8 +624,16 @@ mod tests {
     async fn a_peer_sending_garbage_is_disconnected_without_reaching_raft() {
         let (tx, rx) = std::sync::mpsc::sync_channel(8);
         let (mut a, b) = tokio::io::duplex(1024);
-        let join: JoinHandler = Arc::new(|_| Box::pin(async { JoinReply::Err("no".into()) }));
-        let task = tokio::spawn(serve_conn(Box::new(b), tx, join, None, 1 << 20));
+        struct Refuse;
+        impl PeerService for Refuse {
+            fn join(&self, _: JoinRequest) -> BoxFuture<'static, JoinReply> {
+                Box::pin(async { JoinReply::Err("no".into()) })
+            }
+            fn member(&self, _: MemberRequest) -> BoxFuture<'static, MemberReply> {
+                Box::pin(async { MemberReply::Err(WireError::NoLeader) })
+            }
+        }
+        let task = tokio::spawn(serve_conn(Box::new(b), tx, Arc::new(Refuse), None, 1 << 20));
         write_frame(&mut a, KIND_RAFT, b"\xff\xff\xff garbage")
             .await
             .unwrap();

@@ -20,10 +20,10 @@
 //! no separate truncation record is needed.
 //!
 //! Crash rules on open. Because a frame is only ever followed by another frame after its
-//! `fdatasync` returned, a crash can only tear the *last* frame of the *last* segment: such a
-//! tail (short header, length past the end of file, bad checksum with only zeros after it) is
-//! truncated with a warning. A bad frame anywhere else is real corruption and a hard error;
-//! we never silently drop acknowledged data.
+//! `fdatasync` returned, a crash can only tear the *last* frame of the *last* segment: a bad
+//! frame there with no valid frame anywhere after it is truncated with a warning. A bad frame
+//! followed by a valid one, or in an older segment, is real corruption and a hard error (the
+//! file is left untouched for inspection); we never silently drop acknowledged data.
 //!
 //! Failure rule. After any write or sync error the WAL is poisoned: every later call fails,
 //! because what reached the disk is unknown. The raft loop then stops instead of acknowledging.
@@ -71,7 +71,7 @@ impl WalFile for File {
 }
 
 /// Wraps each newly opened segment file (tests use it to simulate a full disk).
-pub type FileWrapper = Box<dyn Fn(File) -> Box<dyn WalFile> + Send>;
+pub type FileWrapper = std::sync::Arc<dyn Fn(File) -> Box<dyn WalFile> + Send + Sync>;
 
 /// One batch of items, written as one frame with one fdatasync.
 #[derive(Default)]
@@ -426,8 +426,9 @@ fn replay_segment(path: &Path, last: bool, out: &mut Replayed) -> Result<(u64, u
                 pos = end;
             }
             Err(reason) => {
-                let claimed_end = frame_claimed_end(&data, pos);
-                let torn = claimed_end >= data.len() || data[claimed_end..].iter().all(|b| *b == 0);
+                // Torn only if nothing valid follows: a damaged length field must not pass
+                // for a torn tail and take acknowledged frames after it with it.
+                let torn = !valid_frame_after(&data, pos);
                 if last && torn {
                     tracing::warn!(
                         path = %path.display(),
@@ -456,14 +457,27 @@ fn replay_segment(path: &Path, last: bool, out: &mut Replayed) -> Result<(u64, u
     Ok((pos as u64, max_index))
 }
 
-fn frame_claimed_end(data: &[u8], pos: usize) -> usize {
-    if data.len() < pos + FRAME_HEADER {
-        return data.len();
+/// Whether any valid frame starts after `pos` (scans every offset; only runs on damage).
+fn valid_frame_after(data: &[u8], pos: usize) -> bool {
+    (pos + 1..data.len().saturating_sub(FRAME_HEADER))
+        .any(|o| plausible_frame(data, o) && check_frame(data, o).is_ok())
+}
+
+/// Cheap pre-check before a checksum: the length fits and the first item looks like one.
+fn plausible_frame(data: &[u8], o: usize) -> bool {
+    let len = u32::from_le_bytes([data[o], data[o + 1], data[o + 2], data[o + 3]]) as usize;
+    let body = o + FRAME_HEADER;
+    if len < 5 || body + len > data.len() {
+        return false;
     }
-    let len = u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]);
-    pos.saturating_add(FRAME_HEADER)
-        .saturating_add(len as usize)
-        .min(data.len())
+    let kind = data[body];
+    let item = u32::from_le_bytes([
+        data[body + 1],
+        data[body + 2],
+        data[body + 3],
+        data[body + 4],
+    ]) as usize;
+    (KIND_ENTRY..=KIND_COMPACT).contains(&kind) && 5 + item <= len
 }
 
 /// Validate the frame at `pos`; returns its end offset.
@@ -675,6 +689,27 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_length_field_is_not_mistaken_for_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut wal, _) = Wal::open(dir.path(), 1 << 20).unwrap();
+            write(&mut wal, &[entry(1, 1, "a")], 1);
+            write(&mut wal, &[entry(2, 1, "b")], 2);
+            write(&mut wal, &[entry(3, 1, "c")], 3);
+        }
+        let seg = only_segment(dir.path());
+        let mut data = fs::read(&seg).unwrap();
+        // The first frame now claims to run past the end of the file.
+        data[MAGIC.len() + 3] = 0x7f;
+        fs::write(&seg, &data).unwrap();
+        assert!(matches!(
+            Wal::open(dir.path(), 1 << 20),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert_eq!(fs::read(&seg).unwrap(), data, "nothing truncated");
+    }
+
+    #[test]
     fn corruption_in_an_older_segment_is_a_hard_error() {
         let dir = tempfile::tempdir().unwrap();
         {
@@ -757,7 +792,7 @@ mod tests {
     fn a_full_disk_fails_the_write_poisons_the_log_and_loses_nothing_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let wrapper: FileWrapper = Box::new(|f| {
+            let wrapper: FileWrapper = std::sync::Arc::new(|f| {
                 Box::new(FullDisk {
                     inner: f,
                     budget: 60,

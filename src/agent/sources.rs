@@ -1,0 +1,469 @@
+//! Pod inputs that live in the API: ConfigMaps and Secrets for volumes, `env.valueFrom`
+//! and `envFrom`, plus downwardAPI files. Volume contents are written once when the pod
+//! sandbox is set up (updates of a ConfigMap are not propagated into running pods yet).
+//!
+//! Owns: turning those sources into files under the pod directory and env values.
+//! May call: the API server through [`PodSources`] (a kube client, or a map in tests).
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Pod, Secret, Volume};
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Key -> bytes of a ConfigMap or Secret.
+pub type Data = BTreeMap<String, Vec<u8>>;
+
+/// Where ConfigMaps and Secrets come from.
+pub trait PodSources: Send + Sync {
+    fn config_map<'a>(
+        &'a self,
+        ns: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Data>, String>>;
+    fn secret<'a>(
+        &'a self,
+        ns: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Data>, String>>;
+}
+
+/// Reads them from the API server.
+pub struct ApiSources(pub kube::Client);
+
+impl PodSources for ApiSources {
+    fn config_map<'a>(
+        &'a self,
+        ns: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Data>, String>> {
+        async move {
+            let api: kube::Api<ConfigMap> = kube::Api::namespaced(self.0.clone(), ns);
+            let cm = api.get_opt(name).await.map_err(|e| e.to_string())?;
+            Ok(cm.map(|cm| {
+                let mut d: Data = cm
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_bytes()))
+                    .collect();
+                for (k, v) in cm.binary_data.unwrap_or_default() {
+                    d.insert(k, v.0);
+                }
+                d
+            }))
+        }
+        .boxed()
+    }
+
+    fn secret<'a>(
+        &'a self,
+        ns: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Data>, String>> {
+        async move {
+            let api: kube::Api<Secret> = kube::Api::namespaced(self.0.clone(), ns);
+            let s = api.get_opt(name).await.map_err(|e| e.to_string())?;
+            Ok(s.map(|s| {
+                let mut d: Data = s
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect();
+                for (k, v) in s.string_data.unwrap_or_default() {
+                    d.insert(k, v.into_bytes());
+                }
+                d
+            }))
+        }
+        .boxed()
+    }
+}
+
+/// In-memory sources for tests: `(namespace, name) -> data`.
+#[derive(Debug, Default)]
+pub struct StaticSources {
+    pub config_maps: HashMap<(String, String), Data>,
+    pub secrets: HashMap<(String, String), Data>,
+}
+
+impl PodSources for StaticSources {
+    fn config_map<'a>(
+        &'a self,
+        ns: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Data>, String>> {
+        let d = self
+            .config_maps
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned();
+        async move { Ok(d) }.boxed()
+    }
+    fn secret<'a>(
+        &'a self,
+        ns: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Data>, String>> {
+        let d = self
+            .secrets
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned();
+        async move { Ok(d) }.boxed()
+    }
+}
+
+/// Env values from the API for one container: `envFrom` pairs (in order) and the values of
+/// `env[].valueFrom.{configMapKeyRef,secretKeyRef}` by variable name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResolvedEnv {
+    pub env_from: Vec<(String, String)>,
+    pub refs: HashMap<String, String>,
+}
+
+fn ns_of(pod: &Pod) -> &str {
+    pod.metadata.namespace.as_deref().unwrap_or("default")
+}
+
+async fn fetch(
+    sources: Option<&dyn PodSources>,
+    secret: bool,
+    ns: &str,
+    name: &str,
+    optional: bool,
+) -> Result<Option<Data>, String> {
+    let kind = if secret { "secret" } else { "configmap" };
+    let Some(s) = sources else {
+        return Err(format!("{kind} {ns}/{name}: no API access on this agent"));
+    };
+    let d = if secret {
+        s.secret(ns, name).await?
+    } else {
+        s.config_map(ns, name).await?
+    };
+    match d {
+        None if !optional => Err(format!("{kind} \"{name}\" not found")),
+        d => Ok(d),
+    }
+}
+
+/// Resolves the API-backed env of container `c`.
+pub async fn resolve_env(
+    sources: Option<&dyn PodSources>,
+    pod: &Pod,
+    c: &Container,
+) -> Result<ResolvedEnv, String> {
+    let ns = ns_of(pod);
+    let mut out = ResolvedEnv::default();
+    for from in c.env_from.iter().flatten() {
+        let prefix = from.prefix.clone().unwrap_or_default();
+        let (secret, name, optional) = match (&from.config_map_ref, &from.secret_ref) {
+            (Some(r), _) => (false, r.name.clone(), r.optional.unwrap_or(false)),
+            (None, Some(r)) => (true, r.name.clone(), r.optional.unwrap_or(false)),
+            (None, None) => continue,
+        };
+        if let Some(d) = fetch(sources, secret, ns, &name, optional).await? {
+            for (k, v) in d {
+                out.env_from.push((
+                    format!("{prefix}{k}"),
+                    String::from_utf8_lossy(&v).into_owned(),
+                ));
+            }
+        }
+    }
+    for e in c.env.iter().flatten() {
+        let Some(from) = &e.value_from else { continue };
+        let (secret, name, key, optional) = match (&from.config_map_key_ref, &from.secret_key_ref) {
+            (Some(r), _) => (
+                false,
+                r.name.clone(),
+                r.key.clone(),
+                r.optional.unwrap_or(false),
+            ),
+            (None, Some(r)) => (
+                true,
+                r.name.clone(),
+                r.key.clone(),
+                r.optional.unwrap_or(false),
+            ),
+            (None, None) => continue,
+        };
+        if let Some(d) = fetch(sources, secret, ns, &name, optional).await? {
+            match d.get(&key) {
+                Some(v) => {
+                    out.refs
+                        .insert(e.name.clone(), String::from_utf8_lossy(v).into_owned());
+                }
+                None if optional => {}
+                None => return Err(format!("couldn't find key {key} in {name}")),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A relative path inside a volume: no `..`, not absolute.
+fn safe_rel(path: &str) -> Result<&str, String> {
+    if path.is_empty() || path.starts_with('/') || path.split('/').any(|p| p == "..") {
+        return Err(format!("invalid volume path {path:?}"));
+    }
+    Ok(path)
+}
+
+fn write_file(dir: &Path, rel: &str, bytes: &[u8], mode: i32) -> Result<(), String> {
+    let path = dir.join(safe_rel(rel)?);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::set_permissions(
+        &path,
+        std::fs::Permissions::from_mode((mode & 0o777) as u32),
+    )
+    .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Files of a ConfigMap/Secret: all keys, or just `items` (key -> path, mode).
+fn project(
+    out: &mut Vec<(String, Vec<u8>, i32)>,
+    data: &Data,
+    items: Option<&Vec<KeyToPath>>,
+    mode: i32,
+    what: &str,
+) -> Result<(), String> {
+    match items {
+        None => {
+            for (k, v) in data {
+                out.push((k.clone(), v.clone(), mode));
+            }
+        }
+        Some(items) => {
+            for i in items {
+                let v = data
+                    .get(&i.key)
+                    .ok_or_else(|| format!("{what}: key {} not found", i.key))?;
+                out.push((i.path.clone(), v.clone(), i.mode.unwrap_or(mode)));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn field(pod: &Pod, path: &str) -> Result<String, String> {
+    let m = &pod.metadata;
+    let kv = |map: Option<&BTreeMap<String, String>>| {
+        map.map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v:?}\n"))
+                .collect::<String>()
+        })
+        .unwrap_or_default()
+    };
+    Ok(match path {
+        "metadata.name" => m.name.clone().unwrap_or_default(),
+        "metadata.namespace" => m.namespace.clone().unwrap_or_default(),
+        "metadata.uid" => m.uid.clone().unwrap_or_default(),
+        "metadata.labels" => kv(m.labels.as_ref()),
+        "metadata.annotations" => kv(m.annotations.as_ref()),
+        other => return Err(format!("downwardAPI field {other} is not supported")),
+    })
+}
+
+/// True for the volume kinds this module materialises.
+pub fn handles(v: &Volume) -> bool {
+    v.config_map.is_some()
+        || v.secret.is_some()
+        || v.downward_api.is_some()
+        || v.projected.is_some()
+}
+
+/// Writes the ConfigMap/Secret/downwardAPI/projected volumes of `pod` under `base`;
+/// returns volume name -> directory.
+pub async fn materialize_volumes(
+    sources: Option<&dyn PodSources>,
+    pod: &Pod,
+    base: &Path,
+) -> Result<HashMap<String, PathBuf>, String> {
+    let ns = ns_of(pod);
+    let mut dirs = HashMap::new();
+    for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        if !handles(v) {
+            continue;
+        }
+        let mut files: Vec<(String, Vec<u8>, i32)> = Vec::new();
+        if let Some(cm) = &v.config_map {
+            let mode = cm.default_mode.unwrap_or(0o644);
+            if let Some(d) =
+                fetch(sources, false, ns, &cm.name, cm.optional.unwrap_or(false)).await?
+            {
+                project(&mut files, &d, cm.items.as_ref(), mode, &cm.name)?;
+            }
+        }
+        if let Some(s) = &v.secret {
+            let mode = s.default_mode.unwrap_or(0o644);
+            let name = s.secret_name.clone().unwrap_or_default();
+            if let Some(d) = fetch(sources, true, ns, &name, s.optional.unwrap_or(false)).await? {
+                project(&mut files, &d, s.items.as_ref(), mode, &name)?;
+            }
+        }
+        if let Some(d) = &v.downward_api {
+            let mode = d.default_mode.unwrap_or(0o644);
+            for f in d.items.iter().flatten() {
+                let Some(r) = &f.field_ref else {
+                    return Err(format!(
+                        "volume {}: resourceFieldRef is not supported yet",
+                        v.name
+                    ));
+                };
+                files.push((
+                    f.path.clone(),
+                    field(pod, &r.field_path)?.into_bytes(),
+                    f.mode.unwrap_or(mode),
+                ));
+            }
+        }
+        if let Some(p) = &v.projected {
+            let mode = p.default_mode.unwrap_or(0o644);
+            for src in p.sources.iter().flatten() {
+                if let Some(cm) = &src.config_map {
+                    if let Some(d) =
+                        fetch(sources, false, ns, &cm.name, cm.optional.unwrap_or(false)).await?
+                    {
+                        project(&mut files, &d, cm.items.as_ref(), mode, &cm.name)?;
+                    }
+                }
+                if let Some(s) = &src.secret {
+                    if let Some(d) =
+                        fetch(sources, true, ns, &s.name, s.optional.unwrap_or(false)).await?
+                    {
+                        project(&mut files, &d, s.items.as_ref(), mode, &s.name)?;
+                    }
+                }
+                if let Some(d) = &src.downward_api {
+                    for f in d.items.iter().flatten() {
+                        if let Some(r) = &f.field_ref {
+                            files.push((
+                                f.path.clone(),
+                                field(pod, &r.field_path)?.into_bytes(),
+                                f.mode.unwrap_or(mode),
+                            ));
+                        }
+                    }
+                }
+                if src.service_account_token.is_some() {
+                    // The API server has no TokenRequest yet: the pod runs without a token.
+                    tracing::warn!(volume = %v.name, "serviceAccountToken projection is not supported yet; skipped");
+                }
+            }
+        }
+        let kind = if v.secret.is_some() {
+            "secret"
+        } else {
+            "configmap"
+        };
+        let dir = base.join(kind).join(&v.name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for (rel, bytes, mode) in files {
+            write_file(&dir, &rel, &bytes, mode)?;
+        }
+        dirs.insert(v.name.clone(), dir);
+    }
+    Ok(dirs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources() -> StaticSources {
+        let mut s = StaticSources::default();
+        s.config_maps.insert(
+            ("ns".into(), "cfg".into()),
+            BTreeMap::from([
+                ("a.conf".to_string(), b"A=1".to_vec()),
+                ("b".to_string(), b"two".to_vec()),
+            ]),
+        );
+        s.secrets.insert(
+            ("ns".into(), "sec".into()),
+            BTreeMap::from([("pw".to_string(), b"hunter2".to_vec())]),
+        );
+        s
+    }
+
+    fn pod() -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u", "labels": {"app": "x"}},
+            "spec": {
+                "containers": [{"name": "c", "image": "i",
+                    "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}],
+                    "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "pw"}}},
+                            {"name": "OPT", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k", "optional": true}}}]}],
+                "volumes": [
+                    {"name": "conf", "configMap": {"name": "cfg", "items": [{"key": "a.conf", "path": "sub/a.conf"}]}},
+                    {"name": "creds", "secret": {"secretName": "sec", "defaultMode": 0o400}},
+                    {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}
+                ]
+            }
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn env_comes_from_config_maps_and_secrets() {
+        let s = sources();
+        let p = pod();
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let env = resolve_env(Some(&s), &p, c).await.unwrap();
+        assert!(
+            env.env_from
+                .contains(&("CFG_b".to_string(), "two".to_string()))
+        );
+        assert_eq!(env.refs["PW"], "hunter2");
+        assert!(!env.refs.contains_key("OPT"));
+        let missing: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns"},
+            "spec": {"containers": [{"name": "c", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "gone", "key": "k"}}}]}]}
+        }))
+        .unwrap();
+        let c = &missing.spec.as_ref().unwrap().containers[0];
+        assert!(
+            resolve_env(Some(&s), &missing, c)
+                .await
+                .unwrap_err()
+                .contains("not found")
+        );
+    }
+
+    #[tokio::test]
+    async fn volumes_are_written_with_items_and_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = materialize_volumes(Some(&sources()), &pod(), dir.path())
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dirs["conf"].join("sub/a.conf")).unwrap(),
+            "A=1"
+        );
+        assert!(!dirs["conf"].join("b").exists());
+        let pw = dirs["creds"].join("pw");
+        assert_eq!(std::fs::read_to_string(&pw).unwrap(), "hunter2");
+        assert_eq!(
+            std::fs::metadata(&pw).unwrap().permissions().mode() & 0o777,
+            0o400
+        );
+        assert_eq!(
+            std::fs::read_to_string(dirs["info"].join("labels")).unwrap(),
+            "app=\"x\"\n"
+        );
+    }
+
+    #[test]
+    fn volume_paths_cannot_escape() {
+        assert!(safe_rel("../x").is_err());
+        assert!(safe_rel("/etc/x").is_err());
+        assert!(safe_rel("a/b").is_ok());
+    }
+}
