@@ -60,7 +60,7 @@ impl Cluster {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if kubeconfig.exists() {
                 if let Ok(kc) = kube::config::Kubeconfig::read_from(&kubeconfig) {
