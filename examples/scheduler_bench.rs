@@ -26,6 +26,9 @@ async fn main() -> anyhow::Result<()> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
+    let raft_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let mut child = Command::new(bin)
         .args(["server", "-d"])
         .arg(dir.path())
@@ -34,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
         .arg("--disable-agent")
         // No kubelet renews the fake nodes' leases; keep them Ready for the whole run.
         .args(["--node-monitor-grace-period", "3600"])
+        .args(["--raft-listen-port", &raft_port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;

@@ -49,12 +49,15 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig.yaml");
         let port = free_port().to_string();
+        // Each server needs its own raft port (the default 2380 would collide).
+        let raft_port = free_port().to_string();
         let mut child = Command::new(env!("CARGO_BIN_EXE_k3rs"))
             .args(["server", "-d"])
             .arg(dir.path())
             .args(["--https-listen-port", &port, "-o"])
             .arg(&kubeconfig)
             .arg("--disable-agent")
+            .args(["--raft-listen-port", &raft_port])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
