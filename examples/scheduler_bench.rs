@@ -29,6 +29,9 @@ async fn main() -> anyhow::Result<()> {
     let raft_port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
+    let etcd_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let mut child = Command::new(bin)
         .args(["server", "-d"])
         .arg(dir.path())
@@ -38,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
         // No kubelet renews the fake nodes' leases; keep them Ready for the whole run.
         .args(["--node-monitor-grace-period", "3600"])
         .args(["--raft-listen-port", &raft_port.to_string()])
+        .args(["--etcd-listen-address", &format!("127.0.0.1:{etcd_port}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;

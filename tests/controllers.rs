@@ -51,13 +51,19 @@ impl Cluster {
         let port = free_port().to_string();
         // Each server needs its own raft port (the default 2380 would collide).
         let raft_port = free_port().to_string();
+        let etcd = format!("127.0.0.1:{}", free_port());
         let mut child = Command::new(env!("CARGO_BIN_EXE_k3rs"))
             .args(["server", "-d"])
             .arg(dir.path())
             .args(["--https-listen-port", &port, "-o"])
             .arg(&kubeconfig)
             .arg("--disable-agent")
-            .args(["--raft-listen-port", &raft_port])
+            .args([
+                "--raft-listen-port",
+                &raft_port,
+                "--etcd-listen-address",
+                &etcd,
+            ])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
