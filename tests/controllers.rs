@@ -412,7 +412,7 @@ async fn deployment_creates_scales_rolls_within_surge_and_undoes() {
     // Undo goes back to nginx:1 as revision 3.
     let (ok, out) = c.kubectl(&["rollout", "undo", "deployment/web"]);
     assert!(ok, "rollout undo: {out}");
-    let (ok, out) = c.kubectl(&["rollout", "status", "deployment/web", "--timeout=30s"]);
+    let (ok, out) = c.kubectl(&["rollout", "status", "deployment/web", "--timeout=60s"]);
     assert!(ok, "rollout status after undo: {out}");
     wait_for("all pods back on nginx:1", 20, || async {
         let r = ready_pods(&pods, "web").await;
