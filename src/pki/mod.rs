@@ -8,6 +8,7 @@
 //! same CA) when the wanted subject alternative names change.
 
 mod certs;
+pub mod join;
 mod kubeconfig;
 pub mod token;
 
