@@ -35,7 +35,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         args.token.as_deref(),
     )?;
 
-    let (store, raft_peer_url) = open_store(&args, &hostname, &secret, join_peer).await?;
+    let (store, raft_peer_url) = open_store(&args, &hostname, &secret, join_peer, &pki).await?;
 
     // --- etcd v3 API on --etcd-listen-address, over the same store ---
     let etcd_shutdown = tokio_util::sync::CancellationToken::new();
@@ -178,6 +178,7 @@ async fn open_store(
     node_name: &str,
     secret: &str,
     join_peer: Option<String>,
+    pki: &crate::pki::ServerPki,
 ) -> anyhow::Result<(crate::store::Store, String)> {
     use crate::store::raft::{Bootstrap, RaftConfig};
     let db = args.data_dir.join("server").join("db");
@@ -230,6 +231,19 @@ async fn open_store(
         bootstrap,
     );
     cfg.token = secret.to_string();
+    // Peers talk mutual TLS with certificates of the cluster CA.
+    let (peer_cert, peer_key) = pki
+        .issue_peer()
+        .context("cannot issue the raft peer certificate")?;
+    let peer_tls = crate::store::raft::tls::PeerTls::new(
+        &pki.ca_cert_pem,
+        &peer_cert,
+        &peer_key,
+        crate::pki::PEER_SAN,
+        crate::pki::PEER_CN,
+    )?;
+    cfg.connector = Arc::new(crate::store::raft::tls::TlsConnector(peer_tls.clone()));
+    cfg.acceptor = Arc::new(crate::store::raft::tls::TlsAcceptor(peer_tls));
     // etcd's "client URLs": where the etcd v3 API of this member listens.
     cfg.client_urls = vec![format!("http://{}", args.etcd_listen_address)];
     let node = crate::store::raft::start(cfg, state_machine)
