@@ -275,3 +275,48 @@ fn a_second_server_joins_with_the_token_and_shares_the_ca_and_the_data() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn joined_agent_with_its_own_containerd_registers_a_ready_node() {
+    if !nix::unistd::geteuid().is_root() || !Path::new("/usr/bin/containerd").exists() {
+        eprintln!("skipped: needs root and containerd");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("s1"), "127.0.0.1", "server-1", &[]);
+    let data = tmp.path().join("agent-r");
+    let log = std::fs::File::create(tmp.path().join("agent.log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_k3rs"))
+        .args(["agent", "--server", &s.url, "--token", &s.token()])
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--node-name", "agent-r"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ready = loop {
+        let out = s.kubectl(&[
+            "get",
+            "node",
+            "agent-r",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ]);
+        if String::from_utf8_lossy(&out.stdout) == "True" {
+            break true;
+        }
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+    let agent_log = std::fs::read_to_string(tmp.path().join("agent.log")).unwrap();
+    assert!(ready, "agent node never became Ready: {agent_log}");
+}
