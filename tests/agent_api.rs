@@ -76,6 +76,8 @@ async fn agent_registers_the_node_runs_a_bound_pod_and_finishes_its_deletion() {
     cfg.run_dir = tmp.path().join("run");
     cfg.cluster_dns = None;
     cfg.logger_binary = Some(env!("CARGO_BIN_EXE_k3rs").into());
+    let endpoint = std::net::SocketAddr::from(([127, 0, 0, 1], port + 3));
+    cfg.endpoint = Some(endpoint);
     let shutdown = CancellationToken::new();
     let agent = tokio::spawn(k3rs::agent::run(cfg, shutdown.clone()));
 
@@ -138,7 +140,9 @@ async fn agent_registers_the_node_runs_a_bound_pod_and_finishes_its_deletion() {
             "volumes": [{"name": "content", "configMap": {"name": "web-content"}}],
             "containers": [{"name": "web", "image": "k3rs.test/busybox:1",
                 "command": ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"],
-                "volumeMounts": [{"name": "content", "mountPath": "/www"}]}]
+                "volumeMounts": [{"name": "content", "mountPath": "/www"}]},
+                {"name": "talker", "image": "k3rs.test/busybox:1",
+                "command": ["/bin/sh", "-c", "echo hello-logs; exec sleep 3600"]}]
         }
     }))
     .unwrap();
@@ -174,6 +178,20 @@ async fn agent_registers_the_node_runs_a_bound_pod_and_finishes_its_deletion() {
     })
     .await;
     assert_eq!(body, "from-configmap\n", "the ConfigMap volume is served");
+    let logs = wait_for("logs from the agent endpoint", 10, async || {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-f",
+                &format!("http://{endpoint}/containerLogs/default/web/talker?tailLines=5"),
+            ])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success() && !text.is_empty()).then_some(text)
+    })
+    .await;
+    assert_eq!(logs, "hello-logs\n");
     assert!(std::path::Path::new(&format!("/run/netns/k3rs-{uid}")).exists());
 
     pods.delete("web", &DeleteParams::default()).await.unwrap();

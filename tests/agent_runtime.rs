@@ -278,6 +278,7 @@ async fn pod_serves_http_logs_execs_restarts_crashes_with_back_off_and_stops_wit
             "containers": [
                 {"name": "web", "image": "k3rs.test/busybox:1", "imagePullPolicy": "Never",
                  "command": ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/data"],
+                 "readinessProbe": {"httpGet": {"path": "/index.html", "port": 8080}, "periodSeconds": 1},
                  "volumeMounts": [{"name": "data", "mountPath": "/data"}]},
                 {"name": "crash", "image": "k3rs.test/busybox:1", "imagePullPolicy": "Never",
                  "command": ["/bin/sh", "-c", "echo crashing; exit 1"]}
@@ -317,6 +318,18 @@ async fn pod_serves_http_logs_execs_restarts_crashes_with_back_off_and_stops_wit
         "pod IP answers HTTP from the host"
     );
 
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        status.wait_for(|s| {
+            s.container_statuses
+                .iter()
+                .flatten()
+                .any(|c| c.name == "web" && c.ready)
+        }),
+    )
+    .await
+    .expect("readiness probe (httpGet on the pod IP) passes")
+    .unwrap();
     let ids = h.container_ids();
     let out = rt
         .exec(

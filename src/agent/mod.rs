@@ -8,11 +8,15 @@
 //! worker per pod), [`node`] and [`sync`] (the API side). [`run`] wires them together.
 
 pub mod backoff;
+pub mod logs;
 pub mod network;
 pub mod node;
 pub mod pod;
 pub mod pod_worker;
+pub mod probe;
 pub mod runtime;
+pub mod server;
+pub mod sources;
 pub mod status;
 pub mod sync;
 
@@ -67,6 +71,8 @@ pub struct AgentConfig {
     pub cni_bridge: String,
     /// Binary the shim runs as log driver (`k3rs container-logger`); default: this binary.
     pub logger_binary: Option<PathBuf>,
+    /// The agent's HTTP endpoint (container logs); loopback by default, see [`server`].
+    pub endpoint: Option<std::net::SocketAddr>,
 }
 
 impl AgentConfig {
@@ -87,6 +93,7 @@ impl AgentConfig {
             run_dir: "/run/k3rs/agent".into(),
             cni_bridge: "cni0".into(),
             logger_binary: None,
+            endpoint: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 10250))),
         }
     }
 }
@@ -156,7 +163,10 @@ async fn watch_images(rt: Arc<Containerd>, dir: PathBuf, shutdown: CancellationT
 /// adopts them); the supervised containerd is stopped.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
     let agent_dir = config.data_dir.join("agent");
-    let child_shutdown = shutdown.child_token();
+    // Not a child token: containerd must outlive the pod workers' last calls on shutdown.
+    let child_shutdown = CancellationToken::new();
+    // Any early return (error) still stops containerd and the background tasks.
+    let _stop_on_exit = child_shutdown.clone().drop_guard();
     let (socket, supervised) = match &config.container_runtime_endpoint {
         Some(s) => (s.clone(), None),
         None => {
@@ -194,6 +204,13 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     }
     tokio::spawn(watch_images(rt.clone(), images, child_shutdown.clone()));
 
+    if let Some(addr) = config.endpoint {
+        match server::start(addr, config.log_dir.clone(), child_shutdown.clone()).await {
+            Ok(a) => info!(addr = %a, "agent endpoint listening"),
+            // Another agent on this host may own the port: logs over HTTP are then missing.
+            Err(e) => warn!(addr = %addr, error = %e, "agent endpoint not started"),
+        }
+    }
     let client = kube_client(&config.kubeconfig).await?;
     let taints = config
         .node_taints
@@ -216,7 +233,13 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
                 warn!(error = %e, "node registration failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = shutdown.cancelled() => {
+                        child_shutdown.cancel();
+                        if let Some(s) = supervised {
+                            s.stopped().await;
+                        }
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -253,4 +276,3 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     }
     result
 }
-pub mod sources;

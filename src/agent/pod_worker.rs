@@ -10,6 +10,7 @@
 use crate::agent::backoff::Backoff;
 use crate::agent::network::PodNetwork;
 use crate::agent::pod::{self, PodConfig};
+use crate::agent::probe;
 use crate::agent::runtime::spec::{self, SandboxInfo};
 use crate::agent::runtime::{
     ContainerCreate, ContainerRuntime, ExitInfo, PullPolicy, RuntimeError, TaskStatus,
@@ -104,6 +105,10 @@ pub fn spawn(pod: Arc<Pod>, deps: Deps) -> PodWorkerHandle {
 
 struct Ctr {
     view: CtrView,
+    /// The container's spec (probes, ports).
+    spec: k8s_openapi::api::core::v1::Container,
+    /// Probes of the current run.
+    probes: Vec<probe::ProbeState>,
     pull_policy: PullPolicy,
     /// Attempt number of the next start.
     attempt: u32,
@@ -156,6 +161,8 @@ impl Worker {
         {
             let image = c.image.clone().unwrap_or_default();
             ctrs.push(Ctr {
+                spec: c.clone(),
+                probes: Vec::new(),
                 pull_policy: PullPolicy::from_k8s(c.image_pull_policy.as_deref(), &image),
                 view: CtrView::new(&c.name, init, &image),
                 attempt: 0,
@@ -242,13 +249,21 @@ impl Worker {
     /// Earliest back-off deadline, or a periodic resync.
     fn next_wake(&self) -> Instant {
         let mut wake = Instant::now() + Duration::from_secs(10);
+        let now = Instant::now();
         for d in self
             .ctrs
             .iter()
             .filter_map(|c| c.backoff.deadline())
             .chain(self.sandbox_backoff.deadline())
+            .filter(|d| *d > now)
+            // Probes already due run at once (but never busy-loop).
+            .chain(self.ctrs.iter().flat_map(|c| {
+                c.probes
+                    .iter()
+                    .map(|p| p.next().max(now + Duration::from_millis(50)))
+            }))
         {
-            if d > Instant::now() && d < wake {
+            if d < wake {
                 wake = d;
             }
         }
@@ -327,6 +342,7 @@ impl Worker {
                     c.id = Some(id.clone());
                     c.since = Some(Instant::now());
                     c.view.state = CState::Running { started_at };
+                    Self::arm_probes(c);
                     self.spawn_waiter(id);
                 }
                 _ => {
@@ -401,6 +417,8 @@ impl Worker {
             Err(_) => (137, now_ts(), "ContainerStatusUnknown"),
         };
         let init = self.ctrs[i].view.init;
+        self.ctrs[i].probes.clear();
+        self.ctrs[i].view.probe_ready = None;
         let restart = self.should_restart(init, exit_code);
         let c = &mut self.ctrs[i];
         info!(pod = %pod::pod_key(&self.pod), container = %c.view.name, exit_code, restart, "container exited");
@@ -471,6 +489,7 @@ impl Worker {
                 self.try_start(i).await;
             }
         }
+        self.run_probes().await;
         // Finished pods give their IP back right away (status keeps podIP).
         self.publish();
         if status::is_finished(&self.tracker) {
@@ -665,6 +684,7 @@ impl Worker {
         c.view.restarts = restarts;
         c.view.started_once = true;
         c.view.state = CState::Running { started_at };
+        Self::arm_probes(c);
         self.spawn_waiter(id);
     }
 
@@ -764,274 +784,6 @@ impl Worker {
     }
 }
 
+mod probing;
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::agent::network::FakeNetwork;
-    use crate::agent::runtime::{FakeCall, FakeRuntime};
-
-    struct Env {
-        rt: Arc<FakeRuntime>,
-        net: Arc<FakeNetwork>,
-        deps: Deps,
-        _dir: tempfile::TempDir,
-    }
-
-    fn env(backoff: Duration) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let rt = Arc::new(FakeRuntime::new());
-        let net = Arc::new(FakeNetwork::default());
-        let config = Arc::new(PodConfig {
-            node_name: "n1".into(),
-            host_ip: "192.168.0.2".parse().unwrap(),
-            pods_dir: dir.path().join("pods"),
-            log_dir: dir.path().join("logs"),
-            cgroup_root: "/k3rs".into(),
-            cluster_dns: None,
-            cluster_domain: "cluster.local".into(),
-            backoff_initial: backoff,
-            backoff_max: backoff * 4,
-        });
-        Env {
-            deps: Deps {
-                sources: None,
-                runtime: rt.clone(),
-                network: net.clone(),
-                config,
-            },
-            rt,
-            net,
-            _dir: dir,
-        }
-    }
-
-    fn pod(policy: &str, init: bool) -> Arc<Pod> {
-        let mut spec = serde_json::json!({
-            "restartPolicy": policy,
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{"name": "app", "image": "busybox", "command": ["sleep", "1d"]}]
-        });
-        if init {
-            spec["initContainers"] = serde_json::json!([
-                {"name": "init1", "image": "busybox", "command": ["true"]},
-                {"name": "init2", "image": "busybox", "command": ["true"]}
-            ]);
-        }
-        Arc::new(
-            serde_json::from_value(serde_json::json!({
-                "metadata": {"name": "p", "namespace": "default", "uid": "0000-1111"},
-                "spec": spec
-            }))
-            .unwrap(),
-        )
-    }
-
-    async fn wait_status(
-        h: &mut PodWorkerHandle,
-        what: &str,
-        f: impl Fn(&PodStatus) -> bool,
-    ) -> PodStatus {
-        let mut rx = h.status.clone();
-        match tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| f(s))).await {
-            Ok(r) => r.unwrap().clone(),
-            Err(_) => panic!("timed out waiting for {what}: {:?}", h.status.borrow()),
-        }
-    }
-
-    fn ctr(st: &PodStatus, name: &str) -> k8s_openapi::api::core::v1::ContainerStatus {
-        st.init_container_statuses
-            .iter()
-            .flatten()
-            .chain(st.container_statuses.iter().flatten())
-            .find(|c| c.name == name)
-            .unwrap()
-            .clone()
-    }
-
-    fn running(st: &PodStatus, name: &str) -> bool {
-        st.init_container_statuses
-            .iter()
-            .flatten()
-            .chain(st.container_statuses.iter().flatten())
-            .any(|c| c.name == name && c.state.as_ref().is_some_and(|s| s.running.is_some()))
-    }
-
-    #[tokio::test]
-    async fn init_containers_run_in_order_before_the_app_container() {
-        let e = env(Duration::from_secs(1));
-        let mut h = spawn(pod("Always", true), e.deps.clone());
-        let st = wait_status(&mut h, "init1 running", |s| running(s, "init1")).await;
-        assert_eq!(st.phase.as_deref(), Some("Pending"));
-        assert!(!e.rt.calls().iter().any(
-            |c| matches!(c, FakeCall::Start(id) if id.starts_with("init2") || id.starts_with("app"))
-        ));
-        e.rt.exit(&pod::container_id("0000-1111", "init1", 0), 0);
-        wait_status(&mut h, "init2 running", |s| running(s, "init2")).await;
-        assert!(
-            !e.rt
-                .calls()
-                .iter()
-                .any(|c| matches!(c, FakeCall::Start(id) if id.starts_with("app")))
-        );
-        e.rt.exit(&pod::container_id("0000-1111", "init2", 0), 0);
-        let st = wait_status(&mut h, "pod running", |s| {
-            s.phase.as_deref() == Some("Running")
-        })
-        .await;
-        assert_eq!(st.pod_ip.as_deref(), Some("10.0.0.2"));
-        assert!(ctr(&st, "app").ready);
-        let ready = st
-            .conditions
-            .unwrap()
-            .into_iter()
-            .find(|c| c.type_ == "Ready")
-            .unwrap();
-        assert_eq!(ready.status, "True");
-    }
-
-    #[tokio::test]
-    async fn crashing_container_is_restarted_after_a_growing_back_off() {
-        let e = env(Duration::from_millis(300));
-        let mut h = spawn(pod("Always", false), e.deps.clone());
-        wait_status(&mut h, "app running", |s| running(s, "app")).await;
-        let first = std::time::Instant::now();
-        e.rt.exit(&pod::container_id("0000-1111", "app", 0), 1);
-        let st = wait_status(&mut h, "back-off", |s| {
-            ctr(s, "app")
-                .state
-                .and_then(|s| s.waiting)
-                .and_then(|w| w.reason)
-                .as_deref()
-                == Some("CrashLoopBackOff")
-        })
-        .await;
-        assert_eq!(
-            ctr(&st, "app")
-                .last_state
-                .unwrap()
-                .terminated
-                .unwrap()
-                .exit_code,
-            1
-        );
-        let st = wait_status(&mut h, "restart 1", |s| {
-            running(s, "app") && ctr(s, "app").restart_count == 1
-        })
-        .await;
-        let d1 = first.elapsed();
-        assert!(d1 >= Duration::from_millis(300), "{d1:?}");
-        assert!(ctr(&st, "app").container_id.unwrap().ends_with("-1"));
-        let second = std::time::Instant::now();
-        e.rt.exit(&pod::container_id("0000-1111", "app", 1), 2);
-        wait_status(&mut h, "restart 2", |s| {
-            running(s, "app") && ctr(s, "app").restart_count == 2
-        })
-        .await;
-        let d2 = second.elapsed();
-        assert!(
-            d2 >= Duration::from_millis(600),
-            "second back-off doubles: {d2:?}"
-        );
-        // The replaced attempt's container is removed.
-        assert!(
-            e.rt.calls()
-                .contains(&FakeCall::Remove(pod::container_id("0000-1111", "app", 0)))
-        );
-    }
-
-    #[tokio::test]
-    async fn completed_pod_with_restart_never_succeeds_and_releases_its_ip() {
-        let e = env(Duration::from_secs(1));
-        let mut h = spawn(pod("Never", false), e.deps.clone());
-        wait_status(&mut h, "app running", |s| running(s, "app")).await;
-        e.rt.exit(&pod::container_id("0000-1111", "app", 0), 0);
-        let st = wait_status(&mut h, "succeeded", |s| {
-            s.phase.as_deref() == Some("Succeeded")
-        })
-        .await;
-        assert_eq!(
-            ctr(&st, "app")
-                .state
-                .unwrap()
-                .terminated
-                .unwrap()
-                .reason
-                .as_deref(),
-            Some("Completed")
-        );
-        for _ in 0..100 {
-            if e.net.active.lock().unwrap().is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(e.net.active.lock().unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn terminate_sends_sigterm_then_removes_everything() {
-        let e = env(Duration::from_secs(1));
-        let mut h = spawn(pod("Always", false), e.deps.clone());
-        wait_status(&mut h, "app running", |s| running(s, "app")).await;
-        h.terminate(Some(Duration::from_secs(5)));
-        tokio::time::timeout(Duration::from_secs(10), h.terminated())
-            .await
-            .unwrap();
-        let id = pod::container_id("0000-1111", "app", 0);
-        assert!(e.rt.calls().contains(&FakeCall::Kill(id.clone(), 15)));
-        assert!(e.rt.calls().contains(&FakeCall::Remove(id)));
-        assert!(e.rt.container_ids().is_empty());
-        assert!(e.net.active.lock().unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_new_worker_adopts_running_containers_instead_of_recreating_them() {
-        let e = env(Duration::from_secs(1));
-        let mut h = spawn(pod("Always", false), e.deps.clone());
-        wait_status(&mut h, "app running", |s| running(s, "app")).await;
-        h.detach().await;
-        let creates =
-            e.rt.calls()
-                .iter()
-                .filter(|c| matches!(c, FakeCall::Create(_)))
-                .count();
-        let mut h2 = spawn(pod("Always", false), e.deps.clone());
-        let st = wait_status(&mut h2, "adopted", |s| {
-            s.phase.as_deref() == Some("Running")
-        })
-        .await;
-        assert_eq!(
-            e.rt.calls()
-                .iter()
-                .filter(|c| matches!(c, FakeCall::Create(_)))
-                .count(),
-            creates
-        );
-        assert!(ctr(&st, "app").container_id.unwrap().ends_with("-0"));
-        // And it still notices the adopted container's exit.
-        e.rt.exit(&pod::container_id("0000-1111", "app", 0), 3);
-        wait_status(&mut h2, "restart after adoption", |s| {
-            ctr(s, "app").restart_count == 1 && running(s, "app")
-        })
-        .await;
-    }
-
-    #[tokio::test]
-    async fn missing_image_is_reported_as_a_waiting_reason() {
-        let e = env(Duration::from_secs(1));
-        e.rt.missing_images.lock().unwrap().push("busybox".into());
-        let mut h = spawn(pod("Always", false), e.deps.clone());
-        let st = wait_status(&mut h, "image error", |s| {
-            s.container_statuses.as_ref().is_some_and(|_| {
-                ctr(s, "app")
-                    .state
-                    .and_then(|s| s.waiting)
-                    .and_then(|w| w.reason)
-                    .as_deref()
-                    == Some("ErrImagePull")
-            })
-        })
-        .await;
-        assert_eq!(st.phase.as_deref(), Some("Pending"));
-    }
-}
+mod tests;

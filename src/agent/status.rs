@@ -43,6 +43,10 @@ pub struct CtrView {
     pub last_state: Option<CState>,
     pub restarts: i32,
     pub started_once: bool,
+    /// Readiness probe verdict of the current run; `None` without a readiness probe.
+    pub probe_ready: Option<bool>,
+    /// False while a startup probe has not passed.
+    pub startup_done: bool,
 }
 
 impl CtrView {
@@ -60,6 +64,8 @@ impl CtrView {
             last_state: None,
             restarts: 0,
             started_once: false,
+            probe_ready: None,
+            startup_done: true,
         }
     }
 }
@@ -174,7 +180,7 @@ impl Tracker {
         let all_running = !regular.is_empty()
             && regular
                 .iter()
-                .all(|v| matches!(v.state, CState::Running { .. }));
+                .all(|v| matches!(v.state, CState::Running { .. }) && v.probe_ready != Some(false));
         let all_done = !regular.is_empty()
             && regular
                 .iter()
@@ -250,9 +256,9 @@ impl Tracker {
                 image: v.image.clone(),
                 image_id: v.image_id.clone(),
                 container_id: v.container_id.as_ref().map(|i| format!("containerd://{i}")),
-                ready: running && !v.init,
+                ready: running && !v.init && v.probe_ready != Some(false),
                 restart_count: v.restarts,
-                started: Some(running),
+                started: Some(running && v.startup_done),
                 state: Some(state_of(&state, v.container_id.as_ref())),
                 last_state: Some(
                     v.last_state

@@ -38,6 +38,8 @@ pub struct FakeRuntime {
     containers: Mutex<HashMap<String, FakeContainer>>,
     /// Images that `ensure_image` refuses (to test image errors).
     pub missing_images: Mutex<Vec<String>>,
+    /// Exit code every exec returns (to test exec probes).
+    pub exec_exit_code: Mutex<u32>,
 }
 
 impl FakeRuntime {
@@ -256,7 +258,7 @@ impl ContainerRuntime for FakeRuntime {
         async move {
             self.record(FakeCall::Exec(id.into(), cmd.to_vec()));
             Ok(ExecOutput {
-                exit_code: 0,
+                exit_code: self.exec_exit_code.lock().map(|c| *c).unwrap_or(0),
                 output: Vec::new(),
             })
         }

@@ -6,6 +6,7 @@
 //! task lifecycle, exec, the CRI log writer. May call: containerd and the filesystem.
 
 mod containerd;
+mod content;
 mod error;
 mod fake;
 mod images;
