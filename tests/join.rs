@@ -2,6 +2,8 @@
 //! against the token hash, node passwords protect node names, and a second server adopts the
 //! cluster CA and joins the raft group.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -319,4 +321,137 @@ fn joined_agent_with_its_own_containerd_registers_a_ready_node() {
     let _ = child.wait();
     let agent_log = std::fs::read_to_string(tmp.path().join("agent.log")).unwrap();
     assert!(ready, "agent node never became Ready: {agent_log}");
+}
+
+fn sh(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", cmd])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// A network namespace joined to the host by a veth pair (10.99.0.1 host, 10.99.0.2 inside);
+/// removed on drop.
+struct NetNs(String);
+
+impl NetNs {
+    fn create(name: &str) -> Option<NetNs> {
+        sh(&format!(
+            "ip netns del {name} 2>/dev/null; ip link del {name}-h 2>/dev/null; true"
+        ));
+        let ok = sh(&format!(
+            "ip netns add {name} && ip link add {name}-h type veth peer name {name}-n && \
+             ip link set {name}-n netns {name} && ip addr add 10.99.0.1/24 dev {name}-h && \
+             ip link set {name}-h up && ip -n {name} addr add 10.99.0.2/24 dev {name}-n && \
+             ip -n {name} link set {name}-n up && ip -n {name} link set lo up && \
+             ip -n {name} route add default via 10.99.0.1"
+        ));
+        let ns = NetNs(name.to_string());
+        ok.then_some(ns)
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        sh(&format!(
+            "ip link del {0}-h 2>/dev/null; ip netns del {0} 2>/dev/null; true",
+            self.0
+        ));
+    }
+}
+
+#[test]
+fn agent_in_its_own_network_namespace_joins_and_runs_a_pod() {
+    if !nix::unistd::geteuid().is_root() || !Path::new("/usr/bin/containerd").exists() {
+        eprintln!("skipped: needs root and containerd");
+        return;
+    }
+    let Some(ns) = NetNs::create("k3rsjoin") else {
+        eprintln!("skipped: cannot create a network namespace");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("s1"), "10.99.0.1", "server-1", &[]);
+    let data = tmp.path().join("agent-n");
+    let images = data.join("agent/images");
+    std::fs::create_dir_all(&images).unwrap();
+    common::images::build_busybox_image(&images, "busybox.tar", "k3rs.test/busybox:1");
+    let log = std::fs::File::create(tmp.path().join("agent.log")).unwrap();
+    // nsenter switches only the network namespace: `ip netns exec` would also remount /sys,
+    // hiding the cgroup mounts runc needs.
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", ns.0))
+        .arg(env!("CARGO_BIN_EXE_k3rs"))
+        .args(["agent", "--server", &s.url, "--token", &s.token()])
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--node-name", "agent-n", "--node-ip", "10.99.0.2"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"far","namespace":"default"},
+        "spec":{"terminationGracePeriodSeconds":1,"containers":[{"name":"c",
+        "image":"k3rs.test/busybox:1","command":["/bin/sh","-c","exec sleep 3600"]}]}}"#;
+    let pod_file = tmp.path().join("pod.json");
+    std::fs::write(&pod_file, pod).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut created = false;
+    let state = loop {
+        if !created {
+            let ready = s.kubectl(&[
+                "get",
+                "node",
+                "agent-n",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            if String::from_utf8_lossy(&ready.stdout) == "True" {
+                let out = s.kubectl(&["create", "-f", pod_file.to_str().unwrap()]);
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                created = true;
+            }
+        } else {
+            let out = s.kubectl(&[
+                "get",
+                "pod",
+                "far",
+                "-o",
+                "jsonpath={.spec.nodeName} {.status.phase} {.status.hostIP}",
+            ]);
+            let st = String::from_utf8_lossy(&out.stdout).into_owned();
+            if st.ends_with("Running 10.99.0.2") || Instant::now() > deadline {
+                break st;
+            }
+        }
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            break String::new();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let _ = s.kubectl(&[
+        "delete",
+        "pod",
+        "far",
+        "--grace-period=1",
+        "--wait=true",
+        "--timeout=20s",
+    ]);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+    let agent_log = std::fs::read_to_string(tmp.path().join("agent.log")).unwrap();
+    assert_eq!(
+        state,
+        "agent-n Running 10.99.0.2",
+        "agent log: {agent_log}\nserver log: {}",
+        s.log()
+    );
 }
