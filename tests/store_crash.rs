@@ -2,115 +2,18 @@
 //! through the Kubernetes API, then restarted on the same data dir. Every acknowledged write
 //! must be there afterwards, and a write that was in flight is either fully there or absent.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::process::Server;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use rand::Rng;
 
 const WRITERS: usize = 4;
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// One server's fixed identity: data dir and ports, reused on every restart.
-struct Server {
-    dir: PathBuf,
-    https: u16,
-    raft: u16,
-    etcd: u16,
-    child: Option<Child>,
-}
-
-impl Server {
-    fn new(dir: &Path) -> Self {
-        Server {
-            dir: dir.to_path_buf(),
-            https: free_port(),
-            raft: free_port(),
-            etcd: free_port(),
-            child: None,
-        }
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.dir.join("kc.yaml")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
-    }
-
-    async fn start(&mut self) -> kube::Client {
-        let _ = std::fs::remove_file(self.kubeconfig());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("server.log"))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_k3rs"))
-            .args(["server", "--disable-agent", "--bind-address", "127.0.0.1"])
-            .arg("-d")
-            .arg(self.dir.join("data"))
-            .args(["--https-listen-port", &self.https.to_string()])
-            .args(["--raft-listen-port", &self.raft.to_string()])
-            .args(["--etcd-listen-address", &format!("127.0.0.1:{}", self.etcd)])
-            .arg("-o")
-            .arg(self.kubeconfig())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("server exited with {status}: {}", self.log());
-            }
-            if let Some(client) = self.try_client().await {
-                let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-                if api.list(&ListParams::default().limit(1)).await.is_ok() {
-                    return client;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not become ready: {}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn try_client(&self) -> Option<kube::Client> {
-        let kc = kube::config::Kubeconfig::read_from(self.kubeconfig()).ok()?;
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-            .await
-            .ok()?;
-        kube::Client::try_from(cfg).ok()
-    }
-
-    fn sigkill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
-            child.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.sigkill();
-    }
-}
 
 fn config_map(name: &str, value: &str) -> ConfigMap {
     let mut cm = ConfigMap::default();
