@@ -119,6 +119,7 @@ async fn a_torn_wal_tail_is_recovered_and_mid_file_corruption_refuses_to_start()
     data[8 + 8 + 3] ^= 0xff;
     std::fs::write(&first, &data).unwrap();
     let err = start_expecting_exit(&server);
+    eprintln!("refused: {}", err.lines().last().unwrap_or_default());
     assert!(
         err.contains("corrupt") && err.contains("valid data follows"),
         "unclear error: {err}"
