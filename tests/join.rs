@@ -108,11 +108,14 @@ fn agent(server: &str, token: &str, data_dir: &Path, name: &str) -> (bool, Strin
     )
 }
 
-fn get_cacerts(url: &str) -> String {
-    let out = Command::new("curl")
-        .args(["-sk", &format!("{url}/cacerts")])
-        .output()
-        .unwrap();
+/// `GET /cacerts` (answered before authentication; kubectl is just a convenient client).
+fn get_cacerts(s: &Server) -> String {
+    let out = s.kubectl(&["get", "--raw", "/cacerts"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -129,7 +132,7 @@ fn agent_joins_with_the_token_and_authenticates_as_its_node() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
     assert_eq!(
-        get_cacerts(&s.url),
+        get_cacerts(&s),
         std::fs::read_to_string(s.dir.join("data/server/tls/server-ca.crt")).unwrap()
     );
 
@@ -233,7 +236,7 @@ fn a_second_server_joins_with_the_token_and_shares_the_ca_and_the_data() {
         "server-2",
         &["--server", &s1.url, "--token", &token],
     );
-    assert_eq!(get_cacerts(&s1.url), get_cacerts(&s2.url));
+    assert_eq!(get_cacerts(&s1), get_cacerts(&s2));
     assert_eq!(
         s2.token(),
         token,
