@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the build and the tests need (installed only when missing).
 packages=(protobuf-compiler containerd runc containernetworking-plugins etcd-client
-          etcd-server busybox-static skopeo iproute2 iptables shellcheck)
+          etcd-server busybox-static skopeo iproute2 iptables shellcheck curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
