@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Parallel pod creations/deletions per reconcile.
-const BURST: usize = 16;
+const BURST: usize = 64;
 
 /// Rank for deletion: smaller = less valuable = deleted first.
 fn deletion_rank(p: &Pod) -> (u8, u8, u8, i64, i64, i64) {

@@ -85,15 +85,18 @@ fn snapshot(state: &State) -> (Vec<NodeInfo>, Vec<Arc<Pod>>) {
     let nodes = state.nodes.state();
     let pods = state.pods.state();
     let mut assumed = state.assumed.lock().unwrap_or_else(|p| p.into_inner());
-    let bound: HashMap<String, bool> = pods
+    // Look up only the assumed pods in the cache (not a key map of every pod per decision).
+    let bound: HashMap<String, bool> = assumed
         .iter()
-        .map(|p| {
-            let b = p
+        .filter_map(|(k, (p, _, _))| {
+            let r = reflector::ObjectRef::<Pod>::from(p.as_ref());
+            let cached = state.pods.get(&r)?;
+            let b = cached
                 .spec
                 .as_ref()
                 .and_then(|s| s.node_name.as_deref())
                 .is_some_and(|n| !n.is_empty());
-            (key(p), b)
+            Some((k.clone(), b))
         })
         .collect();
     // Forget assumptions the informer confirmed (bound or gone) or that expired.
