@@ -145,6 +145,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         ctrl_cfg,
         shutdown.clone(),
     ));
+    // systemd (Type=notify): READY=1 once the API serves and, with the built-in agent, this
+    // node is registered; without the agent, as soon as the API serves.
+    tokio::spawn(notify_ready_when_registered(
+        client.clone(),
+        (!args.disable_agent).then(|| hostname.clone()),
+        shutdown.clone(),
+    ));
     let scheduler = tokio::spawn(crate::scheduler::run(
         client,
         crate::scheduler::SchedulerConfig {
@@ -250,4 +257,29 @@ async fn open_store(
         .await
         .context("cannot start the raft member")?;
     Ok((core.into_store(Arc::new(node)), peer_url))
+}
+
+/// Tell systemd we are ready once `node` (if any) is registered; gives up on shutdown.
+async fn notify_ready_when_registered(
+    client: kube::Client,
+    node: Option<String>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    if let Some(name) = node {
+        let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
+        loop {
+            if matches!(nodes.get_opt(&name).await, Ok(Some(_))) {
+                break;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+            }
+        }
+    }
+    match super::sd_notify::notify_ready() {
+        Ok(true) => tracing::info!("notified systemd: ready"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot notify systemd"),
+    }
 }
