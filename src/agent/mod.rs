@@ -205,7 +205,14 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     tokio::spawn(watch_images(rt.clone(), images, child_shutdown.clone()));
 
     if let Some(addr) = config.endpoint {
-        match server::start(addr, config.log_dir.clone(), child_shutdown.clone()).await {
+        match server::start(
+            addr,
+            config.log_dir.clone(),
+            Some(rt.clone() as Arc<dyn runtime::ContainerRuntime>),
+            child_shutdown.clone(),
+        )
+        .await
+        {
             Ok(a) => info!(addr = %a, "agent endpoint listening"),
             // Another agent on this host may own the port: logs over HTTP are then missing.
             Err(e) => warn!(addr = %addr, error = %e, "agent endpoint not started"),
