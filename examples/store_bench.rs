@@ -3,8 +3,9 @@
 //!
 //! Runs over `testing::FakeReplicator` (proposals applied directly), or with `--raft` over a
 //! single-member raft group (`store::open`: WAL with fsync, then apply). Usage:
-//! `cargo run --example store_bench -- [puts] [--raft]` (default 3000 puts per writer
-//! configuration).
+//! `cargo run --example store_bench -- [puts] [--raft] [--members 3]` (default 3000 puts per
+//! writer configuration; `--members 3` = a three-member group on 127.0.0.1, clients on the
+//! leader).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -185,31 +186,46 @@ async fn bench_watch(store: &Store, n: usize) {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let total: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(3000);
-    let over_raft = args.iter().any(|a| a == "--raft");
+    let members: usize = args
+        .iter()
+        .position(|a| a == "--members")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(1);
+    let over_raft = members > 1 || args.iter().any(|a| a == "--raft");
     let dir = tempfile::tempdir().expect("tempdir");
+    let mut others = Vec::new();
     let (store, node) = if over_raft {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let cfg = StoreConfig::new(
-            dir.path(),
-            "bench",
-            &format!("127.0.0.1:{port}"),
-            &format!("http://127.0.0.1:{port}"),
-            Bootstrap::ClusterInit,
-        );
-        let (store, node) = open(cfg).await.expect("open store over raft");
+        let (store, node, first) = member(dir.path(), "bench", Bootstrap::ClusterInit).await;
+        for m in 1..members {
+            let join = Bootstrap::Join {
+                peer_addr: first.clone(),
+                token: "bench".into(),
+            };
+            others.push(member(dir.path(), &format!("bench{m}"), join).await);
+        }
+        // Wait until every member is a voter and knows the leader (the first member).
+        while store
+            .members()
+            .await
+            .map_or(0, |m| m.iter().filter(|m| !m.is_learner).count())
+            < members
+            || others.iter().any(|(s, _, _)| s.status().leader_id == 0)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         (store, Some(node))
     } else {
         let (sm, core) = open_state(dir.path(), &StoreOptions::default()).expect("open");
         let replicator: Arc<dyn Replicator> = FakeReplicator::new(sm, 1);
         (core.into_store(replicator), None)
     };
-    let over = if over_raft {
-        "a one-member raft group"
+    let over = if members > 1 {
+        format!("a {members}-member raft group")
+    } else if over_raft {
+        "a one-member raft group".to_string()
     } else {
-        "the fake replicator"
+        "the fake replicator".to_string()
     };
     println!("store_bench over {over}, {total} puts per configuration");
     for writers in [1, 16, 256] {
@@ -227,4 +243,30 @@ async fn main() {
     if let Some(node) = node {
         node.shutdown().await;
     }
+    for (_, node, _) in others {
+        node.shutdown().await;
+    }
+}
+
+/// Open one raft member under `root/name` on a free port; returns its peer URL too.
+async fn member(
+    root: &std::path::Path,
+    name: &str,
+    bootstrap: Bootstrap,
+) -> (Store, k3rs::store::raft::RaftNode, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let url = format!("http://127.0.0.1:{port}");
+    let mut cfg = StoreConfig::new(
+        root.join(name),
+        name,
+        &format!("127.0.0.1:{port}"),
+        &url,
+        bootstrap,
+    );
+    cfg.raft.token = "bench".into();
+    let (store, node) = open(cfg).await.expect("open store over raft");
+    (store, node, url)
 }

@@ -271,7 +271,11 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<C>) -> Result<Action, Error> {
             new_rs = scale(&ctx, &d, &new_rs, replicas, surge).await?;
         }
     } else {
-        let all_replicas: i32 = spec_replicas(&new_rs) + old.iter().map(spec_replicas).sum::<i32>();
+        // Pods that still exist count too (an old RS may not have deleted its surplus yet),
+        // so maxSurge holds for real pods, not just for specs.
+        let present =
+            |rs: &ReplicaSet| spec_replicas(rs).max(rs.status.as_ref().map_or(0, |s| s.replicas));
+        let all_replicas: i32 = present(&new_rs) + old.iter().map(present).sum::<i32>();
         let target = new_rs_target(replicas, surge, spec_replicas(&new_rs), all_replicas);
         if target != spec_replicas(&new_rs) {
             new_rs = scale(&ctx, &d, &new_rs, target, surge).await?;

@@ -60,6 +60,16 @@ async fn allocate_cidr(node: &Node, ctx: &C) -> Result<(), Error> {
     }
     let _guard = ctx.data.cidr_lock.lock().await;
     let api: Api<Node> = Api::all(ctx.client.clone());
+    // The cache may lag our own earlier allocation: re-read under the lock.
+    let fresh = api.get(&node.name_any()).await?;
+    if fresh
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.as_ref())
+        .is_some()
+    {
+        return Ok(());
+    }
     let used: Vec<String> = api
         .list(&ListParams::default())
         .await?

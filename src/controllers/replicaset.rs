@@ -11,7 +11,8 @@ use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use std::sync::Arc;
@@ -96,7 +97,41 @@ fn new_pod(rs: &ReplicaSet) -> Result<Pod, Error> {
     })
 }
 
-async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx<ControllersConfig>>) -> Result<Action, Error> {
+/// Controller state: configuration plus the pod cache.
+pub struct State {
+    pods: Store<Pod>,
+}
+
+type C = Ctx<State>;
+
+/// From the cache: the pods this RS owns, if nothing needs doing (no adoption, release,
+/// creation or deletion). Anything else goes through a fresh API list.
+fn settled(rs: &ReplicaSet, store: &Store<Pod>) -> Option<Vec<Pod>> {
+    let spec = rs.spec.as_ref()?;
+    let ns = rs.namespace();
+    let uid = rs.metadata.uid.as_deref()?;
+    let mut owned = Vec::new();
+    for p in store.state() {
+        if p.namespace() != ns {
+            continue;
+        }
+        let mine = super::pods::controller_of(&p.metadata).is_some_and(|o| o.uid == uid);
+        let matches = labels::matches(Some(&spec.selector), p.metadata.labels.as_ref());
+        match (mine, matches) {
+            (true, true) if is_active(&p) => owned.push(p.as_ref().clone()),
+            (true, true) => {}
+            (true, false) => return None,
+            (false, true) if super::pods::controller_of(&p.metadata).is_none() && is_active(&p) => {
+                return None;
+            }
+            _ => {}
+        }
+    }
+    let want = usize::try_from(spec.replicas.unwrap_or(1)).unwrap_or(0);
+    (owned.len() == want).then_some(owned)
+}
+
+async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<C>) -> Result<Action, Error> {
     if deleting(rs.as_ref()) {
         return Ok(Action::await_change());
     }
@@ -109,6 +144,11 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx<ControllersConfig>>) -> Res
             object: describe(rs.as_ref()),
             reason: "empty selector".into(),
         });
+    }
+    // Fast path: the cache shows nothing to do; only the status may change. The cache can
+    // lag, but acting (create/delete) always re-reads from the API server first.
+    if let Some(owned) = settled(&rs, &ctx.data.pods) {
+        return update_status(&rs, &owned, &ctx).await;
     }
     let all = pods_api
         .list(&ListParams::default().labels(&labels::to_query(&selector)))
@@ -184,11 +224,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx<ControllersConfig>>) -> Res
     update_status(&rs, &owned, &ctx).await
 }
 
-async fn update_status(
-    rs: &ReplicaSet,
-    pods: &[Pod],
-    ctx: &Ctx<ControllersConfig>,
-) -> Result<Action, Error> {
+async fn update_status(rs: &ReplicaSet, pods: &[Pod], ctx: &C) -> Result<Action, Error> {
     let spec = rs.spec.clone().unwrap_or_default();
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
     let tpl_labels = spec
@@ -242,14 +278,23 @@ async fn update_status(
 }
 
 /// Run the ReplicaSet controller until `shutdown`.
-pub async fn run(client: Client, config: ControllersConfig, shutdown: CancellationToken) {
+pub async fn run(client: Client, _config: ControllersConfig, shutdown: CancellationToken) {
+    // The pod cache for the fast path (owner triggers come from the controller's own watch).
+    let (pods, writer) = reflector::store();
+    let cache = reflector::reflector(
+        writer,
+        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff(),
+    )
+    .for_each(|_| async {});
     let controller = Controller::new(
         Api::<ReplicaSet>::all(client.clone()),
         watcher::Config::default(),
     )
     .owns(Api::<Pod>::all(client.clone()), watcher::Config::default());
-    let ctx = Ctx::new(client, "replicaset-controller", config);
+    let ctx = Ctx::new(client, "replicaset-controller", State { pods });
+    let cache_task = tokio::spawn(cache);
     run_controller(controller, reconcile, ctx, shutdown).await;
+    cache_task.abort();
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -31,6 +31,12 @@ pub(super) struct State {
     pods: Store<Pod>,
     /// pod key → (pod, node, when).
     assumed: Mutex<HashMap<String, Assumed>>,
+    /// Pods that did not fit last time; node/pod changes retry everything only if any.
+    unschedulable: Arc<Mutex<HashSet<String>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn key(pod: &Pod) -> String {
@@ -94,20 +100,16 @@ fn snapshot(state: &State) -> (Vec<NodeInfo>, Vec<Arc<Pod>>) {
 }
 
 async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx<State>>) -> Result<Action, Error> {
-    if !needs_scheduling(&pod) {
-        return Ok(Action::await_change());
-    }
     let k = key(&pod);
-    if ctx
-        .data
-        .assumed
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .contains_key(&k)
-    {
+    if !needs_scheduling(&pod) {
+        lock(&ctx.data.unschedulable).remove(&k);
         return Ok(Action::await_change());
     }
+    // The snapshot also forgets expired assumptions (a binding that failed).
     let (infos, _) = snapshot(&ctx.data);
+    if lock(&ctx.data.assumed).contains_key(&k) {
+        return Ok(Action::requeue(ASSUME_TTL));
+    }
     let mut feasible = Vec::new();
     let mut reasons = Vec::new();
     for n in &infos {
@@ -122,55 +124,61 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx<State>>) -> Result<Action, Error>
     let name = pod.metadata.name.clone().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let Some(i) = score::best(&pod, &feasible) else {
+        lock(&ctx.data.unschedulable).insert(k.clone());
         let msg = unschedulable_message(infos.len(), &reasons);
         report_unschedulable(&api, &pod, &msg, &ctx).await?;
         // Node and pod changes also trigger a retry; this is the safety net.
         return Ok(Action::requeue(Duration::from_secs(15)));
     };
+    lock(&ctx.data.unschedulable).remove(&k);
     let node = feasible[i].name().to_string();
-    let binding = Binding {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some(ns.clone()),
-            ..Default::default()
-        },
-        target: ObjectReference {
-            kind: Some("Node".into()),
-            api_version: Some("v1".into()),
-            name: Some(node.clone()),
-            ..Default::default()
-        },
-    };
-    match api
-        .create_subresource::<_, serde_json::Value>(
-            "binding",
-            &name,
-            &PostParams::default(),
-            &binding,
-        )
-        .await
-    {
-        Ok(_) => {}
-        // Already bound (by us, earlier) or deleted meanwhile: nothing to do.
-        Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
-            return Ok(Action::await_change());
+    // Assume first, bind in the background (as upstream does): the next decision already
+    // counts this pod on its node, and the serial loop does not wait for the API round trip.
+    lock(&ctx.data.assumed).insert(k.clone(), (pod.clone(), node.clone(), Instant::now()));
+    let ctx2 = ctx.clone();
+    tokio::spawn(async move {
+        let binding = Binding {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(ns.clone()),
+                ..Default::default()
+            },
+            target: ObjectReference {
+                kind: Some("Node".into()),
+                api_version: Some("v1".into()),
+                name: Some(node.clone()),
+                ..Default::default()
+            },
+        };
+        match api
+            .create_subresource::<_, serde_json::Value>(
+                "binding",
+                &name,
+                &PostParams::default(),
+                &binding,
+            )
+            .await
+        {
+            Ok(_) => {
+                tracing::debug!(pod = %k, %node, "bound");
+                ctx2.event(
+                    pod.as_ref(),
+                    NORMAL,
+                    "Scheduled",
+                    format!("Successfully assigned {ns}/{name} to {node}"),
+                )
+                .await;
+            }
+            // Already bound or deleted meanwhile: nothing to do.
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {}
+            Err(e) => {
+                tracing::debug!(pod = %k, error = %e, "binding failed; will retry");
+                // Forget the assumption; the requeue below retries the pod.
+                lock(&ctx2.data.assumed).remove(&k);
+            }
         }
-        Err(e) => return Err(e.into()),
-    }
-    ctx.data
-        .assumed
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(k, (pod.clone(), node.clone(), Instant::now()));
-    tracing::debug!(pod = %key(&pod), %node, "bound");
-    ctx.event(
-        pod.as_ref(),
-        NORMAL,
-        "Scheduled",
-        format!("Successfully assigned {ns}/{name} to {node}"),
-    )
-    .await;
-    Ok(Action::await_change())
+    });
+    Ok(Action::requeue(Duration::from_secs(5)))
 }
 
 async fn report_unschedulable(
@@ -215,17 +223,24 @@ pub(super) async fn run(client: kube::Client, shutdown: CancellationToken) {
         .default_backoff()
         .filter_map(|e| async move { matches!(e, Ok(watcher::Event::Delete(_))).then_some(()) });
     let (tx, rx) = futures::channel::mpsc::channel::<()>(16);
+    let unschedulable: Arc<Mutex<HashSet<String>>> = Arc::default();
     let trig = {
+        let waiting = unschedulable.clone();
+        let waiting2 = unschedulable.clone();
         let shutdown = shutdown.clone();
         let mut tx_nodes = tx.clone();
         let mut tx_pods = tx;
         tokio::spawn(async move {
             let nodes_fut = node_events.for_each(|_| {
-                let _ = tx_nodes.try_send(());
+                if !lock(&waiting).is_empty() {
+                    let _ = tx_nodes.try_send(());
+                }
                 async {}
             });
             let pods_fut = pod_deletions.for_each(|_| {
-                let _ = tx_pods.try_send(());
+                if !lock(&waiting2).is_empty() {
+                    let _ = tx_pods.try_send(());
+                }
                 async {}
             });
             tokio::select! {
@@ -248,6 +263,7 @@ pub(super) async fn run(client: kube::Client, shutdown: CancellationToken) {
             nodes,
             pods,
             assumed: Mutex::new(HashMap::new()),
+            unschedulable,
         },
     );
     run_controller(controller, reconcile, ctx, shutdown).await;

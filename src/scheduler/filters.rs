@@ -269,7 +269,7 @@ pub fn inter_pod_affinity(pod: &Pod, node: &NodeInfo, all: &[NodeInfo]) -> Vec<S
             break;
         }
     }
-    let existing_clash = all.iter().any(|n| {
+    let existing_clash = all.iter().filter(|n| n.anti_affinity_pods > 0).any(|n| {
         n.pods.iter().any(|p| {
             let pns = p.metadata.namespace.as_deref().unwrap_or("");
             p.spec

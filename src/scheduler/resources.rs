@@ -146,6 +146,30 @@ pub struct NodeInfo {
     pub requested: Resources,
     /// Host ports in use.
     pub used_ports: HashSet<(String, String, i32)>,
+    /// Requests with upstream's non-zero defaults (100m cpu, 200Mi) for scoring.
+    pub nonzero_requested: (f64, f64),
+    /// How many of the pods carry required pod anti-affinity (skips the scan when 0).
+    pub anti_affinity_pods: usize,
+}
+
+/// Upstream's scoring defaults for pods that request nothing: (millicores, bytes).
+pub const NONZERO_DEFAULTS: (f64, f64) = (100.0, 200.0 * 1024.0 * 1024.0);
+
+/// A pod's requests with the non-zero defaults applied: (millicores, bytes).
+pub fn nonzero_requests(pod: &Pod) -> (f64, f64) {
+    let r = pod_requests(pod);
+    (
+        if r.milli_cpu > 0.0 {
+            r.milli_cpu
+        } else {
+            NONZERO_DEFAULTS.0
+        },
+        if r.memory > 0.0 {
+            r.memory
+        } else {
+            NONZERO_DEFAULTS.1
+        },
+    )
 }
 
 impl NodeInfo {
@@ -162,12 +186,28 @@ impl NodeInfo {
             allocatable,
             requested: Resources::default(),
             used_ports: HashSet::new(),
+            nonzero_requested: (0.0, 0.0),
+            anti_affinity_pods: 0,
         }
     }
 
     /// Account for a pod placed on this node.
     pub fn add_pod(&mut self, pod: Arc<Pod>) {
         self.requested.add(&pod_requests(&pod));
+        let (c, m) = nonzero_requests(&pod);
+        self.nonzero_requested.0 += c;
+        self.nonzero_requested.1 += m;
+        let anti = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.affinity.as_ref())
+            .and_then(|a| a.pod_anti_affinity.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
+            .is_some_and(|t| !t.is_empty());
+        self.anti_affinity_pods += usize::from(anti);
         self.used_ports.extend(host_ports(&pod));
         self.pods.push(pod);
     }

@@ -4,41 +4,12 @@
 //! (normalised), and spreading of a controller's replicas (fewer siblings is better).
 
 use super::filters::preferred_node_affinity;
-use super::resources::{NodeInfo, pod_requests};
+use super::resources::{NodeInfo, nonzero_requests};
 use k8s_openapi::api::core::v1::Pod;
 
-/// Upstream's defaults for pods that request nothing, so they still spread by count.
-const DEFAULT_MILLI_CPU: f64 = 100.0;
-const DEFAULT_MEMORY: f64 = 200.0 * 1024.0 * 1024.0;
-
 fn fractions(pod: &Pod, node: &NodeInfo) -> (f64, f64) {
-    let want = pod_requests(pod);
-    let cpu = if want.milli_cpu > 0.0 {
-        want.milli_cpu
-    } else {
-        DEFAULT_MILLI_CPU
-    };
-    let mem = if want.memory > 0.0 {
-        want.memory
-    } else {
-        DEFAULT_MEMORY
-    };
-    // Bound pods without requests count with the same defaults.
-    let mut used_cpu = 0.0;
-    let mut used_mem = 0.0;
-    for p in &node.pods {
-        let r = pod_requests(p);
-        used_cpu += if r.milli_cpu > 0.0 {
-            r.milli_cpu
-        } else {
-            DEFAULT_MILLI_CPU
-        };
-        used_mem += if r.memory > 0.0 {
-            r.memory
-        } else {
-            DEFAULT_MEMORY
-        };
-    }
+    let (cpu, mem) = nonzero_requests(pod);
+    let (used_cpu, used_mem) = node.nonzero_requested;
     let frac = |used: f64, alloc: f64| {
         if alloc <= 0.0 {
             1.0

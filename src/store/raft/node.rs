@@ -439,6 +439,18 @@ impl Node {
             return Ok(());
         }
         let mut rd = self.raw.ready();
+        // Leadership changes are rare and what an operator (and the multi-process test)
+        // needs to know: which member leads, since which term.
+        if let Some(ss) = rd.ss() {
+            if ss.raft_state == StateRole::Leader {
+                tracing::info!(
+                    term = self.raw.raft.term,
+                    "raft: this member is now the leader"
+                );
+            } else if ss.leader_id != 0 {
+                tracing::debug!(leader = ss.leader_id, "raft: following");
+            }
+        }
         self.send(rd.take_messages());
         if !rd.snapshot().is_empty() {
             let snap = rd.snapshot().clone();
