@@ -204,7 +204,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     }
     tokio::spawn(watch_images(rt.clone(), images, child_shutdown.clone()));
 
+    let mut endpoint_port = None;
     if let Some(addr) = config.endpoint {
+        endpoint_port = Some(addr.port());
         match server::start(
             addr,
             config.log_dir.clone(),
@@ -231,6 +233,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         taints,
         cluster_cidr: config.cluster_cidr.clone(),
         runtime_version: version,
+        endpoint_port: endpoint_port.unwrap_or(10250),
     };
     // The API server may still be starting (built-in agent): retry registration.
     let pod_cidr = loop {

@@ -1,0 +1,318 @@
+//! End to end with a real `k3rs server` running its built-in agent on a real containerd
+//! (needs root): a Deployment of busybox pods serving HTTP, `kubectl logs` (with `-f`),
+//! `kubectl exec` (output and exit codes), and a kill -9 restart that re-adopts running
+//! pods. One server for the whole file: it is heavy.
+
+mod common;
+
+use common::images::{INDEX_HTML, build_busybox_image};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+struct Server {
+    dir: PathBuf,
+    ports: [u16; 4],
+    child: Option<Child>,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Server {
+        let mut s = Server {
+            dir: dir.to_path_buf(),
+            ports: [free_port(), free_port(), free_port(), free_port()],
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let kubeconfig = self.kubeconfig();
+        let _ = std::fs::remove_file(&kubeconfig);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .unwrap();
+        let [https, raft, etcd, agent] = self.ports;
+        let child = Command::new(env!("CARGO_BIN_EXE_k3rs"))
+            .args(["server", "--bind-address", "127.0.0.1"])
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .args(["--https-listen-port", &https.to_string()])
+            .args(["--raft-listen-port", &raft.to_string()])
+            .args(["--etcd-listen-address", &format!("127.0.0.1:{etcd}")])
+            .args(["--agent-endpoint", &format!("127.0.0.1:{agent}")])
+            .arg("--write-kubeconfig")
+            .arg(&kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !(kubeconfig.exists() && self.kubectl(&["get", "--raw", "/readyz"]).status.success())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "server not ready: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig.yaml")
+    }
+
+    fn log(&self) -> String {
+        let s = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        s.lines()
+            .rev()
+            .take(60)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kubectl");
+        c.arg("--kubeconfig").arg(self.kubeconfig()).args(args);
+        c
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn apply(&self, yaml: &str) {
+        let f = self.dir.join("apply.yaml");
+        std::fs::write(&f, yaml).unwrap();
+        self.ok(&["apply", "-f", f.to_str().unwrap()]);
+    }
+
+    fn pods(&self, selector: &str) -> Vec<serde_json::Value> {
+        let out = self.ok(&["get", "pods", "-l", selector, "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.kubectl(&["delete", "deployment", "--all", "--wait=false"]);
+        self.kill9();
+    }
+}
+
+fn http_get(ip: &str, port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = format!("{ip}:{port}").parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: web
+        image: k3rs.test/busybox:1
+        imagePullPolicy: Never
+        command: ["/bin/sh", "-c", "echo started; (i=0; while true; do echo tick $i; i=$((i+1)); sleep 1; done) & exec /bin/busybox httpd -f -p 8080 -h /www"]
+"#;
+
+#[test]
+fn deployment_serves_http_logs_follow_exec_exit_codes_and_survives_a_kill_9_restart() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let started = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("data/agent/images");
+    std::fs::create_dir_all(&images).unwrap();
+    build_busybox_image(&images, "busybox.tar", "k3rs.test/busybox:1");
+    let mut server = Server::start(tmp.path());
+
+    // A Deployment of 3 reaches Running, and each pod answers HTTP from the host.
+    server.apply(DEPLOYMENT);
+    server.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    let pods = server.pods("app=web");
+    assert_eq!(pods.len(), 3, "{pods:?}");
+    for p in &pods {
+        assert_eq!(p["status"]["phase"], "Running", "{p}");
+        let ip = p["status"]["podIP"].as_str().unwrap();
+        let body = http_get(ip, 8080).unwrap_or_default();
+        assert!(body.contains(INDEX_HTML), "pod {ip}: {body:?}");
+    }
+    let name = pods[0]["metadata"]["name"].as_str().unwrap().to_string();
+
+    // kubectl logs: the first line, and later ticks.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = server.ok(&["logs", &name]);
+        if logs.starts_with("started\n") && logs.contains("tick 1\n") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "logs: {logs:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let tail = server.ok(&["logs", &name, "--tail=1"]);
+    assert_eq!(tail.lines().count(), 1, "{tail:?}");
+
+    // kubectl logs -f streams new lines as they are written.
+    let mut follow = server
+        .cmd(&["logs", "-f", &name, "--tail=1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(follow.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        seen.push(line);
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let ticks: Vec<u64> = seen
+        .iter()
+        .filter_map(|l| l.trim().strip_prefix("tick ")?.parse().ok())
+        .collect();
+    assert_eq!(ticks.len(), 3, "{seen:?}");
+    assert!(ticks[0] < ticks[1] && ticks[1] < ticks[2], "{seen:?}");
+
+    // Errors as upstream words them.
+    let out = server.kubectl(&["logs", &name, "-c", "nope"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("container nope is not valid for pod {name}")),
+        "{out:?}"
+    );
+    let out = server.kubectl(&["logs", "missing-pod"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not found"),
+        "{out:?}"
+    );
+
+    // kubectl exec: output and exit codes.
+    assert_eq!(server.ok(&["exec", &name, "--", "echo", "hi"]), "hi\n");
+    let out = server.kubectl(&["exec", &name, "--", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let out = server.kubectl(&[
+        "exec",
+        &name,
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; true",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let both =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(both.contains("out") && both.contains("err"), "{both:?}");
+
+    // kill -9 of the server (agent inside) and restart: same containers, no restarts.
+    let before: Vec<(String, String, u64)> = server
+        .pods("app=web")
+        .iter()
+        .map(|p| {
+            let cs = &p["status"]["containerStatuses"][0];
+            (
+                p["metadata"]["name"].as_str().unwrap().to_string(),
+                cs["containerID"].as_str().unwrap_or("").to_string(),
+                cs["restartCount"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    server.kill9();
+    server.spawn();
+    // Give the restarted agent time to sync its pods and report status.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = server.pods("app=web").iter().all(|p| {
+            p["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        });
+        if ready
+            && server
+                .kubectl(&["exec", &name, "--", "echo", "hi"])
+                .status
+                .success()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pods not ready after restart: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let after: Vec<(String, String, u64)> = server
+        .pods("app=web")
+        .iter()
+        .map(|p| {
+            let cs = &p["status"]["containerStatuses"][0];
+            (
+                p["metadata"]["name"].as_str().unwrap().to_string(),
+                cs["containerID"].as_str().unwrap_or("").to_string(),
+                cs["restartCount"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let mut b = before.clone();
+    let mut a = after.clone();
+    b.sort();
+    a.sort();
+    assert_eq!(a, b, "containers changed across the restart");
+    eprintln!("e2e took {:?}", started.elapsed());
+}
