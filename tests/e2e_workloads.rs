@@ -314,5 +314,199 @@ fn deployment_serves_http_logs_follow_exec_exit_codes_and_survives_a_kill_9_rest
     b.sort();
     a.sort();
     assert_eq!(a, b, "containers changed across the restart");
+    eprintln!("deployment, logs, exec, restart: {:?}", started.elapsed());
+
+    restarts_probes_endpoints_and_cleanup(&server, tmp.path());
     eprintln!("e2e took {:?}", started.elapsed());
+}
+
+const POD_SCENARIOS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: crash}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: k3rs.test/busybox:1
+    imagePullPolicy: Never
+    command: ["/bin/sh", "-c", "echo crashing; exit 1"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: live}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: k3rs.test/busybox:1
+    imagePullPolicy: Never
+    command: ["/bin/sh", "-c", "sleep 2; echo > /tmp/dead; exec sleep 3600"]
+    livenessProbe:
+      exec: {command: ["/bin/sh", "-c", "test ! -f /tmp/dead"]}
+      periodSeconds: 1
+      failureThreshold: 1
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: gate, labels: {app: gate}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: k3rs.test/busybox:1
+    imagePullPolicy: Never
+    command: ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]
+    readinessProbe:
+      exec: {command: ["/bin/sh", "-c", "test -f /tmp/ready"]}
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {name: gate}
+spec:
+  selector: {app: gate}
+  ports: [{port: 80, targetPort: 8080}]
+"#;
+
+fn wait_for(what: &str, server: &Server, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out: {what}\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn pod_json(server: &Server, name: &str) -> serde_json::Value {
+    serde_json::from_str(&server.ok(&["get", "pod", name, "-o", "json"])).unwrap()
+}
+
+fn restarts_probes_endpoints_and_cleanup(server: &Server, dir: &Path) {
+    server.apply(POD_SCENARIOS);
+
+    // A crashing container shows CrashLoopBackOff, and its restart count keeps growing.
+    let mut first = 0;
+    wait_for("CrashLoopBackOff in kubectl get pods", server, 40, || {
+        let out = server.ok(&["get", "pod", "crash"]);
+        let p = pod_json(server, "crash");
+        first = p["status"]["containerStatuses"][0]["restartCount"]
+            .as_u64()
+            .unwrap_or(0);
+        out.contains("CrashLoopBackOff") && first >= 1
+    });
+    wait_for("restartCount grows", server, 40, || {
+        let p = pod_json(server, "crash");
+        p["status"]["containerStatuses"][0]["restartCount"]
+            .as_u64()
+            .unwrap_or(0)
+            > first
+    });
+
+    // A failing liveness probe restarts the container.
+    wait_for("liveness restart", server, 30, || {
+        let p = pod_json(server, "live");
+        p["status"]["containerStatuses"][0]["restartCount"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+    });
+
+    // Readiness gates the Service's endpoints.
+    let endpoints = || -> (Vec<String>, Vec<String>) {
+        let out = server.kubectl(&["get", "endpoints", "gate", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let ips = |k: &str| -> Vec<String> {
+            v["subsets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|s| s[k].as_array().cloned().unwrap_or_default())
+                .filter_map(|a| a["ip"].as_str().map(str::to_string))
+                .collect()
+        };
+        (ips("addresses"), ips("notReadyAddresses"))
+    };
+    let mut ip = String::new();
+    wait_for("gate pod running with an IP", server, 30, || {
+        let p = pod_json(server, "gate");
+        ip = p["status"]["podIP"].as_str().unwrap_or("").to_string();
+        !ip.is_empty() && p["status"]["phase"] == "Running"
+    });
+    wait_for(
+        "not-ready pod listed as notReadyAddresses",
+        server,
+        20,
+        || {
+            let (ready, not_ready) = endpoints();
+            ready.is_empty() && not_ready.contains(&ip)
+        },
+    );
+    let out = server.kubectl(&["exec", "gate", "--", "sh", "-c", "echo > /tmp/ready"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_for("ready pod in endpoints", server, 20, || {
+        endpoints().0.contains(&ip)
+    });
+
+    // Deleting everything leaves no container, task, netns or IP allocation.
+    let all: serde_json::Value =
+        serde_json::from_str(&server.ok(&["get", "pods", "-o", "json"])).unwrap();
+    let uids: Vec<String> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metadata"]["uid"].as_str().unwrap().to_string())
+        .collect();
+    assert!(uids.len() >= 6, "{uids:?}");
+    let netns_left = || {
+        uids.iter()
+            .filter(|u| Path::new(&format!("/run/netns/k3rs-{u}")).exists())
+            .count()
+    };
+    assert_eq!(
+        netns_left(),
+        uids.len(),
+        "every pod has a netns while running"
+    );
+    server.ok(&["delete", "deployment", "web"]);
+    server.ok(&["delete", "pod", "crash", "live", "gate"]);
+    server.ok(&["delete", "service", "gate"]);
+    let sock = dir.join("data/agent/containerd/containerd.sock");
+    let ctr = |what: &str| -> String {
+        let out = Command::new("ctr")
+            .arg("-a")
+            .arg(&sock)
+            .args(["-n", "k8s.io", what, "ls", "-q"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let ipam = dir.join("data/agent/cni/ipam/k3rs");
+    let allocated = || -> Vec<String> {
+        std::fs::read_dir(&ipam)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_for("no pods left", server, 60, || {
+        server.ok(&["get", "pods", "-o", "name"]).trim().is_empty()
+    });
+    wait_for(
+        "no containers, tasks, netns or IPs left",
+        server,
+        30,
+        || {
+            ctr("containers").is_empty()
+                && ctr("tasks").is_empty()
+                && allocated().is_empty()
+                && netns_left() == 0
+        },
+    );
 }
