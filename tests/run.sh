@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what the tests need, builds
-# k3rs once (release), then runs every test against that one build.
+# k3rs once (optimised, profile `ci`), then runs every test against that one build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the build and the tests need (installed only when missing).
 packages=(protobuf-compiler containerd runc containernetworking-plugins etcd-client
-          etcd-server busybox-static skopeo iproute2 iptables shellcheck)
+          etcd-server busybox-static skopeo iproute2 iptables shellcheck curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -21,5 +21,7 @@ command -v kubectl >/dev/null || { echo "kubectl is required on PATH" >&2; exit 
 
 export CARGO_TERM_COLOR=never
 cargo fmt --check
-cargo clippy --release --all-targets -- -D warnings
-cargo test --release --all-targets -- --test-threads=2
+cargo clippy --all-targets -- -D warnings
+# One optimised build (profile `ci`: release without LTO, so the test binaries link fast)
+# shared by every test; the integration tests drive that build's `k3rs` binary.
+cargo test --profile ci --all-targets -- --test-threads=2

@@ -11,6 +11,7 @@
 mod admission;
 pub mod auth;
 mod bootstrap;
+pub mod bootstrap_endpoints;
 mod compactor;
 pub mod defaults;
 pub mod discovery;
@@ -44,6 +45,8 @@ use tokio_util::sync::CancellationToken;
 pub struct ApiServerConfig {
     pub listen: SocketAddr,
     pub pki: crate::pki::ServerPki,
+    /// Join endpoints (`/cacerts`, `/v1-k3rs/*`); `None` serves none of them.
+    pub join: Option<bootstrap_endpoints::JoinConfig>,
 }
 
 /// Build the shared API state over a backend: load CRDs and create the built-in objects.
@@ -104,5 +107,11 @@ pub async fn start(
         compactor::INTERVAL,
         shutdown.clone(),
     ));
-    Ok(tokio::spawn(server::serve(api, listener, tls, shutdown)))
+    Ok(tokio::spawn(server::serve(
+        api,
+        listener,
+        tls,
+        cfg.join.map(Arc::new),
+        shutdown,
+    )))
 }

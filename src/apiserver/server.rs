@@ -77,6 +77,7 @@ pub async fn serve(
     api: Arc<Api>,
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
+    join: Option<Arc<super::bootstrap_endpoints::JoinConfig>>,
     shutdown: CancellationToken,
 ) {
     let acceptor = TlsAcceptor::from(tls);
@@ -95,6 +96,7 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let api = api.clone();
+        let join = join.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let tls = match acceptor.accept(tcp).await {
@@ -115,7 +117,16 @@ pub async fn serve(
             let svc = service_fn(move |req| {
                 let api = api.clone();
                 let cert_user = cert_user.clone();
+                let join = join.clone();
                 async move {
+                    // Join endpoints are answered before Kubernetes authentication.
+                    if let Some(j) = join.as_deref() {
+                        if super::bootstrap_endpoints::is_bootstrap_path(req.uri().path()) {
+                            return Ok(
+                                super::bootstrap_endpoints::handle_request(&api, j, req).await
+                            );
+                        }
+                    }
                     Ok::<_, std::convert::Infallible>(router::route(&api, cert_user, req).await)
                 }
             });

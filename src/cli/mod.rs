@@ -4,10 +4,13 @@
 //! and wiring components together for each command. May call every component; this is the
 //! only place where `anyhow` is used.
 
+mod agent;
 mod args;
 mod check_config;
 mod completion;
 pub mod config;
+mod join;
+mod join_server;
 mod kubectl;
 pub mod sd_notify;
 mod server;
@@ -66,9 +69,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server::run(*args).await,
         Command::ContainerLogger { path } => Ok(crate::agent::runtime::logger::run(&path)?),
-        Command::Agent(_args) => {
-            anyhow::bail!("`k3rs agent` is not implemented yet (see issue: the built-in agent)")
-        }
+        Command::Agent(args) => agent::run(args).await,
         Command::Kubectl(args) => kubectl::run(args),
         Command::CheckConfig => check_config::run(),
         Command::Completion(args) => completion::run(&args),

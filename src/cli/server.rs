@@ -24,10 +24,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         extra_sans.push(a.to_string());
     }
     let sans = crate::pki::serving_sans(&hostname, args.node_ip, &extra_sans);
-    let pki = crate::pki::ensure_server_pki(&args.data_dir.join("server").join("tls"), &sans)
+    let tls_dir = args.data_dir.join("server").join("tls");
+    // A joining server takes the cluster CA and signing keys before the PKI would make its own.
+    let join_peer = super::join_server::adopt_cluster_pki(&args, &tls_dir).await?;
+    let pki = crate::pki::ensure_server_pki(&tls_dir, &sans)
         .context("cannot create or load certificates")?;
+    let secret = super::join::ensure_token_file(
+        &args.data_dir.join("server"),
+        &pki.ca_cert_pem,
+        args.token.as_deref(),
+    )?;
 
-    let store = open_store(&args, &hostname).await?;
+    let (store, raft_peer_url) = open_store(&args, &hostname, &secret, join_peer, &pki).await?;
 
     // --- etcd v3 API on --etcd-listen-address, over the same store ---
     let etcd_shutdown = tokio_util::sync::CancellationToken::new();
@@ -52,6 +60,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         crate::apiserver::ApiServerConfig {
             listen,
             pki: pki.clone(),
+            join: Some(crate::apiserver::bootstrap_endpoints::JoinConfig {
+                secret: secret.clone(),
+                pki: pki.clone(),
+                raft_peer_url,
+            }),
         },
         shutdown.clone(),
     )
@@ -161,7 +174,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 /// Open the replicated store under `<data-dir>/server/db` and start its raft member: a new
 /// one-member group, a join of `--server`'s group, or (on an existing data dir) the saved
 /// membership.
-async fn open_store(args: &ServerArgs, node_name: &str) -> anyhow::Result<crate::store::Store> {
+async fn open_store(
+    args: &ServerArgs,
+    node_name: &str,
+    secret: &str,
+    join_peer: Option<String>,
+    pki: &crate::pki::ServerPki,
+) -> anyhow::Result<(crate::store::Store, String)> {
     use crate::store::raft::{Bootstrap, RaftConfig};
     let db = args.data_dir.join("server").join("db");
     let (state_machine, core) =
@@ -187,25 +206,49 @@ async fn open_store(args: &ServerArgs, node_name: &str) -> anyhow::Result<crate:
                 .next()
                 .unwrap_or_default();
             let peer_host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+            // The peer URL the server announced at bootstrap; else assume our raft port.
+            let peer_addr = join_peer
+                .as_deref()
+                .map(|u| {
+                    u.trim_start_matches("https://")
+                        .trim_start_matches("http://")
+                        .trim_end_matches('/')
+                        .to_string()
+                })
+                .unwrap_or_else(|| format!("{peer_host}:{}", args.raft_listen_port));
             Bootstrap::Join {
-                peer_addr: format!("{peer_host}:{}", args.raft_listen_port),
-                token: args.token.clone().unwrap_or_default(),
+                peer_addr,
+                token: secret.to_string(),
             }
         }
         None => Bootstrap::ClusterInit,
     };
+    let peer_url = format!("http://{}:{}", host(advertise), args.raft_listen_port);
     let mut cfg = RaftConfig::new(
         db.join("raft"),
         node_name,
         format!("{}:{}", host(args.bind_address), args.raft_listen_port),
-        format!("http://{}:{}", host(advertise), args.raft_listen_port),
+        peer_url.clone(),
         bootstrap,
     );
-    cfg.token = args.token.clone().unwrap_or_default();
+    cfg.token = secret.to_string();
+    // Peers talk mutual TLS with certificates of the cluster CA.
+    let (peer_cert, peer_key) = pki
+        .issue_peer()
+        .context("cannot issue the raft peer certificate")?;
+    let peer_tls = crate::store::raft::tls::PeerTls::new(
+        &pki.ca_cert_pem,
+        &peer_cert,
+        &peer_key,
+        crate::pki::PEER_SAN,
+        crate::pki::PEER_CN,
+    )?;
+    cfg.connector = Arc::new(crate::store::raft::tls::TlsConnector(peer_tls.clone()));
+    cfg.acceptor = Arc::new(crate::store::raft::tls::TlsAcceptor(peer_tls));
     // etcd's "client URLs": where the etcd v3 API of this member listens.
     cfg.client_urls = vec![format!("http://{}", args.etcd_listen_address)];
     let node = crate::store::raft::start(cfg, state_machine)
         .await
         .context("cannot start the raft member")?;
-    Ok(core.into_store(Arc::new(node)))
+    Ok((core.into_store(Arc::new(node)), peer_url))
 }

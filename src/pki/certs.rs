@@ -229,7 +229,31 @@ impl ServerPki {
         let issuer = Issuer::new(ca_params(), KeyPair::from_pem(&self.ca_key_pem)?);
         issue_client_cert(&issuer, cn, org)
     }
+
+    /// Issue a raft peer certificate (PEM cert, PEM key): CN [`PEER_CN`], SAN [`PEER_SAN`],
+    /// usable as both TLS server and client, signed by the cluster CA. Peers check the name,
+    /// so other certificates of the CA (nodes, admin) cannot talk raft.
+    ///
+    /// # Errors
+    /// If the stored CA key is unreadable.
+    pub fn issue_peer(&self) -> Result<(String, String), PkiError> {
+        let issuer = Issuer::new(ca_params(), KeyPair::from_pem(&self.ca_key_pem)?);
+        let mut params = leaf_params(PEER_CN, None);
+        params.subject_alt_names = vec![san_type(PEER_SAN)?];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
 }
+
+/// Common name of raft peer certificates.
+pub const PEER_CN: &str = "k3rs-raft-peer";
+/// DNS name every raft peer certificate carries (and every peer dials with as TLS name).
+pub const PEER_SAN: &str = "k3rs-raft-peer.k3rs.internal";
 
 #[cfg(test)]
 mod tests {

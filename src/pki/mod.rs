@@ -8,10 +8,11 @@
 //! same CA) when the wanted subject alternative names change.
 
 mod certs;
+pub mod join;
 mod kubeconfig;
 pub mod token;
 
-pub use certs::{ServerPki, ensure_server_pki, serving_sans};
+pub use certs::{PEER_CN, PEER_SAN, ServerPki, ensure_server_pki, serving_sans};
 pub use kubeconfig::{kubeconfig_yaml, write_kubeconfig};
 
 /// Everything that can go wrong while creating or loading certificates.

@@ -38,6 +38,7 @@ mod node;
 pub mod snapshot;
 pub mod storage;
 pub mod testing;
+pub mod tls;
 pub mod transport;
 pub mod wal;
 

@@ -1,0 +1,73 @@
+//! `k3rs agent`: verify the server's CA against the token, obtain a node client certificate
+//! (`system:node:<name>`), write `<data-dir>/agent/kubelet.kubeconfig` and run the agent.
+
+use super::args::AgentArgs;
+use super::join;
+use anyhow::Context;
+
+/// Read `<data-dir>/agent/node-password`, creating it (0600) on first start.
+fn node_password(agent_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = agent_dir.join("node-password");
+    match std::fs::read_to_string(&path) {
+        Ok(p) if !p.trim().is_empty() => Ok(p.trim().to_string()),
+        Ok(_) => anyhow::bail!("{} is empty", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let p = crate::pki::token::generate_secret();
+            join::write_private(&path, &format!("{p}\n"))?;
+            Ok(p)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Run the agent until a shutdown signal.
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let tok = crate::pki::token::parse(&args.token).context("invalid --token")?;
+    let agent_dir = args.data_dir.join("agent");
+    std::fs::create_dir_all(&agent_dir)
+        .with_context(|| format!("cannot create {}", agent_dir.display()))?;
+    let node_name = args.node_name.clone().unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into())
+            .to_lowercase()
+    });
+    let url = args.server.trim_end_matches('/').to_string();
+    let ca = join::fetch_verified_ca(&url, &tok).await?;
+    let password = node_password(&agent_dir)?;
+    let pair = join::request_node_cert(&url, &ca, &tok, &node_name, &password).await?;
+    let kubeconfig = agent_dir.join("kubelet.kubeconfig");
+    join::write_private(
+        &kubeconfig,
+        &crate::pki::kubeconfig_yaml(&url, &pair.ca, &pair.cert, &pair.key),
+    )?;
+    tracing::info!(node = %node_name, path = %kubeconfig.display(), "joined: wrote the kubelet kubeconfig");
+
+    let node_ip = args.node_ip.unwrap_or_else(crate::agent::detect_node_ip);
+    let mut cfg =
+        crate::agent::AgentConfig::new(args.data_dir.clone(), node_name, node_ip, kubeconfig);
+    cfg.node_labels = args
+        .node_labels
+        .iter()
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    cfg.node_taints = args.node_taints.clone();
+    cfg.container_runtime_endpoint = args.container_runtime_endpoint.clone();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut agent = tokio::spawn(crate::agent::run(cfg, shutdown.clone()));
+    tokio::select! {
+        r = &mut agent => {
+            r.context("the agent task panicked")?.context("the agent stopped")?;
+        }
+        () = super::shutdown_signal() => {
+            shutdown.cancel();
+            let _ = agent.await;
+        }
+    }
+    tracing::info!("k3rs agent stopped");
+    Ok(())
+}

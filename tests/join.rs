@@ -1,0 +1,460 @@
+//! Joining with a token: `k3rs agent` gets a node certificate after checking the server's CA
+//! against the token hash, node passwords protect node names, and a second server adopts the
+//! cluster CA and joins the raft group.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server {
+    child: Child,
+    dir: PathBuf,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port(ip: &str) -> u16 {
+    let l = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
+    l.local_addr().unwrap().port()
+}
+
+impl Server {
+    fn start(dir: &Path, ip: &str, name: &str, extra: &[&str]) -> Server {
+        std::fs::create_dir_all(dir).unwrap();
+        let port = free_port(ip);
+        let log = std::fs::File::create(dir.join("server.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_k3rs"))
+            .args(["server", "--disable-agent", "--bind-address", ip])
+            .args(["--node-name", name])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .args(["--https-listen-port", &port.to_string()])
+            .args(["--raft-listen-port", &free_port(ip).to_string()])
+            .args(["--etcd-listen-address", &format!("{ip}:{}", free_port(ip))])
+            .arg("--write-kubeconfig")
+            .arg(dir.join("kubeconfig.yaml"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let s = Server {
+            child,
+            dir: dir.to_path_buf(),
+            url: format!("https://{ip}:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if s.dir.join("kubeconfig.yaml").exists()
+                && s.kubectl(&["get", "--raw", "/readyz"]).status.success()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "server not ready: {}", s.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("data/server/token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        kubectl_with(&self.dir.join("kubeconfig.yaml"), args)
+    }
+}
+
+fn kubectl_with(kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Run `k3rs agent` until it exits (it stops at the container runtime, which these tests do
+/// not provide: the join itself happens before).
+fn agent(server: &str, token: &str, data_dir: &Path, name: &str) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_k3rs"))
+        .args(["agent", "--server", server, "--token", token])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--node-name", name])
+        .arg("--container-runtime-endpoint")
+        .arg(data_dir.join("no-containerd.sock"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (
+        data_dir.join("agent/kubelet.kubeconfig").exists() && stderr.contains("joined"),
+        stderr,
+    )
+}
+
+/// `GET /cacerts` (answered before authentication; kubectl is just a convenient client).
+fn get_cacerts(s: &Server) -> String {
+    let out = s.kubectl(&["get", "--raw", "/cacerts"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn agent_joins_with_the_token_and_authenticates_as_its_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("s1"), "127.0.0.1", "server-1", &[]);
+    let token = s.token();
+    assert!(token.starts_with("K10"), "{token}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(s.dir.join("data/server/token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        get_cacerts(&s),
+        std::fs::read_to_string(s.dir.join("data/server/tls/server-ca.crt")).unwrap()
+    );
+
+    let a = tmp.path().join("agent-a");
+    let (joined, log) = agent(&s.url, &token, &a, "agent-a");
+    assert!(joined, "{log}");
+    let kc = a.join("agent/kubelet.kubeconfig");
+    assert_eq!(
+        std::fs::metadata(&kc).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(a.join("agent/node-password"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let who = kubectl_with(
+        &kc,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+        ],
+    );
+    let who = String::from_utf8_lossy(&who.stdout).into_owned();
+    assert!(who.contains("system:node:agent-a"), "{who}");
+    assert!(who.contains("system:nodes"), "{who}");
+    let secret = s.kubectl(&[
+        "get",
+        "secret",
+        "-n",
+        "kube-system",
+        "agent-a.node-password.k3rs",
+        "-o",
+        "name",
+    ]);
+    assert!(
+        secret.status.success(),
+        "{}",
+        String::from_utf8_lossy(&secret.stderr)
+    );
+}
+
+#[test]
+fn wrong_secret_and_tampered_ca_hash_are_refused_with_clear_messages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("s1"), "127.0.0.1", "server-1", &[]);
+    let token = s.token();
+    let (hash, _) = token.split_once("::").unwrap();
+    let wrong_secret = format!("{hash}::server:not-the-secret");
+    let (joined, log) = agent(&s.url, &wrong_secret, &tmp.path().join("a1"), "agent-b");
+    assert!(!joined);
+    assert!(log.contains("rejected the token secret (401"), "{log}");
+
+    let mut tampered = token.clone();
+    let c = if tampered.as_bytes()[3] == b'0' {
+        "1"
+    } else {
+        "0"
+    };
+    tampered.replace_range(3..4, c);
+    let (joined, log) = agent(&s.url, &tampered, &tmp.path().join("a2"), "agent-b");
+    assert!(!joined);
+    assert!(
+        log.contains("the server's CA does not match the token hash"),
+        "{log}"
+    );
+    assert!(!tmp.path().join("a2/agent/kubelet.kubeconfig").exists());
+}
+
+#[test]
+fn a_node_name_is_bound_to_its_first_node_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("s1"), "127.0.0.1", "server-1", &[]);
+    let token = s.token();
+    let first = tmp.path().join("first");
+    let (joined, log) = agent(&s.url, &token, &first, "agent-c");
+    assert!(joined, "{log}");
+    // Another host (its own data dir, so its own password) with the same name is refused.
+    let (joined, log) = agent(&s.url, &token, &tmp.path().join("other"), "agent-c");
+    assert!(!joined);
+    assert!(log.contains("403") && log.contains("\"agent-c\""), "{log}");
+    // The first host reconnecting (same password) is accepted again.
+    std::fs::remove_file(first.join("agent/kubelet.kubeconfig")).unwrap();
+    let (joined, log) = agent(&s.url, &token, &first, "agent-c");
+    assert!(joined, "{log}");
+}
+
+#[test]
+fn a_second_server_joins_with_the_token_and_shares_the_ca_and_the_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s1 = Server::start(&tmp.path().join("s1"), "127.0.0.1", "server-1", &[]);
+    let token = s1.token();
+    let s2 = Server::start(
+        &tmp.path().join("s2"),
+        "127.0.0.2",
+        "server-2",
+        &["--server", &s1.url, "--token", &token],
+    );
+    assert_eq!(get_cacerts(&s1), get_cacerts(&s2));
+    assert_eq!(
+        s2.token(),
+        token,
+        "the joined server's token names the same CA"
+    );
+    let out = s1.kubectl(&["create", "configmap", "shared", "--from-literal=k=v1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = s2.kubectl(&["get", "configmap", "shared", "-o", "jsonpath={.data.k}"]);
+        if String::from_utf8_lossy(&out.stdout) == "v1" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "s2 never saw the configmap: {}",
+            s2.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The admin of one server is trusted by the other (same client CA).
+    let out = kubectl_with(
+        &s1.dir.join("kubeconfig.yaml"),
+        &[
+            "--server",
+            &s2.url,
+            "get",
+            "configmap",
+            "shared",
+            "-o",
+            "name",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn joined_agent_with_its_own_containerd_registers_a_ready_node() {
+    if !nix::unistd::geteuid().is_root() || !Path::new("/usr/bin/containerd").exists() {
+        eprintln!("skipped: needs root and containerd");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("s1"), "127.0.0.1", "server-1", &[]);
+    let data = tmp.path().join("agent-r");
+    let log = std::fs::File::create(tmp.path().join("agent.log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_k3rs"))
+        .args(["agent", "--server", &s.url, "--token", &s.token()])
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--node-name", "agent-r"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ready = loop {
+        let out = s.kubectl(&[
+            "get",
+            "node",
+            "agent-r",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ]);
+        if String::from_utf8_lossy(&out.stdout) == "True" {
+            break true;
+        }
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+    let agent_log = std::fs::read_to_string(tmp.path().join("agent.log")).unwrap();
+    assert!(ready, "agent node never became Ready: {agent_log}");
+}
+
+fn sh(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", cmd])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// A network namespace joined to the host by a veth pair (10.99.0.1 host, 10.99.0.2 inside);
+/// removed on drop.
+struct NetNs(String);
+
+impl NetNs {
+    fn create(name: &str) -> Option<NetNs> {
+        sh(&format!(
+            "ip netns del {name} 2>/dev/null; ip link del {name}-h 2>/dev/null; true"
+        ));
+        let ok = sh(&format!(
+            "ip netns add {name} && ip link add {name}-h type veth peer name {name}-n && \
+             ip link set {name}-n netns {name} && ip addr add 10.99.0.1/24 dev {name}-h && \
+             ip link set {name}-h up && ip -n {name} addr add 10.99.0.2/24 dev {name}-n && \
+             ip -n {name} link set {name}-n up && ip -n {name} link set lo up && \
+             ip -n {name} route add default via 10.99.0.1"
+        ));
+        let ns = NetNs(name.to_string());
+        ok.then_some(ns)
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        sh(&format!(
+            "ip link del {0}-h 2>/dev/null; ip netns del {0} 2>/dev/null; true",
+            self.0
+        ));
+    }
+}
+
+#[test]
+fn agent_in_its_own_network_namespace_joins_and_runs_a_pod() {
+    if !nix::unistd::geteuid().is_root() || !Path::new("/usr/bin/containerd").exists() {
+        eprintln!("skipped: needs root and containerd");
+        return;
+    }
+    let Some(ns) = NetNs::create("k3rsjoin") else {
+        eprintln!("skipped: cannot create a network namespace");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("s1"), "10.99.0.1", "server-1", &[]);
+    let data = tmp.path().join("agent-n");
+    let images = data.join("agent/images");
+    std::fs::create_dir_all(&images).unwrap();
+    common::images::build_busybox_image(&images, "busybox.tar", "k3rs.test/busybox:1");
+    let log = std::fs::File::create(tmp.path().join("agent.log")).unwrap();
+    // nsenter switches only the network namespace: `ip netns exec` would also remount /sys,
+    // hiding the cgroup mounts runc needs.
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", ns.0))
+        .arg(env!("CARGO_BIN_EXE_k3rs"))
+        .args(["agent", "--server", &s.url, "--token", &s.token()])
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--node-name", "agent-n", "--node-ip", "10.99.0.2"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"far","namespace":"default"},
+        "spec":{"terminationGracePeriodSeconds":1,"containers":[{"name":"c",
+        "image":"k3rs.test/busybox:1","command":["/bin/sh","-c","exec sleep 3600"]}]}}"#;
+    let pod_file = tmp.path().join("pod.json");
+    std::fs::write(&pod_file, pod).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut created = false;
+    let state = loop {
+        if !created {
+            let ready = s.kubectl(&[
+                "get",
+                "node",
+                "agent-n",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            if String::from_utf8_lossy(&ready.stdout) == "True" {
+                let out = s.kubectl(&["create", "-f", pod_file.to_str().unwrap()]);
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                created = true;
+            }
+        } else {
+            let out = s.kubectl(&[
+                "get",
+                "pod",
+                "far",
+                "-o",
+                "jsonpath={.spec.nodeName} {.status.phase} {.status.hostIP}",
+            ]);
+            let st = String::from_utf8_lossy(&out.stdout).into_owned();
+            if st.ends_with("Running 10.99.0.2") || Instant::now() > deadline {
+                break st;
+            }
+        }
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            break String::new();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let _ = s.kubectl(&[
+        "delete",
+        "pod",
+        "far",
+        "--grace-period=1",
+        "--wait=true",
+        "--timeout=20s",
+    ]);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+    let agent_log = std::fs::read_to_string(tmp.path().join("agent.log")).unwrap();
+    assert_eq!(
+        state,
+        "agent-n Running 10.99.0.2",
+        "agent log: {agent_log}\nserver log: {}",
+        s.log()
+    );
+}
