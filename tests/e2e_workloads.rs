@@ -367,6 +367,24 @@ metadata: {name: gate}
 spec:
   selector: {app: gate}
   ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: conf}
+data: {greeting: one}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: reader}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: k3rs.test/busybox:1
+    imagePullPolicy: Never
+    command: ["/bin/sh", "-c", "exec sleep 3600"]
+    volumeMounts: [{name: conf, mountPath: /etc/conf}]
+  volumes: [{name: conf, configMap: {name: conf}}]
 "#;
 
 fn wait_for(what: &str, server: &Server, secs: u64, mut f: impl FnMut() -> bool) {
@@ -451,6 +469,32 @@ fn restarts_probes_endpoints_and_cleanup(server: &Server, dir: &Path) {
         endpoints().0.contains(&ip)
     });
 
+    // A ConfigMap update reaches the mounted file in the running pod.
+    let read_greeting = || {
+        let out = server.kubectl(&[
+            "exec",
+            "reader",
+            "--",
+            "sh",
+            "-c",
+            "read l < /etc/conf/greeting; echo $l",
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    wait_for("configmap file in the pod", server, 30, || {
+        read_greeting() == "one"
+    });
+    server.ok(&[
+        "patch",
+        "configmap",
+        "conf",
+        "-p",
+        r#"{"data":{"greeting":"two"}}"#,
+    ]);
+    wait_for("configmap update in the pod", server, 30, || {
+        read_greeting() == "two"
+    });
+
     // Deleting everything leaves no container, task, netns or IP allocation.
     let all: serde_json::Value =
         serde_json::from_str(&server.ok(&["get", "pods", "-o", "json"])).unwrap();
@@ -472,7 +516,7 @@ fn restarts_probes_endpoints_and_cleanup(server: &Server, dir: &Path) {
         "every pod has a netns while running"
     );
     server.ok(&["delete", "deployment", "web"]);
-    server.ok(&["delete", "pod", "crash", "live", "gate"]);
+    server.ok(&["delete", "pod", "crash", "live", "gate", "reader"]);
     server.ok(&["delete", "service", "gate"]);
     let sock = dir.join("data/agent/containerd/containerd.sock");
     let ctr = |what: &str| -> String {
