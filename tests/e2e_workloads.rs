@@ -131,9 +131,36 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// Pods outlive the server by design (re-adoption), so tear them down through the API,
+    /// then stop the supervised containerd of this data dir (it outlives the server too).
     fn drop(&mut self) {
-        let _ = self.kubectl(&["delete", "deployment", "--all", "--wait=false"]);
+        if self.child.is_some() {
+            let _ = self.kubectl(&["delete", "deployment", "--all", "--wait=false"]);
+            let _ = self.kubectl(&["delete", "pod", "--all", "--wait=false"]);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                let out = self.kubectl(&["get", "pods", "-o", "name"]);
+                if out.status.success() && out.stdout.is_empty() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
         self.kill9();
+        let config = self.dir.join("data/agent/containerd/config.toml");
+        let needle = format!("--config\0{}", config.display());
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&needle) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
     }
 }
 
@@ -553,4 +580,47 @@ fn restarts_probes_endpoints_and_cleanup(server: &Server, dir: &Path) {
                 && netns_left() == 0
         },
     );
+}
+
+/// Pod start latency (apply → Running as seen through the API, polled every 100 ms) for a
+/// Deployment of `n` replicas; returns (p50, max).
+fn measure_start(server: &Server, name: &str, n: usize) -> (Duration, Duration) {
+    let yaml = DEPLOYMENT
+        .replace("name: web", &format!("name: {name}"))
+        .replace("app: web", &format!("app: {name}"))
+        .replace("replicas: 3", &format!("replicas: {n}"));
+    let t0 = Instant::now();
+    server.apply(&yaml);
+    let mut seen: std::collections::HashMap<String, Duration> = Default::default();
+    while seen.len() < n {
+        assert!(t0.elapsed() < Duration::from_secs(120), "{}", server.log());
+        for p in server.pods(&format!("app={name}")) {
+            if p["status"]["phase"] == "Running" {
+                let pod = p["metadata"]["name"].as_str().unwrap().to_string();
+                seen.entry(pod).or_insert_with(|| t0.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut v: Vec<Duration> = seen.into_values().collect();
+    v.sort();
+    (v[v.len() / 2], v[v.len() - 1])
+}
+
+/// `cargo test --test e2e_workloads -- --ignored --nocapture pod_start`
+#[test]
+#[ignore = "measurement, not a check"]
+fn pod_start_latency_for_1_and_30_pods() {
+    if !is_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("data/agent/images");
+    std::fs::create_dir_all(&images).unwrap();
+    build_busybox_image(&images, "busybox.tar", "k3rs.test/busybox:1");
+    let server = Server::start(tmp.path());
+    let (p50, max) = measure_start(&server, "one", 1);
+    eprintln!("1 pod: p50 {p50:?} max {max:?}");
+    let (p50, max) = measure_start(&server, "thirty", 30);
+    eprintln!("30 pods: p50 {p50:?} max {max:?}");
 }
