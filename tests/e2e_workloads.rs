@@ -285,6 +285,22 @@ fn deployment_serves_http_logs_follow_exec_exit_codes_and_survives_a_kill_9_rest
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(both.contains("out") && both.contains("err"), "{both:?}");
 
+    // kubectl < 1.30 speaks SPDY only: a clear error, not a hang.
+    let old = "/usr/lib/google-cloud-sdk/bin/kubectl.1.29";
+    if Path::new(old).exists() {
+        let out = Command::new(old)
+            .arg("--kubeconfig")
+            .arg(server.kubeconfig())
+            .args(["exec", &name, "--", "echo", "hi"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("SPDY is not"),
+            "{out:?}"
+        );
+    }
+
     // kill -9 of the server (agent inside) and restart: same containers, no restarts.
     let before: Vec<(String, String, u64)> = server
         .pods("app=web")

@@ -339,3 +339,67 @@ pub async fn start(
     });
     Ok(local)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(msg: &str) -> String {
+        format!("2026-11-25T17:00:00.000000000Z stdout F {msg}\n")
+    }
+
+    #[test]
+    fn query_options_are_decoded() {
+        let (o, follow) = log_options(Some("follow=true&tailLines=5&timestamps=1&limitBytes=9"));
+        assert!(follow && o.timestamps);
+        assert_eq!((o.tail_lines, o.limit_bytes), (Some(5), Some(9)));
+        let cmd: Vec<_> = query_pairs(Some("command=sh&command=-c&command=exit%203"))
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(cmd, ["sh", "-c", "exit 3"]);
+    }
+
+    #[test]
+    fn only_complete_lines_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("0.log");
+        std::fs::write(&f, format!("{}partial", rec("a"))).unwrap();
+        let (text, pos) = read_complete_lines(&f, 0).unwrap();
+        assert_eq!(text, rec("a"));
+        assert_eq!(read_complete_lines(&f, pos).unwrap().0, "");
+    }
+
+    #[tokio::test]
+    async fn follow_streams_appended_lines_then_the_next_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let cdir = dir.path().join("ns_p_uid/c");
+        std::fs::create_dir_all(&cdir).unwrap();
+        let first = cdir.join("0.log");
+        std::fs::write(&first, rec("one")).unwrap();
+        let pos = std::fs::metadata(&first).unwrap().len();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let names = (
+            dir.path().to_path_buf(),
+            "ns".into(),
+            "p".into(),
+            "c".into(),
+        );
+        let task = tokio::spawn(follow(names, first.clone(), pos, false, tx));
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&first)
+            .unwrap();
+        std::io::Write::write_all(&mut f, rec("two").as_bytes()).unwrap();
+        assert_eq!(rx.recv().await.unwrap(), "two\n");
+        // A restart: the next attempt's file is followed from its start.
+        std::fs::write(cdir.join("1.log"), rec("three")).unwrap();
+        let mut got = String::new();
+        while !got.contains("three") {
+            got.push_str(&String::from_utf8_lossy(&rx.recv().await.unwrap()));
+        }
+        assert_eq!(got, "three\n");
+        drop(rx);
+        task.await.unwrap();
+    }
+}
