@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Parallel pod creations/deletions per reconcile.
-const BURST: usize = 16;
+const BURST: usize = 64;
 
 /// Rank for deletion: smaller = less valuable = deleted first.
 fn deletion_rank(p: &Pod) -> (u8, u8, u8, i64, i64, i64) {
@@ -279,22 +279,23 @@ async fn update_status(rs: &ReplicaSet, pods: &[Pod], ctx: &C) -> Result<Action,
 
 /// Run the ReplicaSet controller until `shutdown`.
 pub async fn run(client: Client, _config: ControllersConfig, shutdown: CancellationToken) {
-    // The pod cache for the fast path (owner triggers come from the controller's own watch).
+    // One pod watch both fills the fast-path cache and triggers owners. The reflector applies
+    // each event to the store before yielding it, so a reconcile triggered by a pod change
+    // always sees that change in the cache. (Two separate watches raced: the trigger could
+    // arrive first, the status was computed from the stale cache and never recomputed.)
     let (pods, writer) = reflector::store();
     let cache = reflector::reflector(
         writer,
         watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff(),
     )
-    .for_each(|_| async {});
+    .touched_objects();
     let controller = Controller::new(
         Api::<ReplicaSet>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<Pod>::all(client.clone()), watcher::Config::default());
+    .owns_stream(cache);
     let ctx = Ctx::new(client, "replicaset-controller", State { pods });
-    let cache_task = tokio::spawn(cache);
     run_controller(controller, reconcile, ctx, shutdown).await;
-    cache_task.abort();
 }
 
 #[cfg(test)]

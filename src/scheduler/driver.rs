@@ -23,6 +23,10 @@ use tokio_util::sync::CancellationToken;
 /// How long a binding we made is trusted before the informer must confirm it.
 const ASSUME_TTL: Duration = Duration::from_secs(30);
 
+/// Bindings in flight at once: enough to hide API round trips behind the serial decision
+/// loop, bounded so a burst of thousands of pods cannot flood the API server.
+const BIND_POOL: usize = 32;
+
 /// A binding we made: the pod, its node, and when.
 type Assumed = (Arc<Pod>, String, Instant);
 
@@ -33,6 +37,8 @@ pub(super) struct State {
     assumed: Mutex<HashMap<String, Assumed>>,
     /// Pods that did not fit last time; node/pod changes retry everything only if any.
     unschedulable: Arc<Mutex<HashSet<String>>>,
+    /// Permits for in-flight bindings (see `BIND_POOL`).
+    binds: Arc<tokio::sync::Semaphore>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -79,15 +85,18 @@ fn snapshot(state: &State) -> (Vec<NodeInfo>, Vec<Arc<Pod>>) {
     let nodes = state.nodes.state();
     let pods = state.pods.state();
     let mut assumed = state.assumed.lock().unwrap_or_else(|p| p.into_inner());
-    let bound: HashMap<String, bool> = pods
+    // Look up only the assumed pods in the cache (not a key map of every pod per decision).
+    let bound: HashMap<String, bool> = assumed
         .iter()
-        .map(|p| {
-            let b = p
+        .filter_map(|(k, (p, _, _))| {
+            let r = reflector::ObjectRef::<Pod>::from(p.as_ref());
+            let cached = state.pods.get(&r)?;
+            let b = cached
                 .spec
                 .as_ref()
                 .and_then(|s| s.node_name.as_deref())
                 .is_some_and(|n| !n.is_empty());
-            (key(p), b)
+            Some((k.clone(), b))
         })
         .collect();
     // Forget assumptions the informer confirmed (bound or gone) or that expired.
@@ -136,7 +145,20 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx<State>>) -> Result<Action, Error>
     // counts this pod on its node, and the serial loop does not wait for the API round trip.
     lock(&ctx.data.assumed).insert(k.clone(), (pod.clone(), node.clone(), Instant::now()));
     let ctx2 = ctx.clone();
+    // Wait for a permit here: when the pool is full the decision loop slows to the API
+    // server's pace instead of queueing unbounded work.
+    let permit = ctx
+        .data
+        .binds
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| Error::Invalid {
+            object: k.clone(),
+            reason: "binding pool closed".into(),
+        })?;
     tokio::spawn(async move {
+        let _permit = permit;
         let binding = Binding {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -264,6 +286,7 @@ pub(super) async fn run(client: kube::Client, shutdown: CancellationToken) {
             pods,
             assumed: Mutex::new(HashMap::new()),
             unschedulable,
+            binds: Arc::new(tokio::sync::Semaphore::new(BIND_POOL)),
         },
     );
     run_controller(controller, reconcile, ctx, shutdown).await;

@@ -193,10 +193,19 @@ impl NodeInfo {
 
     /// Account for a pod placed on this node.
     pub fn add_pod(&mut self, pod: Arc<Pod>) {
-        self.requested.add(&pod_requests(&pod));
-        let (c, m) = nonzero_requests(&pod);
-        self.nonzero_requested.0 += c;
-        self.nonzero_requested.1 += m;
+        // Parse the requests once per pod (this runs for every pod on every decision).
+        let r = pod_requests(&pod);
+        self.nonzero_requested.0 += if r.milli_cpu > 0.0 {
+            r.milli_cpu
+        } else {
+            NONZERO_DEFAULTS.0
+        };
+        self.nonzero_requested.1 += if r.memory > 0.0 {
+            r.memory
+        } else {
+            NONZERO_DEFAULTS.1
+        };
+        self.requested.add(&r);
         let anti = pod
             .spec
             .as_ref()
