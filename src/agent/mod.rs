@@ -204,8 +204,17 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     }
     tokio::spawn(watch_images(rt.clone(), images, child_shutdown.clone()));
 
+    let mut endpoint_port = None;
     if let Some(addr) = config.endpoint {
-        match server::start(addr, config.log_dir.clone(), child_shutdown.clone()).await {
+        endpoint_port = Some(addr.port());
+        match server::start(
+            addr,
+            config.log_dir.clone(),
+            Some(rt.clone() as Arc<dyn runtime::ContainerRuntime>),
+            child_shutdown.clone(),
+        )
+        .await
+        {
             Ok(a) => info!(addr = %a, "agent endpoint listening"),
             // Another agent on this host may own the port: logs over HTTP are then missing.
             Err(e) => warn!(addr = %addr, error = %e, "agent endpoint not started"),
@@ -224,6 +233,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         taints,
         cluster_cidr: config.cluster_cidr.clone(),
         runtime_version: version,
+        endpoint_port: endpoint_port.unwrap_or(10250),
     };
     // The API server may still be starting (built-in agent): retry registration.
     let pod_cidr = loop {

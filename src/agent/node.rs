@@ -32,6 +32,8 @@ pub struct NodeSpec {
     /// e.g. `10.42.0.0/16`; the node takes a free /24 from it unless it has one.
     pub cluster_cidr: String,
     pub runtime_version: String,
+    /// Port of the agent endpoint (`daemonEndpoints.kubeletEndpoint.Port`).
+    pub endpoint_port: u16,
 }
 
 /// Parses `key=value:Effect` (or `key:Effect`).
@@ -120,7 +122,7 @@ fn status(spec: &NodeSpec) -> serde_json::Value {
             {"type": "InternalIP", "address": spec.ip.to_string()},
             {"type": "Hostname", "address": spec.name},
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": spec.endpoint_port}},
         "nodeInfo": {
             "machineID": read_trim("/etc/machine-id"),
             "systemUUID": read_trim("/sys/class/dmi/id/product_uuid"),
@@ -302,6 +304,7 @@ mod tests {
             taints: vec![],
             cluster_cidr: "10.42.0.0/16".into(),
             runtime_version: "1.6.20~ds1".into(),
+            endpoint_port: 10250,
         };
         let s = status(&spec);
         assert_eq!(

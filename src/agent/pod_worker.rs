@@ -136,6 +136,8 @@ struct Worker {
     exits_rx: mpsc::UnboundedReceiver<(String, Result<ExitInfo, RuntimeError>)>,
     status_tx: watch::Sender<PodStatus>,
     tracker: status::Tracker,
+    /// When configMap/secret volumes were last re-read from the API.
+    volumes_synced: Instant,
 }
 
 fn now_ts() -> jiff::Timestamp {
@@ -184,6 +186,7 @@ impl Worker {
             exits_rx,
             status_tx,
             tracker: status::Tracker::new(now_ts()),
+            volumes_synced: Instant::now(),
         }
     }
 
@@ -490,10 +493,26 @@ impl Worker {
             }
         }
         self.run_probes().await;
+        self.resync_volumes().await;
         // Finished pods give their IP back right away (status keeps podIP).
         self.publish();
         if status::is_finished(&self.tracker) {
             self.release_sandbox().await;
+        }
+    }
+
+    /// Re-reads configMap/secret volumes every ~10 s (the worker wakes at least that often)
+    /// so updates reach running containers, like the kubelet's volume manager.
+    async fn resync_volumes(&mut self) {
+        if self.sandbox.is_none() || self.volumes_synced.elapsed() < Duration::from_secs(9) {
+            return;
+        }
+        self.volumes_synced = Instant::now();
+        let base = pod::pod_dir(&self.deps.config, &self.uid()).join("volumes");
+        if let Err(e) =
+            pod_sources::materialize_volumes(self.deps.sources.as_deref(), &self.pod, &base).await
+        {
+            warn!(pod = %pod::pod_key(&self.pod), error = %e, "volume resync");
         }
     }
 

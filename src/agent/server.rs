@@ -1,28 +1,45 @@
 //! The agent's HTTP endpoint (the kubelet's :10250 API, the part the API server proxies
-//! to): `GET /containerLogs/{namespace}/{pod}/{container}` with `tailLines`, `timestamps`,
-//! `previous`, `sinceSeconds`, `limitBytes`, and `GET /healthz`.
+//! to): `GET /containerLogs/{namespace}/{pod}/{container}` with `follow`, `tailLines`,
+//! `timestamps`, `previous`, `sinceSeconds`, `limitBytes`; `POST /exec/{ns}/{pod}/{container}
+//! ?command=…` (runs a command to completion, answers `{"exitCode":n,"output":"<base64>"}`);
+//! and `GET /healthz`.
 //!
-//! Plain HTTP, so it binds to loopback by default (the built-in agent's API server proxies
-//! locally); TLS with client-certificate auth is needed before binding it elsewhere.
-//! `follow` and exec/attach/port-forward streaming are not served yet.
+//! Plain HTTP, so it binds to loopback (the built-in agent's API server proxies locally);
+//! TLS with client-certificate auth is needed before binding it elsewhere. Exec is not
+//! interactive (no stdin, no tty; stdout and stderr interleaved), attach and port-forward
+//! are not served.
 //!
-//! Owns: the listener and its routes. May call: [`super::logs`].
+//! Owns: the listener and its routes. May call: [`super::logs`], the container runtime.
 
 use super::logs::{self, LogError, LogOptions};
+use super::pod;
+use super::runtime::ContainerRuntime;
+use base64::Engine;
 use bytes::Bytes;
-use http_body_util::Full;
+use futures::StreamExt;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
+use hyper::body::Frame;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-fn reply(code: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body.into()));
+/// Response body of every route.
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// How long an exec may run before it is killed.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn reply(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()).boxed_unsync());
     *r.status_mut() = code;
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -31,35 +48,40 @@ fn reply(code: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     r
 }
 
-fn query(req: &Request<hyper::body::Incoming>) -> HashMap<String, String> {
-    req.uri()
-        .query()
-        .unwrap_or("")
+fn pct_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(v) => {
+                    out.push(v);
+                    i += 2;
+                }
+                Err(_) => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
+    q.unwrap_or("")
         .split('&')
         .filter_map(|kv| {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (!k.is_empty()).then(|| (k.to_string(), v.to_string()))
+            (!k.is_empty()).then(|| (pct_decode(k), pct_decode(v)))
         })
         .collect()
 }
 
-/// Answers one request (pure routing over the log directory).
-pub fn handle(
-    log_dir: &std::path::Path,
-    req: &Request<hyper::body::Incoming>,
-) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET {
-        return reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-    }
-    let path = req.uri().path();
-    if path == "/healthz" {
-        return reply(StatusCode::OK, "ok");
-    }
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let ["containerLogs", ns, pod, container] = parts.as_slice() else {
-        return reply(StatusCode::NOT_FOUND, "not found\n");
-    };
-    let q = query(req);
+/// Parses the `kubectl logs` query options (`follow` is returned apart).
+pub fn log_options(q: Option<&str>) -> (LogOptions, bool) {
+    let q: HashMap<String, String> = query_pairs(q).into_iter().collect();
     let flag = |k: &str| q.get(k).is_some_and(|v| v == "true" || v == "1");
     let num = |k: &str| q.get(k).and_then(|v| v.parse::<i64>().ok());
     let opts = LogOptions {
@@ -69,10 +91,214 @@ pub fn handle(
         since_seconds: num("sinceSeconds"),
         limit_bytes: num("limitBytes").map(|n| n.max(0) as usize),
     };
-    match logs::read(log_dir, ns, pod, container, &opts) {
-        Ok(text) => reply(StatusCode::OK, text),
-        Err(e @ LogError::NotFound { .. }) => reply(StatusCode::NOT_FOUND, format!("{e}\n")),
+    (opts, flag("follow"))
+}
+
+/// Reads `path` from `pos` up to its last complete line; returns the text and new position.
+fn read_complete_lines(path: &Path, pos: u64) -> std::io::Result<(String, u64)> {
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    // Truncated (rotated in place): start over.
+    let pos = if len < pos { 0 } else { pos };
+    f.seek(SeekFrom::Start(pos))?;
+    let mut buf = Vec::new();
+    f.take(len - pos).read_to_end(&mut buf)?;
+    let end = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    buf.truncate(end);
+    Ok((String::from_utf8_lossy(&buf).into_owned(), pos + end as u64))
+}
+
+/// Follows a container's log: the current file's new lines, then each newer attempt's
+/// file (a restart) from its start, until the pod's logs disappear or the client leaves.
+async fn follow(
+    (log_dir, ns, pod, container): (PathBuf, String, String, String),
+    mut path: PathBuf,
+    mut pos: u64,
+    timestamps: bool,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+) {
+    let opts = LogOptions {
+        timestamps,
+        ..LogOptions::default()
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = tx.closed() => return,
+        }
+        match read_complete_lines(&path, pos) {
+            Ok((text, next)) => {
+                pos = next;
+                if !text.is_empty() {
+                    let out = logs::render(&text, &opts, jiff::Timestamp::now());
+                    if tx.send(Bytes::from(out)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(_) if logs::log_file(&log_dir, &ns, &pod, &container, false).is_none() => return,
+            Err(_) => {}
+        }
+        if let Some(newest) = logs::log_file(&log_dir, &ns, &pod, &container, false)
+            && newest != path
+        {
+            // Drain the rest of the old attempt before switching.
+            if let Ok((text, _)) = read_complete_lines(&path, pos)
+                && !text.is_empty()
+            {
+                let out = logs::render(&text, &opts, jiff::Timestamp::now());
+                let _ = tx.send(Bytes::from(out)).await;
+            }
+            path = newest;
+            pos = 0;
+        }
+    }
+}
+
+fn container_logs(
+    log_dir: &Path,
+    ns: &str,
+    pod: &str,
+    container: &str,
+    q: Option<&str>,
+) -> Response<Body> {
+    let (opts, follow_on) = log_options(q);
+    let not_found = || LogError::NotFound {
+        namespace: ns.into(),
+        pod: pod.into(),
+        container: container.into(),
+        previous: opts.previous,
+    };
+    let Some(path) = logs::log_file(log_dir, ns, pod, container, opts.previous) else {
+        return reply(StatusCode::NOT_FOUND, format!("{}\n", not_found()));
+    };
+    let (content, pos) = match read_complete_lines(&path, 0) {
+        Ok(r) => r,
+        Err(source) => {
+            let e = LogError::Io { path, source };
+            return reply(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"));
+        }
+    };
+    let first = logs::render(&content, &opts, jiff::Timestamp::now());
+    // limitBytes ends the stream; previous attempts do not grow.
+    if !follow_on || opts.previous || opts.limit_bytes.is_some() {
+        return reply(StatusCode::OK, first);
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let handle = tokio::runtime::Handle::current();
+    let (dir, ns, pod, container) = (
+        log_dir.to_path_buf(),
+        ns.to_string(),
+        pod.to_string(),
+        container.to_string(),
+    );
+    handle.spawn(async move {
+        if !first.is_empty() && tx.send(Bytes::from(first)).await.is_err() {
+            return;
+        }
+        follow((dir, ns, pod, container), path, pos, opts.timestamps, tx).await;
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
+        .map(|b| Ok::<_, Infallible>(Frame::data(b)));
+    let mut r = Response::new(StreamBody::new(stream).boxed_unsync());
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+async fn exec(
+    rt: &dyn ContainerRuntime,
+    ns: &str,
+    pod_name: &str,
+    container: &str,
+    q: Option<&str>,
+) -> Response<Body> {
+    let cmd: Vec<String> = query_pairs(q)
+        .into_iter()
+        .filter(|(k, _)| k == "command")
+        .map(|(_, v)| v)
+        .collect();
+    if cmd.is_empty() {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "you must specify at least one command for the container\n",
+        );
+    }
+    let list = match rt.list_containers(pod::LABEL_POD_NAME, pod_name).await {
+        Ok(l) => l,
+        Err(e) => return reply(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    };
+    let attempt = |c: &super::runtime::ContainerSummary| {
+        c.labels
+            .get(pod::LABEL_ATTEMPT)
+            .and_then(|a| a.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    let Some(target) = list
+        .iter()
+        .filter(|c| {
+            c.labels.get(pod::LABEL_POD_NAMESPACE).map(String::as_str) == Some(ns)
+                && c.labels.get(pod::LABEL_CONTAINER_NAME).map(String::as_str) == Some(container)
+        })
+        .max_by_key(|c| attempt(c))
+    else {
+        return reply(
+            StatusCode::NOT_FOUND,
+            format!("container {container} of pod {ns}/{pod_name} not found\n"),
+        );
+    };
+    match rt.exec(&target.id, &cmd, EXEC_TIMEOUT).await {
+        Ok(out) => {
+            let body = serde_json::json!({
+                "exitCode": out.exit_code,
+                "output": base64::engine::general_purpose::STANDARD.encode(&out.output),
+            });
+            let mut r = reply(StatusCode::OK, body.to_string());
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
         Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    }
+}
+
+/// Answers one request.
+pub async fn handle(
+    log_dir: Arc<PathBuf>,
+    rt: Option<Arc<dyn ContainerRuntime>>,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let q = req.uri().query().map(str::to_string);
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (req.method(), parts.as_slice()) {
+        (&Method::GET, ["healthz"]) => reply(StatusCode::OK, "ok"),
+        (&Method::GET, ["containerLogs", ns, pod, container]) => {
+            let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
+            let h = tokio::runtime::Handle::current();
+            // Log files can be large: read them off the async workers.
+            tokio::task::spawn_blocking(move || {
+                let _g = h.enter();
+                container_logs(&log_dir, &ns, &pod, &container, q.as_deref())
+            })
+            .await
+            .unwrap_or_else(|_| reply(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"))
+        }
+        (&Method::POST, ["exec", ns, pod, container]) => match rt {
+            Some(rt) => exec(rt.as_ref(), ns, pod, container, q.as_deref()).await,
+            None => reply(
+                StatusCode::NOT_IMPLEMENTED,
+                "exec needs a container runtime\n",
+            ),
+        },
+        (_, ["healthz"] | ["containerLogs", ..] | ["exec", ..]) => {
+            reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
+        _ => reply(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
 
@@ -80,6 +306,7 @@ pub fn handle(
 pub async fn start(
     addr: SocketAddr,
     log_dir: PathBuf,
+    rt: Option<Arc<dyn ContainerRuntime>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
@@ -98,17 +325,11 @@ pub async fn start(
                 },
                 _ = shutdown.cancelled() => return,
             };
-            let dir = log_dir.clone();
+            let (dir, rt) = (log_dir.clone(), rt.clone());
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
-                    let dir = dir.clone();
-                    async move {
-                        // Log files can be large: read them off the async workers.
-                        let r = tokio::task::spawn_blocking(move || handle(&dir, &req)).await;
-                        Ok::<_, std::convert::Infallible>(r.unwrap_or_else(|_| {
-                            reply(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
-                        }))
-                    }
+                    let (dir, rt) = (dir.clone(), rt.clone());
+                    async move { Ok::<_, Infallible>(handle(dir, rt, req).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
@@ -117,4 +338,68 @@ pub async fn start(
         }
     });
     Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(msg: &str) -> String {
+        format!("2026-11-25T17:00:00.000000000Z stdout F {msg}\n")
+    }
+
+    #[test]
+    fn query_options_are_decoded() {
+        let (o, follow) = log_options(Some("follow=true&tailLines=5&timestamps=1&limitBytes=9"));
+        assert!(follow && o.timestamps);
+        assert_eq!((o.tail_lines, o.limit_bytes), (Some(5), Some(9)));
+        let cmd: Vec<_> = query_pairs(Some("command=sh&command=-c&command=exit%203"))
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(cmd, ["sh", "-c", "exit 3"]);
+    }
+
+    #[test]
+    fn only_complete_lines_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("0.log");
+        std::fs::write(&f, format!("{}partial", rec("a"))).unwrap();
+        let (text, pos) = read_complete_lines(&f, 0).unwrap();
+        assert_eq!(text, rec("a"));
+        assert_eq!(read_complete_lines(&f, pos).unwrap().0, "");
+    }
+
+    #[tokio::test]
+    async fn follow_streams_appended_lines_then_the_next_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let cdir = dir.path().join("ns_p_uid/c");
+        std::fs::create_dir_all(&cdir).unwrap();
+        let first = cdir.join("0.log");
+        std::fs::write(&first, rec("one")).unwrap();
+        let pos = std::fs::metadata(&first).unwrap().len();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let names = (
+            dir.path().to_path_buf(),
+            "ns".into(),
+            "p".into(),
+            "c".into(),
+        );
+        let task = tokio::spawn(follow(names, first.clone(), pos, false, tx));
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&first)
+            .unwrap();
+        std::io::Write::write_all(&mut f, rec("two").as_bytes()).unwrap();
+        assert_eq!(rx.recv().await.unwrap(), "two\n");
+        // A restart: the next attempt's file is followed from its start.
+        std::fs::write(cdir.join("1.log"), rec("three")).unwrap();
+        let mut got = String::new();
+        while !got.contains("three") {
+            got.push_str(&String::from_utf8_lossy(&rx.recv().await.unwrap()));
+        }
+        assert_eq!(got, "three\n");
+        drop(rx);
+        task.await.unwrap();
+    }
 }

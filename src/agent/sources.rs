@@ -224,6 +224,75 @@ fn write_file(dir: &Path, rel: &str, bytes: &[u8], mode: i32) -> Result<(), Stri
     .map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Writes a volume's files the kubelet's way, so a running container sees an update at
+/// once and never half of it: the files live in a fresh `..<nanos>` directory, `..data`
+/// is a symlink to it swapped by `rename`, and each top-level name is a symlink into
+/// `..data`. The directory itself is never replaced (it is bind-mounted into containers).
+/// Unchanged content is left alone.
+pub fn write_atomic(dir: &Path, files: &[(String, Vec<u8>, i32)]) -> Result<(), String> {
+    let err = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+    std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
+    let data = dir.join("..data");
+    let manifest: String = files
+        .iter()
+        .map(|(rel, _, mode)| format!("{rel}\t{mode:o}\n"))
+        .collect();
+    let unchanged = std::fs::read_to_string(data.join("..files")).ok() == Some(manifest.clone())
+        && files.iter().all(|(rel, bytes, _)| {
+            safe_rel(rel).is_ok_and(|r| std::fs::read(data.join(r)).ok().as_ref() == Some(bytes))
+        });
+    if unchanged {
+        return Ok(());
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let version = format!("..{nanos}");
+    let vdir = dir.join(&version);
+    std::fs::create_dir_all(&vdir).map_err(|e| err(&vdir, e))?;
+    for (rel, bytes, mode) in files {
+        write_file(&vdir, rel, bytes, *mode)?;
+    }
+    std::fs::write(vdir.join("..files"), &manifest).map_err(|e| err(&vdir, e))?;
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&version, &tmp).map_err(|e| err(&tmp, e))?;
+    std::fs::rename(&tmp, &data).map_err(|e| err(&data, e))?;
+    let mut tops: Vec<String> = Vec::new();
+    for (rel, _, _) in files {
+        let top = Path::new(safe_rel(rel)?)
+            .components()
+            .next()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !top.is_empty() && !tops.contains(&top) {
+            tops.push(top);
+        }
+    }
+    for top in &tops {
+        let link = dir.join(top);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{top}"), &link)
+                .map_err(|e| err(&link, e))?;
+        }
+    }
+    // Old versions and names that are gone.
+    for entry in std::fs::read_dir(dir).map_err(|e| err(dir, e))?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if name == "..data" || name == version {
+            continue;
+        }
+        if name.starts_with("..") {
+            let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+        } else if !tops.contains(&name) {
+            let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir_all(&path));
+        }
+    }
+    Ok(())
+}
+
 /// Files of a ConfigMap/Secret: all keys, or just `items` (key -> path, mode).
 fn project(
     out: &mut Vec<(String, Vec<u8>, i32)>,
@@ -363,11 +432,7 @@ pub async fn materialize_volumes(
             "configmap"
         };
         let dir = base.join(kind).join(&v.name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        for (rel, bytes, mode) in files {
-            write_file(&dir, &rel, &bytes, mode)?;
-        }
+        write_atomic(&dir, &files)?;
         dirs.insert(v.name.clone(), dir);
     }
     Ok(dirs)
@@ -409,6 +474,36 @@ mod tests {
             }
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn atomic_writes_swap_data_and_drop_removed_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = dir.path().join("vol");
+        write_atomic(
+            &v,
+            &[
+                ("a".into(), b"1".to_vec(), 0o644),
+                ("b".into(), b"2".to_vec(), 0o644),
+            ],
+        )
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(v.join("a")).unwrap(), "1");
+        let first = std::fs::read_link(v.join("..data")).unwrap();
+        // Same content: nothing is rewritten.
+        write_atomic(
+            &v,
+            &[
+                ("a".into(), b"1".to_vec(), 0o644),
+                ("b".into(), b"2".to_vec(), 0o644),
+            ],
+        )
+        .unwrap();
+        assert_eq!(std::fs::read_link(v.join("..data")).unwrap(), first);
+        write_atomic(&v, &[("a".into(), b"one".to_vec(), 0o644)]).unwrap();
+        assert_eq!(std::fs::read_to_string(v.join("a")).unwrap(), "one");
+        assert!(std::fs::symlink_metadata(v.join("b")).is_err());
+        assert!(!v.join(&first).exists(), "old version removed");
     }
 
     #[tokio::test]

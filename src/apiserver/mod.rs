@@ -21,6 +21,7 @@ mod object;
 pub mod openapi;
 mod openapi_docs;
 pub mod patch;
+mod pod_proxy;
 pub mod protobuf;
 pub mod registry;
 mod router;

@@ -111,6 +111,34 @@ async fn route_inner(
     if !authenticated && !is_anonymous_path(&path) {
         return Err(ApiError::unauthorized());
     }
+    if let [
+        "api",
+        "v1",
+        "namespaces",
+        ns,
+        "pods",
+        name,
+        sub @ ("exec" | "attach"),
+    ] = path
+        .trim_start_matches('/')
+        .split('/')
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        let (ns, name, sub) = (ns.to_string(), name.to_string(), sub.to_string());
+        return super::pod_proxy::exec(api, &ns, &name, &sub, req).await;
+    }
+    if let ["api", "v1", "namespaces", ns, "pods", name, "log"] = path
+        .trim_start_matches('/')
+        .split('/')
+        .collect::<Vec<_>>()
+        .as_slice()
+        && req.method() == Method::GET
+    {
+        let (ns, name) = (ns.to_string(), name.to_string());
+        let q = req.uri().query().map(str::to_string);
+        return stream_reply(super::pod_proxy::logs(api, &ns, &name, q.as_deref()).await?);
+    }
     let accept = header_str(&req, header::ACCEPT);
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let json = |v: Value| Ok(json_response(200, &v, "application/json", &[]));
@@ -215,6 +243,17 @@ async fn route_inner(
         user,
     };
     match handlers::handle(api, &method, hreq).await? {
+        Reply::Json {
+            code,
+            body,
+            warnings,
+        } => Ok(json_response(code, &body, "application/json", &warnings)),
+        r @ Reply::Stream { .. } => stream_reply(r),
+    }
+}
+
+fn stream_reply(r: Reply) -> Result<Response<Body>, ApiError> {
+    match r {
         Reply::Json {
             code,
             body,

@@ -135,6 +135,9 @@ pub struct ServerArgs {
     /// Use an existing containerd socket instead of starting one.
     #[arg(long, env = "K3RS_CONTAINER_RUNTIME_ENDPOINT")]
     pub container_runtime_endpoint: Option<PathBuf>,
+    /// Address of the built-in agent's endpoint (logs, exec) the API server proxies to.
+    #[arg(long, env = "K3RS_AGENT_ENDPOINT", default_value = "127.0.0.1:10250")]
+    pub agent_endpoint: std::net::SocketAddr,
 }
 
 /// Flags of `k3rs agent`.

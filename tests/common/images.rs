@@ -52,6 +52,7 @@ pub fn build_busybox_image(dir: &Path, file: &str, name: &str) -> PathBuf {
     std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
         .expect("busybox-static is installed (/bin/busybox)");
     std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/echo")).unwrap();
     std::fs::write(rootfs.join("www/index.html"), INDEX_HTML).unwrap();
     std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
 

@@ -1,5 +1,6 @@
 //! Subresources: `status`, `scale` (autoscaling/v1 Scale), `pods/binding`, `pods/eviction`;
-//! `log`/`exec`/`attach`/`portforward` answer 501 until the agent proxy exists.
+//! core `pods/log`, `pods/exec`, `pods/attach` are routed to [`crate::apiserver::pod_proxy`]
+//! before reaching here; `portforward`/`proxy` answer 501 until the agent serves them.
 
 use super::{Api, Reply, Req, get_obj, write};
 use crate::apiserver::object::{decode_body, meta_str};
