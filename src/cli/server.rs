@@ -188,11 +188,8 @@ async fn open_store(
     join_peer: Option<String>,
     pki: &crate::pki::ServerPki,
 ) -> anyhow::Result<(crate::store::Store, String)> {
-    use crate::store::raft::{Bootstrap, RaftConfig};
+    use crate::store::raft::Bootstrap;
     let db = args.data_dir.join("server").join("db");
-    let (state_machine, core) =
-        crate::store::open_state(&db.join("state"), &crate::store::StoreOptions::default())
-            .context("cannot open the datastore")?;
     let advertise = args.advertise_address.or(args.node_ip).unwrap_or_else(|| {
         if args.bind_address.is_unspecified() {
             std::net::IpAddr::from([127, 0, 0, 1])
@@ -231,13 +228,14 @@ async fn open_store(
         None => Bootstrap::ClusterInit,
     };
     let peer_url = format!("http://{}:{}", host(advertise), args.raft_listen_port);
-    let mut cfg = RaftConfig::new(
-        db.join("raft"),
+    let mut store_cfg = crate::store::StoreConfig::new(
+        &db,
         node_name,
-        format!("{}:{}", host(args.bind_address), args.raft_listen_port),
-        peer_url.clone(),
+        &format!("{}:{}", host(args.bind_address), args.raft_listen_port),
+        &peer_url,
         bootstrap,
     );
+    let cfg = &mut store_cfg.raft;
     cfg.token = secret.to_string();
     // Peers talk mutual TLS with certificates of the cluster CA.
     let (peer_cert, peer_key) = pki
@@ -254,10 +252,10 @@ async fn open_store(
     cfg.acceptor = Arc::new(crate::store::raft::tls::TlsAcceptor(peer_tls));
     // etcd's "client URLs": where the etcd v3 API of this member listens.
     cfg.client_urls = vec![format!("http://{}", args.etcd_listen_address)];
-    let node = crate::store::raft::start(cfg, state_machine)
+    let (store, _raft) = crate::store::open(store_cfg)
         .await
-        .context("cannot start the raft member")?;
-    Ok((core.into_store(Arc::new(node)), peer_url))
+        .context("cannot open the datastore")?;
+    Ok((store, peer_url))
 }
 
 /// Tell systemd we are ready once `node` (if any) is registered; gives up on shutdown.
