@@ -15,5 +15,6 @@ pub mod apiserver;
 pub mod cli;
 pub mod controllers;
 pub mod pki;
+pub mod quantity;
 pub mod scheduler;
 pub mod store;

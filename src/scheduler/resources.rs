@@ -8,41 +8,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-/// Parse a Kubernetes quantity to a plain number (`100m` → 0.1, `1Gi` → 1073741824).
-pub fn parse_quantity(q: &str) -> Option<f64> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
-        .unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    // Decimal exponent form (`1e3`).
-    if let Some(exp) = suffix.strip_prefix(['e', 'E']) {
-        let n: f64 = num.parse().ok()?;
-        let e: i32 = exp.parse().ok()?;
-        return Some(n * 10f64.powi(e));
-    }
-    let n: f64 = num.parse().ok()?;
-    let mult = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        _ => return None,
-    };
-    Some(n * mult)
-}
+pub use crate::quantity::parse_quantity;
 
 /// Resources in scheduler units: millicores, bytes, pod count.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

@@ -125,26 +125,7 @@ fn invalid(container: &str, reason: impl std::fmt::Display) -> RuntimeError {
 /// Parses a Kubernetes quantity into milli-units (`"100m"` -> 100, `"1"` -> 1000) or,
 /// with `bytes`, into plain units (`"128Mi"` -> 134217728).
 pub fn parse_quantity(q: &str, milli: bool) -> Option<i64> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
-        .unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    let value: f64 = num.parse().ok()?;
-    let mult: f64 = match suffix {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
-    };
-    let v = value * mult * if milli { 1000.0 } else { 1.0 };
+    let v = crate::quantity::parse_quantity(q)? * if milli { 1000.0 } else { 1.0 };
     Some(v.ceil() as i64)
 }
 

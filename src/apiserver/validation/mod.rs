@@ -7,16 +7,15 @@
 
 mod names;
 mod pod;
-mod quantity;
 mod unknown;
 mod update;
 mod workloads;
 
+pub use crate::quantity::parse_quantity;
 pub use names::{
     DNS1035_LABEL_MSG, DNS1123_LABEL_MSG, DNS1123_SUBDOMAIN_MSG, dns1035_label, dns1123_label,
     dns1123_subdomain, label_value, qualified_name,
 };
-pub use quantity::parse_quantity;
 pub use unknown::{unknown_fields, unknown_fields_with_schema};
 
 use serde_json::Value;

@@ -1,8 +1,8 @@
 //! Pod spec checks (upstream `ValidatePodSpec` subset): containers, names, images, ports,
 //! env, volumes and mounts, enums.
 
-use super::quantity::{QUANTITY_MSG, parse_quantity};
 use super::{Errs, FieldCause, names};
+use crate::quantity::{QUANTITY_MSG, parse_quantity};
 use serde_json::Value;
 use std::collections::HashSet;
 

@@ -1,4 +1,8 @@
-//! Resource quantities (`100m`, `64Mi`, `1.5`, `2e3`): syntax check and numeric value.
+//! Kubernetes resource quantities (`100m`, `64Mi`, `1.5`, `2e3`): syntax check and value.
+//!
+//! One parser for every component that reads quantities (API validation, the scheduler's
+//! arithmetic, the agent's cgroup limits), so they all agree on what `1E` or `500u` means.
+//! Pure: calls nothing.
 
 /// Upstream's quantity error detail.
 pub const QUANTITY_MSG: &str =
