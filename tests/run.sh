@@ -18,6 +18,12 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 command -v kubectl >/dev/null || { echo "kubectl is required on PATH" >&2; exit 1; }
+# The Python client test builds a virtualenv (pip from PyPI) once per target dir.
+if ! python3 -m venv --help >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+fi
 
 export CARGO_TERM_COLOR=never
 cargo fmt --check

@@ -156,6 +156,13 @@ pub(crate) async fn create_object(
             m.remove("generation");
         }
     }
+    // Status belongs to the status subresource: a create cannot set it (upstream's
+    // PrepareForCreate), except for Nodes, which kubelets create with their status.
+    if kind.has_sub("status") && !(kind.group.is_empty() && kind.plural == "nodes") {
+        if let Some(o) = obj.as_object_mut() {
+            o.remove("status");
+        }
+    }
     admission::defaults(kind, &mut obj);
     if !applied {
         patch::update_managed_fields(
