@@ -18,6 +18,7 @@ mod pods;
 mod replicaset;
 pub mod runtime;
 mod serviceaccount;
+mod statefulset;
 
 use runtime::{LEASE_NAME, LeaseTimings, lead};
 use std::time::Duration;
@@ -77,5 +78,6 @@ async fn run_all(client: kube::Client, config: ControllersConfig, term: Cancella
         endpoints::run(client.clone(), config.clone(), term.clone()),
         node_lifecycle::run(client.clone(), config.clone(), term.clone()),
         daemonset::run(client.clone(), config.clone(), term.clone()),
+        statefulset::run(client.clone(), config.clone(), term.clone()),
     );
 }
