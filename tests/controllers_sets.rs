@@ -76,12 +76,12 @@ async fn make_ready(api: &Api<Pod>, name: &str) {
         name,
         &PatchParams::default(),
         &Patch::Merge(json!({"status": {
-            "phase": "Running",
-            "podIP": "10.42.0.9",
-            "conditions": [
-                {"type": "Ready", "status": "True", "lastTransitionTime": now},
-                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now}
-            ]}})),
+        "phase": "Running",
+        "podIP": "10.42.0.9",
+        "conditions": [
+            {"type": "Ready", "status": "True", "lastTransitionTime": now},
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": now}
+        ]}})),
     )
     .await
     .unwrap();
@@ -113,6 +113,22 @@ fn kubelet(client: Client, on: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
             sleep(Duration::from_millis(100)).await;
         }
     })
+}
+
+/// `kubectl rollout status`, dumping the object and its pods when it fails.
+fn rollout_status(ts: &TestServer, what: &str, timeout: &str) -> String {
+    let out = ts.kubectl(&["rollout", "status", what, &format!("--timeout={timeout}")]);
+    if !out.status.success() {
+        let obj = ts.kubectl(&["get", what, "-o", "yaml"]);
+        let pods = ts.kubectl(&["get", "pods", "-o", "wide", "--show-labels"]);
+        panic!(
+            "rollout status {what}: {}\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&obj.stdout),
+            String::from_utf8_lossy(&pods.stdout)
+        );
+    }
+    String::from_utf8(out.stdout).unwrap()
 }
 
 fn node_of(p: &Pod) -> Option<String> {
@@ -248,7 +264,11 @@ async fn daemonset_follows_eligible_nodes_and_rolls_within_max_unavailable() {
     .await
     .unwrap();
     wait_for("agent pods on n1 and n2", 20, || async {
-        ready_by_node(&pods, "agent").await.keys().collect::<Vec<_>>() == ["n1", "n2"]
+        ready_by_node(&pods, "agent")
+            .await
+            .keys()
+            .collect::<Vec<_>>()
+            == ["n1", "n2"]
     })
     .await;
     wait_for("tolerant pods on all three nodes", 20, || async {
@@ -260,7 +280,9 @@ async fn daemonset_follows_eligible_nodes_and_rolls_within_max_unavailable() {
     let p = agent.values().next().unwrap();
     assert!(p.labels().contains_key("controller-revision-hash"));
     assert_eq!(
-        p.labels().get("pod-template-generation").map(String::as_str),
+        p.labels()
+            .get("pod-template-generation")
+            .map(String::as_str),
         Some("1")
     );
     let spec = p.spec.as_ref().unwrap();
@@ -284,10 +306,7 @@ async fn daemonset_follows_eligible_nodes_and_rolls_within_max_unavailable() {
     let field = &terms[0].match_fields.as_ref().unwrap()[0];
     assert_eq!(field.key, "metadata.name");
     assert_eq!(field.values.as_ref().unwrap(), &[node_of(p).unwrap()]);
-    let out = ts.ok(
-        "kubectl",
-        &["rollout", "status", "daemonset/agent", "--timeout=20s"],
-    );
+    let out = rollout_status(&ts, "daemonset/agent", "20s");
     assert!(out.contains("successfully rolled out"), "{out}");
 
     // A new node gets a pod.
@@ -309,7 +328,10 @@ async fn daemonset_follows_eligible_nodes_and_rolls_within_max_unavailable() {
 
     // Rolling update: at most one of the three nodes without a ready pod at any moment.
     let watch = watch_rollout(pods.clone(), "agent", 2, |live| {
-        live.len() == 3 && live.iter().all(|p| is_ready(p) && image_of(p) == "busybox:2")
+        live.len() == 3
+            && live
+                .iter()
+                .all(|p| is_ready(p) && image_of(p) == "busybox:2")
     });
     sleep(Duration::from_millis(300)).await;
     sets.patch(
@@ -328,14 +350,15 @@ async fn daemonset_follows_eligible_nodes_and_rolls_within_max_unavailable() {
         violations.is_empty(),
         "maxUnavailable violated: {violations:?}"
     );
-    let out = ts.ok(
-        "kubectl",
-        &["rollout", "status", "daemonset/agent", "--timeout=20s"],
-    );
+    let out = rollout_status(&ts, "daemonset/agent", "20s");
     assert!(out.contains("successfully rolled out"), "{out}");
     let history = ts.ok("kubectl", &["rollout", "history", "daemonset/agent"]);
     assert!(
-        history.lines().filter(|l| l.starts_with(['1', '2'])).count() == 2,
+        history
+            .lines()
+            .filter(|l| l.starts_with(['1', '2']))
+            .count()
+            == 2,
         "{history}"
     );
     ts.ok("kubectl", &["rollout", "undo", "daemonset/agent"]);
@@ -443,7 +466,12 @@ async fn statefulset_orders_members_keeps_claims_and_rolls_by_partition() {
     make_ready(&pods, "web-0").await;
     on.store(true, Ordering::SeqCst);
     wait_for("three ready members", 20, || async {
-        live_pods(&pods, "web").await.values().filter(|p| is_ready(p)).count() == 3
+        live_pods(&pods, "web")
+            .await
+            .values()
+            .filter(|p| is_ready(p))
+            .count()
+            == 3
     })
     .await;
     let web0 = pods.get("web-0").await.unwrap();
@@ -477,7 +505,7 @@ async fn statefulset_orders_members_keeps_claims_and_rolls_by_partition() {
                 .is_some()
         );
     }
-    let out = ts.ok("kubectl", &["rollout", "status", "sts/web", "--timeout=20s"]);
+    let out = rollout_status(&ts, "sts/web", "20s");
     assert!(out.contains("roll out complete"), "{out}");
 
     // Scale down through the scale subresource: highest ordinal first, claims kept.
@@ -512,10 +540,23 @@ async fn statefulset_orders_members_keeps_claims_and_rolls_by_partition() {
         live_pods(&pods, "web").await.keys().collect::<Vec<_>>() == ["web-0"]
     })
     .await;
-    assert_eq!(claims.list(&ListParams::default()).await.unwrap().items.len(), 3);
+    assert_eq!(
+        claims
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
     ts.ok("kubectl", &["scale", "sts/web", "--replicas=3"]);
     wait_for("three ready members again", 20, || async {
-        live_pods(&pods, "web").await.values().filter(|p| is_ready(p)).count() == 3
+        live_pods(&pods, "web")
+            .await
+            .values()
+            .filter(|p| is_ready(p))
+            .count()
+            == 3
     })
     .await;
 
@@ -530,7 +571,7 @@ async fn statefulset_orders_members_keeps_claims_and_rolls_by_partition() {
     )
     .await
     .unwrap();
-    let out = ts.ok("kubectl", &["rollout", "status", "sts/web", "--timeout=20s"]);
+    let out = rollout_status(&ts, "sts/web", "20s");
     assert!(out.contains("partitioned roll out complete"), "{out}");
     let images: Vec<(String, String, bool)> = live_pods(&pods, "web")
         .await
@@ -557,16 +598,20 @@ async fn statefulset_orders_members_keeps_claims_and_rolls_by_partition() {
     )
     .await
     .unwrap();
-    let out = ts.ok("kubectl", &["rollout", "status", "sts/web", "--timeout=30s"]);
+    let out = rollout_status(&ts, "sts/web", "30s");
     assert!(out.contains("roll out complete"), "{out}");
     let live = live_pods(&pods, "web").await;
     assert!(live.values().all(|p| image_of(p) == "nginx:2"), "{live:?}");
     // The current revision catches up once no old member is left, even a terminating one.
-    wait_for("the current revision to become the update revision", 20, || async {
-        let st = sets.get("web").await.unwrap().status.unwrap();
-        st.current_revision == st.update_revision
-            && (st.replicas, st.ready_replicas, st.updated_replicas) == (3, Some(3), Some(3))
-    })
+    wait_for(
+        "the current revision to become the update revision",
+        20,
+        || async {
+            let st = sets.get("web").await.unwrap().status.unwrap();
+            st.current_revision == st.update_revision
+                && (st.replicas, st.ready_replicas, st.updated_replicas) == (3, Some(3), Some(3))
+        },
+    )
     .await;
 
     let events: Api<Event> = Api::namespaced(c.clone(), "default");

@@ -80,7 +80,9 @@ pub fn pin_to_node(spec: &mut PodSpec, node: &str) {
         match_expressions: None,
     };
     let affinity = spec.affinity.get_or_insert_with(Affinity::default);
-    let na = affinity.node_affinity.get_or_insert_with(NodeAffinity::default);
+    let na = affinity
+        .node_affinity
+        .get_or_insert_with(NodeAffinity::default);
     na.required_during_scheduling_ignored_during_execution = Some(NodeSelector {
         node_selector_terms: vec![term],
     });
@@ -518,8 +520,9 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<C>) -> Result<Action, Error> {
         };
         match r {
             Ok(()) => {
-                ctx.event(
+                ctx.event_related(
                     ds.as_ref(),
+                    &super::statefulset::pod_ref(ds.as_ref(), name),
                     NORMAL,
                     "SuccessfulDelete",
                     format!("Deleted pod: {name}"),
@@ -533,8 +536,9 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<C>) -> Result<Action, Error> {
         let pod = new_pod(&ds, &hash, node)?;
         match pods_api.create(&PostParams::default(), &pod).await {
             Ok(p) => {
-                ctx.event(
+                ctx.event_related(
                     ds.as_ref(),
+                    &p,
                     NORMAL,
                     "SuccessfulCreate",
                     format!("Created pod: {}", p.name_any()),
@@ -690,23 +694,31 @@ mod tests {
             "spec": {"taints": [{"key": "k", "effect": "NoExecute"}]}}));
         let nosched = node(json!({"metadata": {"name": "c"},
             "spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}}));
-        let not_ready = node(json!({"metadata": {"name": "d"}, "spec": {"unschedulable": true,
+        let not_ready = node(
+            json!({"metadata": {"name": "d"}, "spec": {"unschedulable": true,
             "taints": [{"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"},
-                       {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]}}));
+                       {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]}}),
+        );
         let any = tpl(json!({"spec": {"containers": []}}));
         assert_eq!(eligibility(&plain, &any), (true, true));
         assert_eq!(eligibility(&noexec, &any), (false, false));
         assert_eq!(eligibility(&nosched, &any), (false, true));
-        assert_eq!(eligibility(&not_ready, &any), (true, true), "auto tolerations");
+        assert_eq!(
+            eligibility(&not_ready, &any),
+            (true, true),
+            "auto tolerations"
+        );
         let tolerant = tpl(json!({"spec": {"containers": [],
             "tolerations": [{"key": "k", "operator": "Exists"}]}}));
         assert_eq!(eligibility(&noexec, &tolerant), (true, true));
         let ssd = tpl(json!({"spec": {"containers": [], "nodeSelector": {"disk": "ssd"}}}));
         assert_eq!(eligibility(&plain, &ssd), (true, true));
         assert_eq!(eligibility(&nosched, &ssd), (false, false));
-        let affinity = tpl(json!({"spec": {"containers": [], "affinity": {"nodeAffinity": {
+        let affinity = tpl(
+            json!({"spec": {"containers": [], "affinity": {"nodeAffinity": {
             "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-                {"matchExpressions": [{"key": "disk", "operator": "NotIn", "values": ["ssd"]}]}]}}}}}));
+                {"matchExpressions": [{"key": "disk", "operator": "NotIn", "values": ["ssd"]}]}]}}}}}),
+        );
         assert_eq!(eligibility(&plain, &affinity), (false, false));
         assert_eq!(eligibility(&noexec, &affinity), (false, false));
     }
@@ -794,7 +806,11 @@ mod tests {
         assert_eq!(plan(&nodes, &ru(0, 1)).delete, ["a-old"]);
         assert_eq!(plan(&nodes, &ru(0, 2)).delete, ["a-old", "b-old"]);
         // One node already without an available pod: nothing else may go.
-        let nodes = vec![nv("a", vec![pv("a-new", true, false, 2)]), old("b"), old("c")];
+        let nodes = vec![
+            nv("a", vec![pv("a-new", true, false, 2)]),
+            old("b"),
+            old("c"),
+        ];
         assert!(plan(&nodes, &ru(0, 1)).delete.is_empty());
         // Unavailable old pods are always replaced.
         let nodes = vec![nv("a", vec![pv("a-old", false, false, 1)]), old("b")];
@@ -811,10 +827,16 @@ mod tests {
         let p = plan(&[old("a"), old("b")], &ru(1, 0));
         assert_eq!(p.create_on, ["a"]);
         assert!(p.delete.is_empty());
-        let starting = nv("a", vec![pv("a-old", false, true, 1), pv("a-new", true, false, 2)]);
+        let starting = nv(
+            "a",
+            vec![pv("a-old", false, true, 1), pv("a-new", true, false, 2)],
+        );
         let p = plan(&[starting, old("b")], &ru(1, 0));
         assert_eq!(p, Plan::default());
-        let ready = nv("a", vec![pv("a-old", false, true, 1), pv("a-new", true, true, 2)]);
+        let ready = nv(
+            "a",
+            vec![pv("a-old", false, true, 1), pv("a-new", true, true, 2)],
+        );
         let p = plan(&[ready, old("b")], &ru(1, 0));
         assert_eq!(p.delete, ["a-old"]);
         assert_eq!(p.create_on, ["b"]);

@@ -128,7 +128,12 @@ pub fn plan(members: &BTreeMap<i32, Member>, o: &Ordering) -> Vec<Act> {
             Some(_) => {}
         }
     }
-    for m in members.range(..o.start).chain(members.range(end..)).rev().map(|(_, m)| m) {
+    for m in members
+        .range(..o.start)
+        .chain(members.range(end..))
+        .rev()
+        .map(|(_, m)| m)
+    {
         if m.terminating {
             if o.monotonic {
                 return acts;
@@ -164,12 +169,7 @@ pub fn plan(members: &BTreeMap<i32, Member>, o: &Ordering) -> Vec<Act> {
 
 /// The revision a newly created member gets: members below the partition stay at the current
 /// revision during a RollingUpdate.
-pub fn revision_for<'a>(
-    ordinal: i32,
-    o: &Ordering,
-    current: &'a str,
-    update: &'a str,
-) -> &'a str {
+pub fn revision_for<'a>(ordinal: i32, o: &Ordering, current: &'a str, update: &'a str) -> &'a str {
     match o.partition {
         Some(p) if ordinal < o.start.saturating_add(p) => current,
         _ => update,
@@ -296,8 +296,9 @@ async fn ensure_claims(set: &StatefulSet, ordinal: i32, ctx: &C) -> Result<(), E
         let pod = pod_name(&name, ordinal);
         match api.create(&PostParams::default(), &pvc).await {
             Ok(_) => {
-                ctx.event(
+                ctx.event_related(
                     set,
+                    &pvc,
                     NORMAL,
                     "SuccessfulCreate",
                     format!("create Claim {claim} Pod {pod} in StatefulSet {name} success"),
@@ -310,7 +311,9 @@ async fn ensure_claims(set: &StatefulSet, ordinal: i32, ctx: &C) -> Result<(), E
                     set,
                     WARNING,
                     "FailedCreate",
-                    format!("create Claim {claim} for Pod {pod} in StatefulSet {name} failed error: {e}"),
+                    format!(
+                        "create Claim {claim} for Pod {pod} in StatefulSet {name} failed error: {e}"
+                    ),
                 )
                 .await;
                 return Err(e.into());
@@ -443,8 +446,9 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<C>) -> Result<Action, Error> 
                 let pod_name = pod.name_any();
                 match pods_api.create(&PostParams::default(), &pod).await {
                     Ok(_) => {
-                        ctx.event(
+                        ctx.event_related(
                             set.as_ref(),
+                            &pod,
                             NORMAL,
                             "SuccessfulCreate",
                             format!("create Pod {pod_name} in StatefulSet {name} successful"),
@@ -457,7 +461,9 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<C>) -> Result<Action, Error> 
                             set.as_ref(),
                             WARNING,
                             "FailedCreate",
-                            format!("create Pod {pod_name} in StatefulSet {name} failed error: {e}"),
+                            format!(
+                                "create Pod {pod_name} in StatefulSet {name} failed error: {e}"
+                            ),
                         )
                         .await;
                         return Err(e.into());
@@ -534,14 +540,30 @@ async fn delete_pod(set: &StatefulSet, api: &Api<Pod>, pod: &str, ctx: &C) -> Re
             return Err(e.into());
         }
     }
-    ctx.event(
+    ctx.event_related(
         set,
+        &pod_ref(set, pod),
         NORMAL,
         "SuccessfulDelete",
-        format!("delete Pod {pod} in StatefulSet {} successful", set.name_any()),
+        format!(
+            "delete Pod {pod} in StatefulSet {} successful",
+            set.name_any()
+        ),
     )
     .await;
     Ok(())
+}
+
+/// A pod known only by name, for event references.
+pub fn pod_ref(owner: &impl ResourceExt, name: &str) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: owner.namespace(),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }
 
 /// Upstream's status counts over the member pods.
@@ -563,7 +585,10 @@ pub fn status_counts(
     };
     let bump = |v: &mut Option<i32>| *v = Some(v.unwrap_or(0) + 1);
     let mut ignore = None;
-    for p in pods.iter().filter(|p| ordinal_of(set, &p.name_any()).is_some()) {
+    for p in pods
+        .iter()
+        .filter(|p| ordinal_of(set, &p.name_any()).is_some())
+    {
         let m = member(p, min_ready, &mut ignore);
         if m.finished {
             continue;
@@ -689,7 +714,10 @@ mod tests {
         );
         let mut mid = old.clone();
         mid.insert(2, m("web-2", "r2", false));
-        assert!(plan(&mid, &o(3, true, Some(0))).is_empty(), "waits for web-2");
+        assert!(
+            plan(&mid, &o(3, true, Some(0))).is_empty(),
+            "waits for web-2"
+        );
         mid.insert(2, m("web-2", "r2", true));
         assert_eq!(
             plan(&mid, &o(3, true, Some(0))),
