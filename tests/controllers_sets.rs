@@ -614,6 +614,68 @@ async fn statefulset_orders_members_keeps_claims_and_rolls_by_partition() {
     )
     .await;
 
+    let history = ts.ok("kubectl", &["rollout", "history", "sts/web"]);
+    assert!(
+        history
+            .lines()
+            .filter(|l| l.starts_with(['1', '2']))
+            .count()
+            == 2,
+        "{history}"
+    );
+
+    // Parallel management with claims deleted on scale-down and with the set.
+    let mut db = statefulset("db", "postgres:1");
+    let spec = db.spec.as_mut().unwrap();
+    spec.pod_management_policy = Some("Parallel".into());
+    spec.persistent_volume_claim_retention_policy = Some(
+        serde_json::from_value(json!({"whenDeleted": "Delete", "whenScaled": "Delete"})).unwrap(),
+    );
+    sets.create(&PostParams::default(), &db).await.unwrap();
+    wait_for("three ready db members", 20, || async {
+        live_pods(&pods, "db")
+            .await
+            .values()
+            .filter(|p| is_ready(p))
+            .count()
+            == 3
+    })
+    .await;
+    let claim_names = || async {
+        let mut n: Vec<String> = claims
+            .list(&ListParams::default().labels("app=db"))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|c| c.metadata.deletion_timestamp.is_none())
+            .map(|c| c.name_any())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(claim_names().await, ["www-db-0", "www-db-1", "www-db-2"]);
+    ts.ok("kubectl", &["scale", "sts/db", "--replicas=1"]);
+    wait_for("the claims of removed members to go", 20, || async {
+        claim_names().await == ["www-db-0"]
+    })
+    .await;
+    sets.delete("db", &DeleteParams::default()).await.unwrap();
+    wait_for("the claims of a deleted set to go", 20, || async {
+        claim_names().await.is_empty()
+    })
+    .await;
+    // The retained claims of `web` are still there.
+    assert_eq!(
+        claims
+            .list(&ListParams::default().labels("app=web"))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
+
     let events: Api<Event> = Api::namespaced(c.clone(), "default");
     let notes: Vec<String> = events
         .list(&ListParams::default())
