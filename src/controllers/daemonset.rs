@@ -13,6 +13,7 @@ use super::runtime::{Ctx, Error, NORMAL, WARNING, deleting, describe, run_contro
 use super::{ControllersConfig, labels};
 use crate::scheduler::filters::{node_matches_pod, tolerated};
 use crate::scheduler::resources::NodeInfo;
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
@@ -25,7 +26,8 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -647,14 +649,40 @@ async fn update_status(
     Ok(())
 }
 
+/// What of a node decides eligibility: its labels and spec.
+fn fingerprint(n: &Node) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&(&n.metadata.labels, &n.spec))
+        .unwrap_or_default()
+        .hash(&mut h);
+    h.finish()
+}
+
 /// Run the DaemonSet controller until `shutdown`.
 pub async fn run(client: Client, _config: ControllersConfig, shutdown: CancellationToken) {
     let (nodes, writer) = reflector::store();
+    // Only changes that can move eligibility (labels, spec: taints) and deletions trigger the
+    // DaemonSets; kubelet heartbeats (status) would otherwise reconcile every set constantly.
+    let mut seen: HashMap<String, u64> = HashMap::new();
     let node_events = reflector::reflector(
         writer,
         watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff(),
     )
-    .touched_objects();
+    .filter_map(move |ev| {
+        let out = match ev {
+            Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) => {
+                let f = fingerprint(&n);
+                (seen.insert(n.name_any(), f) != Some(f)).then_some(Ok(n))
+            }
+            Ok(watcher::Event::Delete(n)) => {
+                seen.remove(&n.name_any());
+                Some(Ok(n))
+            }
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        };
+        futures::future::ready(out)
+    });
     let controller = Controller::new(
         Api::<DaemonSet>::all(client.clone()),
         watcher::Config::default(),
