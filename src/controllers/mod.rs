@@ -4,6 +4,8 @@
 //! Owns: one reconcile loop per kind, all driven by [`runtime`]. May call: the API server as a
 //! client; never the store.
 
+mod controller_revision;
+mod daemonset;
 mod deployment;
 pub mod deployment_util;
 mod discovery;
@@ -16,6 +18,7 @@ mod pods;
 mod replicaset;
 pub mod runtime;
 mod serviceaccount;
+mod statefulset;
 
 use runtime::{LEASE_NAME, LeaseTimings, lead};
 use std::time::Duration;
@@ -74,5 +77,7 @@ async fn run_all(client: kube::Client, config: ControllersConfig, term: Cancella
         serviceaccount::run(client.clone(), config.clone(), term.clone()),
         endpoints::run(client.clone(), config.clone(), term.clone()),
         node_lifecycle::run(client.clone(), config.clone(), term.clone()),
+        daemonset::run(client.clone(), config.clone(), term.clone()),
+        statefulset::run(client.clone(), config.clone(), term.clone()),
     );
 }

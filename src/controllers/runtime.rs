@@ -93,6 +93,29 @@ impl<C> Ctx<C> {
         }
     }
 
+    /// Publish an event about `obj` concerning `related` (the pod or claim acted on). The
+    /// related object is part of the recorder's aggregation key, so one event per child is
+    /// kept instead of one series whose note is the first child's.
+    pub async fn event_related<K: Resource<DynamicType = ()>, R: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        related: &R,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: reason.to_string(),
+            secondary: Some(related.object_ref(&())),
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::debug!(error = %e, reason, "cannot publish event");
+        }
+    }
+
     fn backoff(&self, key: String) -> Duration {
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let n = f.entry(key).or_insert(0);

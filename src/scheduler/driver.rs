@@ -91,6 +91,11 @@ fn snapshot(state: &State) -> (Vec<NodeInfo>, Vec<Arc<Pod>>) {
         .filter_map(|(k, (p, _, _))| {
             let r = reflector::ObjectRef::<Pod>::from(p.as_ref());
             let cached = state.pods.get(&r)?;
+            // A pod re-created under the same name (StatefulSet members) is not the one we
+            // assumed: forget the old assumption or the new pod would wait for its expiry.
+            if cached.metadata.uid != p.metadata.uid {
+                return None;
+            }
             let b = cached
                 .spec
                 .as_ref()

@@ -239,3 +239,19 @@ fn resources_pvc_and_ingress_checks() {
         ]
     );
 }
+
+#[test]
+fn statefulset_containers_may_mount_claim_templates_but_not_unknown_volumes() {
+    let mut s = deployment();
+    s["kind"] = json!("StatefulSet");
+    s["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "www", "mountPath": "/data"}]);
+    let causes = validate("apps", "v1", "StatefulSet", &s, None);
+    assert_eq!(causes.len(), 1, "{causes:?}");
+    assert_eq!(
+        causes[0].field,
+        "spec.template.spec.containers[0].volumeMounts[0].name"
+    );
+    s["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "www"}, "spec": {}}]);
+    assert_eq!(validate("apps", "v1", "StatefulSet", &s, None), vec![]);
+}

@@ -182,12 +182,49 @@ fn workload(spec: &Value, what: &str, errs: &mut Errs) {
         "spec.template.metadata.labels",
         errs,
     );
+    let template = spec.pointer("/template/spec").unwrap_or(&Value::Null);
     pod_spec(
-        spec.pointer("/template/spec").unwrap_or(&Value::Null),
+        &with_claim_volumes(spec, template),
         "spec.template.spec",
         false,
         errs,
     );
+}
+
+/// A StatefulSet's containers may mount its volumeClaimTemplates (the controller adds those
+/// volumes to each pod), so validate the template as if they were volumes.
+fn with_claim_volumes(spec: &Value, template: &Value) -> Value {
+    let mut t = template.clone();
+    let claims: Vec<String> = spec
+        .get("volumeClaimTemplates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.pointer("/metadata/name").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect();
+    if claims.is_empty() {
+        return t;
+    }
+    if let Some(o) = t.as_object_mut() {
+        let vols = o
+            .entry("volumes")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if !vols.is_array() {
+            *vols = Value::Array(Vec::new());
+        }
+        if let Some(a) = vols.as_array_mut() {
+            a.retain(|v| {
+                !v.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| claims.iter().any(|c| c == n))
+            });
+            for c in claims {
+                a.push(serde_json::json!({"name": c, "persistentVolumeClaim": {"claimName": c}}));
+            }
+        }
+    }
+    t
 }
 
 fn job_spec(spec: &Value, path: &str, errs: &mut Errs) {
