@@ -37,6 +37,7 @@
 //! (RawNode loop, write-ahead log, peer transport, snapshots, membership), `etcd/` (the etcd v3
 //! gRPC facade).
 
+pub mod backup;
 mod command;
 pub mod error;
 pub mod etcd;
