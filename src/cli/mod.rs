@@ -7,8 +7,10 @@
 mod agent;
 mod args;
 mod check_config;
+mod cluster_reset;
 mod completion;
 pub mod config;
+mod etcd_snapshot;
 mod join;
 mod join_server;
 mod kubectl;
@@ -74,6 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig => check_config::run(),
         Command::Completion(args) => completion::run(&args),
         Command::Token(args) => token::run(args),
+        Command::EtcdSnapshot(args) => etcd_snapshot::run(args).await,
     }
 }
 
