@@ -174,13 +174,13 @@ pub fn verify_snapshot_bytes<'a>(
     path: &Path,
     file: &'a [u8],
 ) -> Result<(&'a [u8], Summary), BackupError> {
-    let inner = unseal(file).map_err(|source| BackupError::Sealed {
+    let inner = unseal(file).map_err(|reason| BackupError::Sealed {
         path: path.display().to_string(),
-        source,
+        reason,
     })?;
-    let summary = verify_snapshot(inner).map_err(|source| BackupError::Content {
+    let summary = verify_snapshot(inner).map_err(|reason| BackupError::Content {
         path: path.display().to_string(),
-        source,
+        reason,
     })?;
     Ok((inner, summary))
 }

@@ -26,25 +26,19 @@ use super::mvcc::SnapshotSummary;
 /// What the backup operations fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file failed the envelope checks (truncated, bit-flipped, not ours).
-    #[error("{path}: {source}")]
-    Sealed {
-        path: String,
-        #[source]
-        source: SealError,
-    },
+    #[error("{path}: {reason}")]
+    Sealed { path: String, reason: SealError },
     /// The envelope is intact but the store snapshot inside is not.
-    #[error("{path}: snapshot content is corrupt: {source}")]
+    #[error("{path}: snapshot content is corrupt: {reason}")]
     Content {
         path: String,
-        #[source]
-        source: super::StoreError,
+        reason: super::StoreError,
     },
     #[error("no snapshot named {0:?}")]
     NotFound(String),
@@ -59,8 +53,8 @@ pub enum BackupError {
 pub type Summary = SnapshotSummary;
 
 fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
-    move |source| BackupError::Io {
+    move |error| BackupError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     }
 }
