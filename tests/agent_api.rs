@@ -42,6 +42,8 @@ async fn agent_registers_the_node_runs_a_bound_pod_and_finishes_its_deletion() {
     let server = Server(
         std::process::Command::new(env!("CARGO_BIN_EXE_k3rs"))
             .args(["server", "--disable-agent", "--bind-address", "127.0.0.1"])
+            // The node-lifecycle controller allocates the node's podCIDR from this.
+            .args(["--cluster-cidr", "10.88.43.0/24"])
             .arg("--https-listen-port")
             .arg(port.to_string())
             .arg("--etcd-listen-address")
@@ -70,7 +72,6 @@ async fn agent_registers_the_node_runs_a_bound_pod_and_finishes_its_deletion() {
         "127.0.0.1".parse().unwrap(),
         kubeconfig.clone(),
     );
-    cfg.cluster_cidr = "10.88.43.0/24".into();
     cfg.cni_bridge = "k3rst43".into();
     cfg.log_dir = tmp.path().join("pod-logs");
     cfg.run_dir = tmp.path().join("run");

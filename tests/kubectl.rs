@@ -456,6 +456,36 @@ fn custom_resources_are_served_with_their_printer_columns_and_schema() {
 }
 
 #[test]
+fn unknown_fields_are_pruned_when_not_strict() {
+    let ts = TestServer::start();
+    let cm = ts.file(
+        "cm.yaml",
+        CM_YAML.replace("\ndata:", "\nbogus: 1\ndata:").as_bytes(),
+    );
+    // kubectl's --validate=warn sends fieldValidation=Warn: accepted, with a warning.
+    let out = ts.run(KUBECTL, &["create", "--validate=warn", "-f", &cm]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown field \"bogus\""), "{stderr}");
+    let stored = ts.ok(KUBECTL, &["get", "cm", "settings", "-o", "json"]);
+    assert!(!stored.contains("bogus"), "unknown field stored: {stored}");
+    assert!(stored.contains("\"a\": \"one\""), "{stored}");
+
+    ts.ok(
+        KUBECTL,
+        &["apply", "-f", &ts.file("crd.yaml", CRD_YAML.as_bytes())],
+    );
+    let w = ts.file(
+        "w.yaml",
+        b"apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: 3\n  colour: red\nstatus:\n  free: form\n",
+    );
+    ts.ok(KUBECTL, &["create", "--validate=ignore", "-f", &w]);
+    let stored = ts.ok(KUBECTL, &["get", "wd", "w1", "-o", "json"]);
+    assert!(!stored.contains("colour"), "CR not pruned: {stored}");
+    assert!(stored.contains("\"size\": 3"), "{stored}");
+}
+
+#[test]
 fn typed_kubectl_commands_send_protobuf_that_the_server_decodes() {
     let ts = TestServer::start();
     ts.ok(KUBECTL, &["create", "namespace", "team"]);

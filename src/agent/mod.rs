@@ -60,7 +60,6 @@ pub struct AgentConfig {
     pub kubeconfig: PathBuf,
     /// Use this containerd socket instead of supervising our own.
     pub container_runtime_endpoint: Option<PathBuf>,
-    pub cluster_cidr: String,
     pub cluster_dns: Option<IpAddr>,
     pub cluster_domain: String,
     /// CRI log root (`/var/log/pods`).
@@ -86,7 +85,6 @@ impl AgentConfig {
             node_taints: Vec::new(),
             kubeconfig,
             container_runtime_endpoint: None,
-            cluster_cidr: "10.42.0.0/16".into(),
             cluster_dns: Some(IpAddr::from([10, 43, 0, 10])),
             cluster_domain: "cluster.local".into(),
             log_dir: "/var/log/pods".into(),
@@ -231,14 +229,13 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         ip: config.node_ip,
         labels: config.node_labels.clone(),
         taints,
-        cluster_cidr: config.cluster_cidr.clone(),
         runtime_version: version,
         endpoint_port: endpoint_port.unwrap_or(10250),
     };
     // The API server may still be starting (built-in agent): retry registration.
-    let pod_cidr = loop {
+    loop {
         match node::register(&client, &spec).await {
-            Ok(c) => break c,
+            Ok(()) => break,
             Err(e) => {
                 warn!(error = %e, "node registration failed; retrying");
                 tokio::select! {
@@ -253,12 +250,20 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
                 }
             }
         }
-    };
+    }
     tokio::spawn(node::heartbeat(
         client.clone(),
         spec,
         child_shutdown.clone(),
     ));
+    let Some(pod_cidr) = node::wait_for_pod_cidr(&client, &config.node_name, &shutdown).await
+    else {
+        child_shutdown.cancel();
+        if let Some(s) = supervised {
+            s.stopped().await;
+        }
+        return Ok(());
+    };
 
     let mut cni = CniConfig::new(agent_dir.join("cni"), &pod_cidr);
     cni.bridge = config.cni_bridge.clone();

@@ -9,10 +9,10 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -29,8 +29,6 @@ pub struct NodeSpec {
     pub ip: IpAddr,
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<Taint>,
-    /// e.g. `10.42.0.0/16`; the node takes a free /24 from it unless it has one.
-    pub cluster_cidr: String,
     pub runtime_version: String,
     /// Port of the agent endpoint (`daemonEndpoints.kubeletEndpoint.Port`).
     pub endpoint_port: u16,
@@ -84,18 +82,6 @@ fn memory_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// The `index`-th /24 of a v4 cluster CIDR (`10.42.0.0/16`, 3 -> `10.42.3.0/24`).
-pub fn nth_subnet(cluster_cidr: &str, index: u32) -> Option<String> {
-    let (addr, len) = cluster_cidr.split_once('/')?;
-    let addr: Ipv4Addr = addr.parse().ok()?;
-    let len: u32 = len.parse().ok()?;
-    if len > 24 || index >= 1 << (24 - len) {
-        return None;
-    }
-    let base = u32::from(addr) & (u32::MAX << (32 - len));
-    Some(format!("{}/24", Ipv4Addr::from(base + (index << 8))))
-}
-
 fn status(spec: &NodeSpec) -> serde_json::Value {
     let now = Time(jiff::Timestamp::now());
     let cpus = std::thread::available_parallelism()
@@ -144,8 +130,10 @@ fn status(spec: &NodeSpec) -> serde_json::Value {
     })
 }
 
-/// Creates or updates the Node; returns its podCIDR.
-pub async fn register(client: &kube::Client, spec: &NodeSpec) -> Result<String, AgentError> {
+/// Creates or updates the Node (labels, taints, status). Its podCIDR is not chosen here: the
+/// node-lifecycle controller allocates it (one allocator, so two nodes never collide) and
+/// [`wait_for_pod_cidr`] reads it back.
+pub async fn register(client: &kube::Client, spec: &NodeSpec) -> Result<(), AgentError> {
     let nodes: Api<Node> = Api::all(client.clone());
     let mut labels = spec.labels.clone();
     labels.insert("kubernetes.io/hostname".into(), spec.name.clone());
@@ -154,47 +142,26 @@ pub async fn register(client: &kube::Client, spec: &NodeSpec) -> Result<String, 
     labels.insert("beta.kubernetes.io/os".into(), "linux".into());
     labels.insert("beta.kubernetes.io/arch".into(), arch().into());
     let existing = nodes.get_opt(&spec.name).await?;
-    let cidr = match existing
-        .as_ref()
-        .and_then(|n| n.spec.as_ref()?.pod_cidr.clone())
-    {
-        Some(c) => c,
-        None => {
-            let taken: Vec<String> = nodes
-                .list(&ListParams::default())
-                .await?
-                .items
-                .into_iter()
-                .filter_map(|n| n.spec?.pod_cidr)
-                .collect();
-            (0..256)
-                .filter_map(|i| nth_subnet(&spec.cluster_cidr, i))
-                .find(|c| !taken.contains(c))
-                .ok_or_else(|| {
-                    AgentError::Config(format!("no free /24 left in {}", spec.cluster_cidr))
-                })?
-        }
-    };
     let taints =
         serde_json::to_value(&spec.taints).map_err(|e| AgentError::Config(e.to_string()))?;
     let body = json!({
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {"name": spec.name, "labels": labels},
-        "spec": {"podCIDR": cidr, "podCIDRs": [cidr], "taints": taints},
+        "spec": {"taints": taints},
     });
     match existing {
         None => {
             let node: Node =
                 serde_json::from_value(body).map_err(|e| AgentError::Config(e.to_string()))?;
             nodes.create(&PostParams::default(), &node).await?;
-            info!(node = %spec.name, pod_cidr = %cidr, "registered node");
+            info!(node = %spec.name, "registered node");
         }
         Some(_) => {
             nodes
                 .patch(&spec.name, &PatchParams::default(), &Patch::Merge(&body))
                 .await?;
-            info!(node = %spec.name, pod_cidr = %cidr, "node already registered; updated");
+            info!(node = %spec.name, "node already registered; updated");
         }
     }
     nodes
@@ -204,7 +171,41 @@ pub async fn register(client: &kube::Client, spec: &NodeSpec) -> Result<String, 
             &Patch::Merge(&json!({"status": status(spec)})),
         )
         .await?;
-    Ok(cidr)
+    Ok(())
+}
+
+/// Waits until the controllers have allocated `spec.podCIDR` for the node (like a kubelet
+/// without `--pod-cidr`); `None` when `shutdown` fires first.
+pub async fn wait_for_pod_cidr(
+    client: &kube::Client,
+    name: &str,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Option<String> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let mut delay = std::time::Duration::from_millis(50);
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        match nodes.get_opt(name).await {
+            Ok(Some(node)) => {
+                if let Some(cidr) = node.spec.and_then(|s| s.pod_cidr) {
+                    info!(node = %name, pod_cidr = %cidr, "pod CIDR allocated");
+                    return Some(cidr);
+                }
+            }
+            Ok(None) => debug!(node = %name, "node object not found yet"),
+            Err(e) => debug!(error = %e, "cannot read the node"),
+        }
+        if waited >= std::time::Duration::from_secs(30) {
+            warn!(node = %name, "still waiting for the controllers to allocate a pod CIDR");
+            waited = std::time::Duration::ZERO;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => return None,
+        }
+        waited += delay;
+        delay = (delay * 2).min(std::time::Duration::from_secs(1));
+    }
 }
 
 async fn renew_lease(client: &kube::Client, name: &str) -> Result<(), kube::Error> {
@@ -279,30 +280,12 @@ mod tests {
     }
 
     #[test]
-    fn node_subnets_are_carved_from_the_cluster_cidr() {
-        assert_eq!(
-            nth_subnet("10.42.0.0/16", 0).as_deref(),
-            Some("10.42.0.0/24")
-        );
-        assert_eq!(
-            nth_subnet("10.42.0.0/16", 3).as_deref(),
-            Some("10.42.3.0/24")
-        );
-        assert_eq!(nth_subnet("10.42.0.0/16", 256), None);
-        assert_eq!(
-            nth_subnet("10.42.0.0/24", 0).as_deref(),
-            Some("10.42.0.0/24")
-        );
-    }
-
-    #[test]
     fn node_status_reports_containerd_runtime_version_and_ready() {
         let spec = NodeSpec {
             name: "n1".into(),
             ip: "10.0.0.5".parse().unwrap(),
             labels: BTreeMap::new(),
             taints: vec![],
-            cluster_cidr: "10.42.0.0/16".into(),
             runtime_version: "1.6.20~ds1".into(),
             endpoint_port: 10250,
         };

@@ -220,16 +220,16 @@ pub fn validate(kind: &ResourceKind, obj: &Value, old: Option<&Value>) -> Vec<Ca
     causes
 }
 
-/// Fields of `obj` its kind's schema does not know (dotted paths).
-pub fn unknown_fields(kind: &ResourceKind, obj: &Value) -> Vec<String> {
+/// Drops the fields of `obj` its kind's schema does not know; returns their dotted paths.
+pub fn prune_unknown_fields(kind: &ResourceKind, obj: &mut Value) -> Vec<String> {
     match &kind.crd {
         Some(crd) if crd.preserve_unknown => vec![],
         Some(crd) => crd
             .schema
             .as_ref()
-            .map(|s| fields::unknown_in_crd(s, obj))
+            .map(|s| fields::prune_crd(s, obj))
             .unwrap_or_default(),
-        None => fields::unknown_in_builtin(&kind.group, &kind.version, &kind.kind, obj),
+        None => fields::prune_builtin(&kind.group, &kind.version, &kind.kind, obj),
     }
 }
 

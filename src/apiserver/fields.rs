@@ -114,10 +114,12 @@ fn resolve<'a>(schema: &'a Value, defs: &'a Value) -> &'a Value {
     cur
 }
 
-fn walk_unknown(
+/// Removes the fields of `v` that `schema` does not declare and records their paths, as
+/// upstream's decoder drops unknown fields of built-in kinds and prunes custom resources.
+fn prune_unknown(
     schema: &Value,
     defs: &Value,
-    v: &Value,
+    v: &mut Value,
     path: &str,
     depth: usize,
     out: &mut Vec<String>,
@@ -147,21 +149,26 @@ fn walk_unknown(
             if props.is_none() && additional.is_none() {
                 return; // free-form (RawExtension, IntOrString, Quantity…)
             }
-            for (k, child) in m {
+            let mut unknown = Vec::new();
+            for (k, child) in m.iter_mut() {
                 match (props.and_then(|p| p.get(k)), additional) {
-                    (Some(s), _) => walk_unknown(s, defs, child, &join(k), depth + 1, out),
+                    (Some(s), _) => prune_unknown(s, defs, child, &join(k), depth + 1, out),
                     (None, Some(Value::Bool(true))) => {}
                     (None, Some(a @ Value::Object(_))) => {
-                        walk_unknown(a, defs, child, &join(k), depth + 1, out)
+                        prune_unknown(a, defs, child, &join(k), depth + 1, out)
                     }
-                    _ => out.push(join(k)),
+                    _ => unknown.push(k.clone()),
                 }
+            }
+            for k in unknown {
+                m.remove(&k);
+                out.push(join(&k));
             }
         }
         Value::Array(items) => {
             if let Some(item_schema) = schema.get("items") {
-                for (i, child) in items.iter().enumerate() {
-                    walk_unknown(
+                for (i, child) in items.iter_mut().enumerate() {
+                    prune_unknown(
                         item_schema,
                         defs,
                         child,
@@ -176,33 +183,40 @@ fn walk_unknown(
     }
 }
 
-/// Unknown fields of a built-in object.
-pub fn unknown_in_builtin(group: &str, version: &str, kind: &str, obj: &Value) -> Vec<String> {
+/// Drops the unknown fields of a built-in object; returns their paths.
+pub fn prune_builtin(group: &str, version: &str, kind: &str, obj: &mut Value) -> Vec<String> {
     let Some(schema) = cached_schema(group, version, kind) else {
         return vec![];
     };
     let defs = schema.get("$defs").cloned().unwrap_or(Value::Null);
     let mut out = Vec::new();
-    walk_unknown(&schema, &defs, obj, "", 0, &mut out);
+    prune_unknown(&schema, &defs, obj, "", 0, &mut out);
     out
 }
 
-/// Unknown fields of a custom resource (`apiVersion`, `kind`, `metadata` are implicit).
-pub fn unknown_in_crd(schema: &Value, obj: &Value) -> Vec<String> {
+/// Prunes a custom resource against its structural schema (`apiVersion`, `kind`, `metadata`
+/// are implicit); returns the paths removed.
+pub fn prune_crd(schema: &Value, obj: &mut Value) -> Vec<String> {
     let mut out = Vec::new();
-    let Some(m) = obj.as_object() else {
+    let Some(m) = obj.as_object_mut() else {
         return out;
     };
     let props = schema.get("properties").and_then(Value::as_object);
-    for (k, child) in m {
+    let preserve = schema.get("x-kubernetes-preserve-unknown-fields").is_some();
+    let mut unknown = Vec::new();
+    for (k, child) in m.iter_mut() {
         if matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
             continue;
         }
         match props.and_then(|p| p.get(k)) {
-            Some(s) => walk_unknown(s, &Value::Null, child, k, 1, &mut out),
-            None if schema.get("x-kubernetes-preserve-unknown-fields").is_some() => {}
-            None => out.push(k.clone()),
+            Some(s) => prune_unknown(s, &Value::Null, child, k, 1, &mut out),
+            None if preserve => {}
+            None => unknown.push(k.clone()),
         }
+    }
+    for k in unknown {
+        m.remove(&k);
+        out.push(k);
     }
     out
 }
@@ -329,15 +343,30 @@ mod tests {
 
     #[test]
     fn unknown_builtin_fields_are_found_at_any_depth() {
-        let cm = json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","bogus":1},"data":{"k":"v"},"extra":true});
-        let mut u = unknown_in_builtin("", "v1", "ConfigMap", &cm);
+        let mut cm = json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","bogus":1},"data":{"k":"v"},"extra":true});
+        let mut u = prune_builtin("", "v1", "ConfigMap", &mut cm);
         u.sort();
         assert_eq!(u, vec!["extra", "metadata.bogus"]);
-        let pod = json!({"spec":{"containers":[{"name":"c","image":"i","imagee":"x"}]}});
         assert_eq!(
-            unknown_in_builtin("", "v1", "Pod", &pod),
+            cm,
+            json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"},"data":{"k":"v"}})
+        );
+        let mut pod = json!({"spec":{"containers":[{"name":"c","image":"i","imagee":"x"}]}});
+        assert_eq!(
+            prune_builtin("", "v1", "Pod", &mut pod),
             vec!["spec.containers[0].imagee"]
         );
+        assert_eq!(
+            pod,
+            json!({"spec":{"containers":[{"name":"c","image":"i"}]}})
+        );
+        // Labels are a free-form map; nothing under them is unknown.
+        let mut d = json!({"metadata":{"labels":{"any":"ok"}},"spec":{"foo":1}});
+        assert_eq!(
+            prune_builtin("apps", "v1", "Deployment", &mut d),
+            vec!["spec.foo"]
+        );
+        assert_eq!(d["metadata"]["labels"]["any"], "ok");
     }
 
     #[test]
@@ -367,9 +396,13 @@ mod tests {
                 .message
                 .contains("must be of type integer")
         );
-        assert_eq!(
-            unknown_in_crd(&schema, &json!({"spec":{"size":1,"zzz":1},"top":1})).len(),
-            2
-        );
+        let mut cr = json!({"metadata":{"name":"w"},"spec":{"size":1,"zzz":1},"top":1});
+        assert_eq!(prune_crd(&schema, &mut cr).len(), 2);
+        assert_eq!(cr, json!({"metadata":{"name":"w"},"spec":{"size":1}}));
+        let preserving = json!({"type":"object","properties":{
+            "status":{"type":"object","x-kubernetes-preserve-unknown-fields":true}}});
+        let mut cr = json!({"status":{"anything":1}});
+        assert!(prune_crd(&preserving, &mut cr).is_empty());
+        assert_eq!(cr["status"]["anything"], 1);
     }
 }

@@ -142,7 +142,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         );
         cfg.node_taints = args.node_taints.clone();
         cfg.container_runtime_endpoint = args.container_runtime_endpoint.clone();
-        cfg.cluster_cidr = args.cluster_cidr.clone();
         cfg.cluster_dns = Some(args.cluster_dns);
         cfg.endpoint = Some(args.agent_endpoint);
         // The agent failing (no containerd, not root) must not take the API down.

@@ -11,8 +11,10 @@ use crate::apiserver::registry::ResourceKind;
 use crate::apiserver::status::ApiError;
 use serde_json::{Value, json};
 
-/// Unknown-field handling per `?fieldValidation=` (default Warn, like upstream for JSON).
-pub(crate) fn field_validation(req: &Req, obj: &Value) -> Result<Vec<String>, ApiError> {
+/// Unknown-field handling per `?fieldValidation=` (default Warn, like upstream for JSON):
+/// unknown fields are always dropped from `obj` (never stored); Strict refuses the request,
+/// Warn returns them as warnings, Ignore says nothing.
+pub(crate) fn field_validation(req: &Req, obj: &mut Value) -> Result<Vec<String>, ApiError> {
     let k = &req.kind;
     if k.crd.is_none() {
         crate::apiserver::fields::check_typed(&k.group, &k.version, &k.kind, obj).map_err(|e| {
@@ -23,11 +25,8 @@ pub(crate) fn field_validation(req: &Req, obj: &Value) -> Result<Vec<String>, Ap
         })?;
     }
     let mode = req.query.get("fieldValidation").unwrap_or("Warn");
-    if mode == "Ignore" {
-        return Ok(vec![]);
-    }
-    let unknown = admission::unknown_fields(&req.kind, obj);
-    if unknown.is_empty() {
+    let unknown = admission::prune_unknown_fields(&req.kind, obj);
+    if mode == "Ignore" || unknown.is_empty() {
         return Ok(vec![]);
     }
     let msgs: Vec<String> = unknown
@@ -203,7 +202,7 @@ pub(crate) async fn create_object(
 pub async fn create(api: &Api, req: Req) -> Result<Reply, ApiError> {
     let mut obj = decode_body(&req.body, &req.content_type)?;
     check_type_meta(&req.kind, &mut obj)?;
-    let warnings = field_validation(&req, &obj)?;
+    let warnings = field_validation(&req, &mut obj)?;
     create_object(api, &req, obj, warnings, false).await
 }
 
@@ -372,7 +371,7 @@ pub async fn update(api: &Api, req: Req, sub: Option<&str>) -> Result<Reply, Api
     let name = req.name.clone().unwrap_or_default();
     let mut new = decode_body(&req.body, &req.content_type)?;
     check_type_meta(&kind, &mut new)?;
-    let warnings = field_validation(&req, &new)?;
+    let warnings = field_validation(&req, &mut new)?;
     match meta_str(&new, "name") {
         Some(n) if n != name => {
             return Err(ApiError::bad_request(format!(
@@ -444,7 +443,7 @@ pub async fn patch(api: &Api, req: Req, sub: Option<&str>) -> Result<Reply, ApiE
     let name = req.name.clone().unwrap_or_default();
     let pt = PatchType::from_content_type(&req.content_type)
         .ok_or_else(|| ApiError::unsupported_media_type(&req.content_type))?;
-    let applied: Option<Value> = if pt == PatchType::Apply {
+    let (applied, apply_warnings) = if pt == PatchType::Apply {
         let v: Value = serde_yaml::from_slice(&req.body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
         if !v.is_object() {
@@ -454,11 +453,11 @@ pub async fn patch(api: &Api, req: Req, sub: Option<&str>) -> Result<Reply, ApiE
         if let Some(m) = meta_mut(&mut check) {
             m.entry("name").or_insert_with(|| json!(name));
         }
-        // Unknown fields and wrong types are judged on the applied configuration.
-        field_validation(&req, &check)?;
-        Some(v)
+        // Unknown fields and wrong types are judged (and pruned) on the applied configuration.
+        let warnings = field_validation(&req, &mut check)?;
+        (Some(check), warnings)
     } else {
-        None
+        (None, vec![])
     };
     let manager = req.query.get("fieldManager").unwrap_or("").to_string();
     let force = req.query.flag("force");
@@ -473,7 +472,7 @@ pub async fn patch(api: &Api, req: Req, sub: Option<&str>) -> Result<Reply, ApiE
                 if let Some(m) = meta_mut(&mut obj) {
                     m.insert("name".into(), json!(name));
                 }
-                return create_object(api, &req, obj, vec![], true).await;
+                return create_object(api, &req, obj, apply_warnings, true).await;
             }
             Err(e) => return Err(e),
         };
@@ -501,9 +500,9 @@ pub async fn patch(api: &Api, req: Req, sub: Option<&str>) -> Result<Reply, ApiE
             ));
         }
         let warnings = if applied.is_some() {
-            vec![]
+            apply_warnings.clone()
         } else {
-            field_validation(&req, &patched)?
+            field_validation(&req, &mut patched)?
         };
         let out = merge_update(&kind, sub, &base, patched);
         match commit_update(api, &req, &base, cur_rev, out, warnings, applied.is_some()).await {

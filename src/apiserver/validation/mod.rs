@@ -1,13 +1,12 @@
 //! Validation of built-in kinds with upstream's causes and messages: object names per
-//! kind, labels and annotations, required fields, enums, immutability on update, and
-//! unknown fields for `fieldValidation=Strict`.
+//! kind, labels and annotations, required fields, enums and immutability on update
+//! (unknown fields are pruned in `crate::apiserver::fields`).
 //!
 //! Owns: pure checks returning `FieldCause`s. The handler renders them as a 422 `Invalid`
 //! `Status` (see [`invalid_message`]) with `details.causes`.
 
 mod names;
 mod pod;
-mod unknown;
 mod update;
 mod workloads;
 
@@ -16,7 +15,6 @@ pub use names::{
     DNS1035_LABEL_MSG, DNS1123_LABEL_MSG, DNS1123_SUBDOMAIN_MSG, dns1035_label, dns1123_label,
     dns1123_subdomain, label_value, qualified_name,
 };
-pub use unknown::{unknown_fields, unknown_fields_with_schema};
 
 use serde_json::Value;
 use std::fmt;
