@@ -16,6 +16,7 @@ mod join_server;
 mod kubectl;
 pub mod sd_notify;
 mod server;
+mod snapshot_schedule;
 mod token;
 
 pub use args::{AgentArgs, Cli, Command, ServerArgs};

@@ -43,6 +43,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         args.token.as_deref(),
     )?;
 
+    let snapshot_schedule = if args.etcd_disable_snapshots {
+        None
+    } else {
+        Some(super::snapshot_schedule::parse(
+            &args.etcd_snapshot_schedule_cron,
+        )?)
+    };
     let (store, raft_peer_url) = open_store(&args, &hostname, &secret, join_peer, &pki).await?;
 
     // --- etcd v3 API on --etcd-listen-address, over the same store ---
@@ -78,6 +85,24 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         ))
     };
     // --- end etcd v3 API ---
+    if let Some(schedule) = snapshot_schedule {
+        let cfg = super::snapshot_schedule::SnapshotSchedule {
+            schedule_expr: args.etcd_snapshot_schedule_cron.clone(),
+            dir: super::etcd_snapshot::snapshot_dir(
+                &args.data_dir,
+                args.etcd_snapshot_dir.as_deref(),
+            ),
+            name: args.etcd_snapshot_name.clone(),
+            node: hostname.clone(),
+            retention: args.etcd_snapshot_retention,
+        };
+        tokio::spawn(super::snapshot_schedule::run(
+            store.clone(),
+            schedule,
+            cfg,
+            etcd_shutdown.clone(),
+        ));
+    }
     let backend: Arc<dyn crate::apiserver::storage::Backend> = Arc::new(store);
     let api = crate::apiserver::new_api(backend, Some(&pki.service_account_key_pem))
         .await

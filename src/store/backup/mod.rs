@@ -27,10 +27,7 @@ use super::mvcc::SnapshotSummary;
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
     #[error("{path}: {error}")]
-    Io {
-        path: String,
-        error: std::io::Error,
-    },
+    Io { path: String, error: std::io::Error },
     /// The file failed the envelope checks (truncated, bit-flipped, not ours).
     #[error("{path}: {reason}")]
     Sealed { path: String, reason: SealError },
