@@ -73,7 +73,8 @@ impl Node {
             token.trim().to_string(),
         ]);
         // Two members on one host need distinct node names.
-        n.args[5] = format!("snapnode-{name}");
+        let at = n.args.iter().position(|a| a == "--node-name").unwrap() + 1;
+        n.args[at] = format!("snapnode-{name}");
         n
     }
 
