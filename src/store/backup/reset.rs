@@ -127,3 +127,72 @@ pub fn cluster_reset(
         cluster_id: file.cluster_id,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::raft::Bootstrap;
+    use crate::store::{PutRequest, RangeRequest, StoreConfig, open};
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reset_rebuilds_lost_state_from_the_raft_log_into_a_new_one_member_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let peer = format!("http://127.0.0.1:{port}");
+        let cfg = StoreConfig::new(
+            dir.path(),
+            "m1",
+            &format!("127.0.0.1:{port}"),
+            &peer,
+            Bootstrap::ClusterInit,
+        );
+        let (store, node) = open(cfg.clone()).await.unwrap();
+        let old_id = node.id();
+        for i in 0..30 {
+            store
+                .put(PutRequest {
+                    key: format!("/k/{i:02}").into_bytes(),
+                    value: b"v".to_vec(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+        node.shutdown().await;
+        drop(store);
+        // Lose the applied state entirely: only the log knows the writes now.
+        fs::remove_dir_all(dir.path().join("state")).unwrap();
+
+        let me = MemberMeta {
+            id: 0,
+            name: "m1".into(),
+            peer_urls: vec![peer],
+            client_urls: vec![],
+        };
+        let out = cluster_reset(dir.path(), me, None).unwrap();
+        assert_ne!(out.member_id, old_id);
+        let old = out.old_dir.unwrap();
+        assert!(old.join("raft/member.json").exists(), "old data kept aside");
+
+        let (store, node) = open(cfg).await.unwrap();
+        assert_eq!(node.id(), out.member_id);
+        let got = store
+            .range(RangeRequest {
+                key: b"/k/".to_vec(),
+                range_end: b"/k0".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(got.count, 30);
+        assert_eq!(store.members().await.unwrap().len(), 1);
+        node.shutdown().await;
+    }
+}
