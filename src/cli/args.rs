@@ -30,6 +30,8 @@ pub enum Command {
     Completion(super::completion::CompletionArgs),
     /// Manage join tokens.
     Token(super::token::TokenArgs),
+    /// Save, list, delete and prune datastore snapshots.
+    EtcdSnapshot(super::etcd_snapshot::EtcdSnapshotArgs),
     /// Container log driver run by containerd's shim (internal).
     #[command(hide = true)]
     ContainerLogger {
@@ -138,6 +140,35 @@ pub struct ServerArgs {
     /// Address of the built-in agent's endpoint (logs, exec) the API server proxies to.
     #[arg(long, env = "K3RS_AGENT_ENDPOINT", default_value = "127.0.0.1:10250")]
     pub agent_endpoint: std::net::SocketAddr,
+    /// Do not take scheduled datastore snapshots.
+    #[arg(long, env = "K3RS_ETCD_DISABLE_SNAPSHOTS")]
+    pub etcd_disable_snapshots: bool,
+    /// When to take scheduled snapshots (cron: minute hour day-of-month month day-of-week).
+    #[arg(
+        long,
+        env = "K3RS_ETCD_SNAPSHOT_SCHEDULE_CRON",
+        default_value = "0 */12 * * *"
+    )]
+    pub etcd_snapshot_schedule_cron: String,
+    /// Number of scheduled snapshots to keep.
+    #[arg(long, env = "K3RS_ETCD_SNAPSHOT_RETENTION", default_value_t = 5)]
+    pub etcd_snapshot_retention: usize,
+    /// Directory of snapshots (default: <data-dir>/server/db/snapshots).
+    #[arg(long, env = "K3RS_ETCD_SNAPSHOT_DIR")]
+    pub etcd_snapshot_dir: Option<PathBuf>,
+    /// Name prefix of scheduled snapshots (<name>-<node>-<unix-seconds>).
+    #[arg(long, env = "K3RS_ETCD_SNAPSHOT_NAME", default_value = "etcd-snapshot")]
+    pub etcd_snapshot_name: String,
+    /// Reset the datastore to a one-member group of this server (keeping its data), then exit.
+    #[arg(long, env = "K3RS_CLUSTER_RESET")]
+    pub cluster_reset: bool,
+    /// With --cluster-reset: replace the data by this snapshot file first.
+    #[arg(
+        long,
+        env = "K3RS_CLUSTER_RESET_RESTORE_PATH",
+        requires = "cluster_reset"
+    )]
+    pub cluster_reset_restore_path: Option<PathBuf>,
 }
 
 /// Flags of `k3rs agent`.

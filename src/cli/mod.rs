@@ -7,13 +7,16 @@
 mod agent;
 mod args;
 mod check_config;
+mod cluster_reset;
 mod completion;
 pub mod config;
+mod etcd_snapshot;
 mod join;
 mod join_server;
 mod kubectl;
 pub mod sd_notify;
 mod server;
+mod snapshot_schedule;
 mod token;
 
 pub use args::{AgentArgs, Cli, Command, ServerArgs};
@@ -74,6 +77,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig => check_config::run(),
         Command::Completion(args) => completion::run(&args),
         Command::Token(args) => token::run(args),
+        Command::EtcdSnapshot(args) => etcd_snapshot::run(args).await,
     }
 }
 

@@ -16,6 +16,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "localhost".into())
     });
+    if args.cluster_reset {
+        return super::cluster_reset::run(
+            &args,
+            &hostname,
+            peer_url(&args),
+            etcd_client_url(&args),
+        );
+    }
     let mut extra_sans = args.tls_san.clone();
     if !args.bind_address.is_unspecified() {
         extra_sans.push(args.bind_address.to_string());
@@ -35,6 +43,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         args.token.as_deref(),
     )?;
 
+    let snapshot_schedule = if args.etcd_disable_snapshots {
+        None
+    } else {
+        Some(super::snapshot_schedule::parse(
+            &args.etcd_snapshot_schedule_cron,
+        )?)
+    };
     let (store, raft_peer_url) = open_store(&args, &hostname, &secret, join_peer, &pki).await?;
 
     // --- etcd v3 API on --etcd-listen-address, over the same store ---
@@ -42,12 +57,52 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let etcd_listener = tokio::net::TcpListener::bind(args.etcd_listen_address)
         .await
         .with_context(|| format!("cannot listen on {} (etcd api)", args.etcd_listen_address))?;
-    let etcd_api = tokio::spawn(crate::store::etcd::serve_listener(
-        Arc::new(store.clone()),
-        etcd_listener,
-        etcd_shutdown.clone(),
-    ));
+    let etcd_api = if super::etcd_snapshot::etcd_uses_tls(&args.etcd_listen_address) {
+        // Off loopback the datastore is reachable from the network: mutual TLS only.
+        let mut etcd_sans = sans.clone();
+        if !args.etcd_listen_address.ip().is_unspecified() {
+            etcd_sans.push(args.etcd_listen_address.ip().to_string());
+        }
+        let certs = crate::pki::ensure_etcd_certs(&pki, &tls_dir.join("etcd"), &etcd_sans)
+            .context("cannot create the etcd api certificates")?;
+        let tls = crate::store::etcd::tls::ServerTls::new(
+            &certs.ca_cert_pem,
+            &certs.server_cert_pem,
+            &certs.server_key_pem,
+            &[crate::pki::ETCD_CLIENT_CN],
+        )?;
+        tokio::spawn(crate::store::etcd::serve_tls_listener(
+            Arc::new(store.clone()),
+            etcd_listener,
+            tls,
+            etcd_shutdown.clone(),
+        ))
+    } else {
+        tokio::spawn(crate::store::etcd::serve_listener(
+            Arc::new(store.clone()),
+            etcd_listener,
+            etcd_shutdown.clone(),
+        ))
+    };
     // --- end etcd v3 API ---
+    if let Some(schedule) = snapshot_schedule {
+        let cfg = super::snapshot_schedule::SnapshotSchedule {
+            schedule_expr: args.etcd_snapshot_schedule_cron.clone(),
+            dir: super::etcd_snapshot::snapshot_dir(
+                &args.data_dir,
+                args.etcd_snapshot_dir.as_deref(),
+            ),
+            name: args.etcd_snapshot_name.clone(),
+            node: hostname.clone(),
+            retention: args.etcd_snapshot_retention,
+        };
+        tokio::spawn(super::snapshot_schedule::run(
+            store.clone(),
+            schedule,
+            cfg,
+            etcd_shutdown.clone(),
+        ));
+    }
     let backend: Arc<dyn crate::apiserver::storage::Backend> = Arc::new(store);
     let api = crate::apiserver::new_api(backend, Some(&pki.service_account_key_pem))
         .await
@@ -189,13 +244,6 @@ async fn open_store(
 ) -> anyhow::Result<(crate::store::Store, String)> {
     use crate::store::raft::Bootstrap;
     let db = args.data_dir.join("server").join("db");
-    let advertise = args.advertise_address.or(args.node_ip).unwrap_or_else(|| {
-        if args.bind_address.is_unspecified() {
-            std::net::IpAddr::from([127, 0, 0, 1])
-        } else {
-            args.bind_address
-        }
-    });
     let host = |ip: std::net::IpAddr| match ip {
         std::net::IpAddr::V6(a) => format!("[{a}]"),
         a => a.to_string(),
@@ -226,7 +274,7 @@ async fn open_store(
         }
         None => Bootstrap::ClusterInit,
     };
-    let peer_url = format!("http://{}:{}", host(advertise), args.raft_listen_port);
+    let peer_url = peer_url(args);
     let mut store_cfg = crate::store::StoreConfig::new(
         &db,
         node_name,
@@ -250,11 +298,38 @@ async fn open_store(
     cfg.connector = Arc::new(crate::store::raft::tls::TlsConnector(peer_tls.clone()));
     cfg.acceptor = Arc::new(crate::store::raft::tls::TlsAcceptor(peer_tls));
     // etcd's "client URLs": where the etcd v3 API of this member listens.
-    cfg.client_urls = vec![format!("http://{}", args.etcd_listen_address)];
+    cfg.client_urls = vec![etcd_client_url(args)];
     let (store, _raft) = crate::store::open(store_cfg)
         .await
         .context("cannot open the datastore")?;
     Ok((store, peer_url))
+}
+
+/// The raft peer URL other servers dial: the advertised address (else node IP, else the bind
+/// address, else loopback) and the raft port.
+fn peer_url(args: &ServerArgs) -> String {
+    let advertise = args.advertise_address.or(args.node_ip).unwrap_or_else(|| {
+        if args.bind_address.is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            args.bind_address
+        }
+    });
+    let host = match advertise {
+        std::net::IpAddr::V6(a) => format!("[{a}]"),
+        a => a.to_string(),
+    };
+    format!("http://{host}:{}", args.raft_listen_port)
+}
+
+/// etcd's "client URL" of this member: where its etcd v3 API listens.
+fn etcd_client_url(args: &ServerArgs) -> String {
+    let scheme = if super::etcd_snapshot::etcd_uses_tls(&args.etcd_listen_address) {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{}", args.etcd_listen_address)
 }
 
 /// Tell systemd we are ready once `node` (if any) is registered; gives up on shutdown.

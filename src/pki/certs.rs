@@ -25,7 +25,7 @@ pub struct ServerPki {
 
 const CA_CN: &str = "k3rs-server-ca";
 
-fn ca_params() -> CertificateParams {
+pub(super) fn ca_params() -> CertificateParams {
     // Deterministic parameters: the issuer is rebuilt from them (and the stored key) on every
     // start, so the issuer name and key identifier always match the stored CA certificate.
     let mut params = CertificateParams::default();
@@ -52,7 +52,7 @@ fn current_year() -> i32 {
     )
 }
 
-fn leaf_params(cn: &str, org: Option<&str>) -> CertificateParams {
+pub(super) fn leaf_params(cn: &str, org: Option<&str>) -> CertificateParams {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     if let Some(o) = org {
@@ -71,7 +71,7 @@ fn leaf_params(cn: &str, org: Option<&str>) -> CertificateParams {
     params
 }
 
-fn write_secret(path: &Path, data: &str, mode: u32) -> Result<(), PkiError> {
+pub(super) fn write_secret(path: &Path, data: &str, mode: u32) -> Result<(), PkiError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
@@ -87,7 +87,7 @@ fn write_secret(path: &Path, data: &str, mode: u32) -> Result<(), PkiError> {
     std::fs::rename(&tmp, path).map_err(io_err(path))
 }
 
-fn read_opt(path: &Path) -> Result<Option<String>, PkiError> {
+pub(super) fn read_opt(path: &Path) -> Result<Option<String>, PkiError> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -117,7 +117,7 @@ pub fn serving_sans(hostname: &str, node_ip: Option<IpAddr>, extra: &[String]) -
     sans
 }
 
-fn san_type(s: &str) -> Result<SanType, PkiError> {
+pub(super) fn san_type(s: &str) -> Result<SanType, PkiError> {
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Ok(SanType::IpAddress(ip));
     }

@@ -8,11 +8,13 @@
 //! same CA) when the wanted subject alternative names change.
 
 mod certs;
+mod etcd;
 pub mod join;
 mod kubeconfig;
 pub mod token;
 
 pub use certs::{PEER_CN, PEER_SAN, ServerPki, ensure_server_pki, serving_sans};
+pub use etcd::{ETCD_CLIENT_CN, EtcdCerts, ensure_etcd_certs};
 pub use kubeconfig::{kubeconfig_yaml, write_kubeconfig};
 
 /// Everything that can go wrong while creating or loading certificates.

@@ -35,8 +35,9 @@
 //! applies, state shared with the handle), `handle` (`Store`), `watch` (fan-out of applied events and replay
 //! from history), `lease` (TTL tracking on the leader, expiry proposed through raft), `raft/`
 //! (RawNode loop, write-ahead log, peer transport, snapshots, membership), `etcd/` (the etcd v3
-//! gRPC facade).
+//! gRPC facade), `backup` (snapshot files of `k3rs etcd-snapshot`, offline `--cluster-reset`).
 
+pub mod backup;
 mod command;
 pub mod error;
 pub mod etcd;

@@ -45,12 +45,64 @@ pub fn seal_snapshot(snapshot: &[u8]) -> Vec<u8> {
 /// The store snapshot inside a file written by `etcdctl snapshot save` from k3rs; `None` when
 /// the file is not one (wrong magic, length or checksum).
 pub fn open_snapshot(file: &[u8]) -> Option<&[u8]> {
-    let (body, sum) = file.split_at(file.len().checked_sub(32)?);
-    if Sha256::digest(body).as_slice() != sum || body.len() < 16 || &body[..8] != MAGIC {
-        return None;
+    unseal(file).ok()
+}
+
+/// Why a file is not an intact sealed snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    /// Not written by k3rs (a real etcd's bbolt file, or anything else).
+    #[error("not a k3rs snapshot (bad magic; etcd's own bbolt snapshots cannot be restored)")]
+    BadMagic,
+    /// Shorter than its header says: an interrupted copy or download.
+    #[error("snapshot is truncated: {actual} bytes, expected {expected}")]
+    Truncated { actual: u64, expected: u64 },
+    /// Longer than its header says.
+    #[error("snapshot has {extra} unexpected trailing bytes")]
+    Trailing { extra: u64 },
+    /// The sha256 trailer does not match the content.
+    #[error("snapshot checksum mismatch: the file is corrupt")]
+    Checksum,
+}
+
+/// The store snapshot inside a sealed file, after checking magic, length and checksum.
+///
+/// # Errors
+/// [`SealError`] saying which check failed.
+pub fn unseal(file: &[u8]) -> Result<&[u8], SealError> {
+    if file.len() < 8 || &file[..8] != MAGIC {
+        return Err(SealError::BadMagic);
     }
-    let len = usize::try_from(u64::from_le_bytes(body[8..16].try_into().ok()?)).ok()?;
-    body.get(16..16usize.checked_add(len)?)
+    let actual = file.len() as u64;
+    let Some(len) = file
+        .get(8..16)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_le_bytes)
+    else {
+        return Err(SealError::Truncated {
+            actual,
+            expected: 16,
+        });
+    };
+    let expected = 16u64
+        .checked_add(len)
+        .map(|n| n.div_ceil(512).saturating_mul(512).saturating_add(32))
+        .unwrap_or(u64::MAX);
+    if actual < expected {
+        return Err(SealError::Truncated { actual, expected });
+    }
+    if actual > expected {
+        return Err(SealError::Trailing {
+            extra: actual - expected,
+        });
+    }
+    let (body, sum) = file.split_at(file.len() - 32);
+    if Sha256::digest(body).as_slice() != sum {
+        return Err(SealError::Checksum);
+    }
+    // `expected` fits the file, so `16 + len` is in range.
+    body.get(16..16 + len as usize)
+        .ok_or(SealError::Truncated { actual, expected })
 }
 
 pub struct MaintenanceService {
@@ -227,5 +279,29 @@ mod tests {
         bad[20] ^= 1;
         assert_eq!(open_snapshot(&bad), None);
         assert_eq!(open_snapshot(b"short"), None);
+    }
+
+    #[test]
+    fn unsealing_names_what_is_wrong_with_a_damaged_file() {
+        let file = seal_snapshot(&[7u8; 3000]);
+        assert_eq!(unseal(&file).unwrap(), &[7u8; 3000][..]);
+        assert!(matches!(
+            unseal(&file[..file.len() - 100]),
+            Err(SealError::Truncated { .. })
+        ));
+        assert!(matches!(
+            unseal(&file[..12]),
+            Err(SealError::Truncated { .. })
+        ));
+        let mut longer = file.clone();
+        longer.push(0);
+        assert_eq!(unseal(&longer), Err(SealError::Trailing { extra: 1 }));
+        let mut flipped = file.clone();
+        flipped[1000] ^= 0x10;
+        assert_eq!(unseal(&flipped), Err(SealError::Checksum));
+        assert_eq!(
+            unseal(b"\x00\x00\x00\x00\x10\x00\x00\x00bolt"),
+            Err(SealError::BadMagic)
+        );
     }
 }

@@ -5,12 +5,13 @@
 //! types. May call only an [`EtcdBackend`] (the store).
 //!
 //! Where k3rs answers differently from etcd 3.4, and why:
-//! - No `Auth` service (k3rs keeps no etcd users); `etcdctl --user` fails. No TLS yet: the
-//!   listener is plain gRPC and defaults to loopback (client-cert TLS for other addresses is
-//!   still to do).
+//! - No `Auth` service (k3rs keeps no etcd users); `etcdctl --user` fails. Access control is
+//!   the transport: plain gRPC on loopback, mutual TLS ([`serve_tls_listener`], `tls.rs`)
+//!   anywhere else.
 //! - `Snapshot` streams the k3rs snapshot in an envelope `etcdctl snapshot save` accepts
 //!   (see `maintenance.rs`), not a bbolt file: `etcdctl snapshot status/restore` reject it
-//!   ("invalid database"); restore through k3rs instead.
+//!   ("invalid database"); restore with `k3rs server --cluster-reset
+//!   --cluster-reset-restore-path FILE` instead.
 //! - `Hash`/`HashKV` are CRC-32s of the key space at a revision (equal across k3rs members,
 //!   not comparable with etcd's); `Defragment` is a no-op (sled manages space); the alarm
 //!   list is always empty; `MemberUpdate`, `Downgrade` and `RangeStream` are unimplemented.
@@ -21,16 +22,18 @@
 //!   has watch id -1 like etcd's.
 
 pub mod backend;
+pub mod client;
 mod cluster;
 mod convert;
 mod kv;
 mod lease;
 mod maintenance;
 mod store_backend;
+pub mod tls;
 mod watch;
 
 pub use backend::{EtcdBackend, EventStream, KeepAlive, LeaseList};
-pub use maintenance::{VERSION, open_snapshot, seal_snapshot};
+pub use maintenance::{SealError, VERSION, open_snapshot, seal_snapshot, unseal};
 
 use etcd_client::proto::{
     PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer,
@@ -83,6 +86,67 @@ pub async fn serve_listener(
     }
     // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs hold small responses ~40 ms.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    router(backend)
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await?;
+    Ok(())
+}
+
+/// Serves the etcd API over mutual TLS on an already bound listener: every connection must
+/// present a client certificate `tls` accepts. Failed handshakes are logged and dropped.
+///
+/// # Errors
+/// When the gRPC server fails.
+pub async fn serve_tls_listener(
+    backend: Arc<dyn EtcdBackend>,
+    listener: TcpListener,
+    tls: tls::ServerTls,
+    shutdown: CancellationToken,
+) -> Result<(), EtcdServerError> {
+    if let Ok(a) = listener.local_addr() {
+        tracing::info!(addr = %a, "etcd api listening (tls, client certificates required)");
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<tls::TlsConn>>(64);
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            let tcp = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = listener.accept() => match r {
+                    Ok((tcp, _)) => tcp,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "etcd api: accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            // Handshakes run apart so a slow or silent client cannot stall the others.
+            let (tls, tx) = (tls.clone(), tx.clone());
+            tokio::spawn(async move {
+                let peer = tcp.peer_addr().ok();
+                match tokio::time::timeout(std::time::Duration::from_secs(10), tls.accept(tcp))
+                    .await
+                {
+                    Ok(Ok(conn)) => {
+                        let _ = tx.send(Ok(conn)).await;
+                    }
+                    Ok(Err(e)) => tracing::info!(?peer, error = %e, "etcd api: tls client refused"),
+                    Err(_) => tracing::info!(?peer, "etcd api: tls handshake timed out"),
+                }
+            });
+        }
+    });
+    router(backend)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+            shutdown.cancelled_owned(),
+        )
+        .await?;
+    Ok(())
+}
+
+fn router(backend: Arc<dyn EtcdBackend>) -> tonic::transport::server::Router {
     tonic::transport::Server::builder()
         .add_service(PbKvServer::new(kv::KvService {
             backend: backend.clone(),
@@ -99,9 +163,6 @@ pub async fn serve_listener(
         .add_service(PbMaintenanceServer::new(maintenance::MaintenanceService {
             backend,
         }))
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-        .await?;
-    Ok(())
 }
 
 /// Whether the client set etcd's `hasleader` metadata (clientv3 `WithRequireLeader`).

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 pub use batch::{LeaseChange, RevisionEvents, WriteBatch, check_txn_keys};
+pub use snapshot::{SnapshotSummary, verify_snapshot};
 
 use super::error::{Result, StoreError};
 use super::types::{Event, EventType, KeyValue, RangeRequest, RangeResponse, Revision};

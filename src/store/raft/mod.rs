@@ -35,6 +35,7 @@
 mod log;
 pub mod membership;
 mod node;
+pub mod reset;
 pub mod snapshot;
 pub mod storage;
 pub mod testing;
