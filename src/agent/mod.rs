@@ -14,6 +14,7 @@ pub mod node;
 pub mod pod;
 pub mod pod_worker;
 pub mod probe;
+pub mod registry;
 pub mod runtime;
 pub mod server;
 pub mod sources;
