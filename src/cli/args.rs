@@ -138,6 +138,13 @@ pub struct ServerArgs {
     /// Address of the built-in agent's endpoint (logs, exec) the API server proxies to.
     #[arg(long, env = "K3RS_AGENT_ENDPOINT", default_value = "127.0.0.1:10250")]
     pub agent_endpoint: std::net::SocketAddr,
+    /// k3s-style registries.yaml: registry mirrors, auth and TLS for image pulls.
+    #[arg(
+        long,
+        env = "K3RS_PRIVATE_REGISTRY",
+        default_value = "/etc/k3rs/registries.yaml"
+    )]
+    pub private_registry: PathBuf,
 }
 
 /// Flags of `k3rs agent`.
@@ -172,6 +179,13 @@ pub struct AgentArgs {
     /// Use an existing containerd socket instead of starting one.
     #[arg(long, env = "K3RS_CONTAINER_RUNTIME_ENDPOINT")]
     pub container_runtime_endpoint: Option<PathBuf>,
+    /// k3s-style registries.yaml: registry mirrors, auth and TLS for image pulls.
+    #[arg(
+        long,
+        env = "K3RS_PRIVATE_REGISTRY",
+        default_value = "/etc/k3rs/registries.yaml"
+    )]
+    pub private_registry: PathBuf,
     /// Config file (keys are flag names).
     #[arg(
         short = 'c',

@@ -32,6 +32,7 @@ fn env(backoff: Duration) -> Env {
             runtime: rt.clone(),
             network: net.clone(),
             config,
+            events: Arc::new(crate::agent::events::MemoryEvents::default()),
         },
         rt,
         net,
