@@ -132,6 +132,29 @@ impl PullSecrets {
         Ok(())
     }
 
+    /// A digest identifying these credentials (for sharing work between equal callers).
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for (host, c) in &self.0 {
+            h.update(host.as_bytes());
+            match c {
+                Credentials::Basic { username, password } => {
+                    h.update(b"\0b\0");
+                    h.update(username.as_bytes());
+                    h.update(b"\0");
+                    h.update(password.as_bytes());
+                }
+                Credentials::IdentityToken(t) => {
+                    h.update(b"\0t\0");
+                    h.update(t.as_bytes());
+                }
+            }
+            h.update(b"\n");
+        }
+        hex::encode(h.finalize())
+    }
+
     /// Credentials for `host` (the registry name, e.g. `docker.io`, or an endpoint host).
     pub fn for_host(&self, host: &str) -> Option<&Credentials> {
         let host = secret_host(host);

@@ -530,4 +530,119 @@ mod tests {
             "repository%3Alibrary%2Fbusybox%3Apull"
         );
     }
+
+    /// A tiny registry that demands a bearer token from its own token endpoint, which in
+    /// turn demands basic credentials `u:p`.
+    async fn bearer_registry() -> (u16, std::sync::Arc<Mutex<Vec<String>>>) {
+        use http_body_util::Full;
+        use hyper::service::service_fn;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(Mutex::new(Vec::<String>::new()));
+        let log = seen.clone();
+        let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"digest":"sha256:c","size":1},"layers":[]}"#;
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let log = log.clone();
+                let svc = service_fn(move |req: hyper::Request<Incoming>| {
+                    let log = log.clone();
+                    async move {
+                        let auth = req
+                            .headers()
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string();
+                        let uri = req.uri().to_string();
+                        log.lock().unwrap().push(format!("{uri} {auth}"));
+                        let basic_ok = format!(
+                            "Basic {}",
+                            base64::Engine::encode(
+                                &base64::engine::general_purpose::STANDARD,
+                                "u:p"
+                            )
+                        );
+                        let resp = if uri.starts_with("/token") {
+                            if auth == basic_ok {
+                                hyper::Response::new(Full::new(bytes::Bytes::from_static(
+                                    br#"{"token":"T1"}"#,
+                                )))
+                            } else {
+                                let mut r = hyper::Response::new(Full::default());
+                                *r.status_mut() = http::StatusCode::UNAUTHORIZED;
+                                r
+                            }
+                        } else if auth == "Bearer T1" {
+                            let mut r = hyper::Response::new(Full::new(bytes::Bytes::from_static(
+                                manifest,
+                            )));
+                            r.headers_mut()
+                                .insert("content-type", OCI_MANIFEST.parse().unwrap());
+                            r
+                        } else {
+                            let mut r = hyper::Response::new(Full::default());
+                            *r.status_mut() = http::StatusCode::UNAUTHORIZED;
+                            r.headers_mut().insert(
+                                "www-authenticate",
+                                format!(
+                                    r#"Bearer realm="http://127.0.0.1:{port}/token",service="test",scope="repository:repo:pull""#
+                                )
+                                .parse()
+                                .unwrap(),
+                            );
+                            r
+                        };
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc),
+                );
+            }
+        });
+        (port, seen)
+    }
+
+    fn config_with(port: u16, password: &str) -> RegistriesConfig {
+        RegistriesConfig::parse(&format!(
+            "configs:\n  \"127.0.0.1:{port}\":\n    auth: {{username: u, password: {password}}}\n"
+        ))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn bearer_tokens_are_fetched_with_basic_credentials_and_used() {
+        let (port, seen) = bearer_registry().await;
+        let client = Client::new(config_with(port, "p"));
+        let r = Reference::parse(&format!("127.0.0.1:{port}/repo:1")).unwrap();
+        let resolved = client.resolve(&r, &PullSecrets::default()).await.unwrap();
+        assert_eq!(resolved.manifest.media_type, OCI_MANIFEST);
+        assert_eq!(resolved.manifest.digest, sha256(&resolved.manifest.bytes));
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert!(seen[0].starts_with("/v2/repo/manifests/1 "), "{seen:?}");
+        assert!(
+            seen[1].starts_with("/token?scope=repository%3Arepo%3Apull&service=test Basic "),
+            "{seen:?}"
+        );
+        assert_eq!(seen[2], "/v2/repo/manifests/1 Bearer T1");
+    }
+
+    #[tokio::test]
+    async fn rejected_token_credentials_are_an_unauthorized_error() {
+        let (port, _) = bearer_registry().await;
+        let client = Client::new(config_with(port, "wrong"));
+        let r = Reference::parse(&format!("127.0.0.1:{port}/repo:1")).unwrap();
+        let err = client
+            .resolve(&r, &PullSecrets::default())
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
+        // Anonymous: the token endpoint refuses too.
+        let client = Client::new(RegistriesConfig::default());
+        assert!(client.resolve(&r, &PullSecrets::default()).await.is_err());
+    }
 }

@@ -169,7 +169,11 @@ impl Containerd {
     ) -> Result<PulledImage, RuntimeError> {
         let r = Reference::parse(image).map_err(|e| pull_error(image, e))?;
         let name = r.name();
-        let slot = self.pulls.slot(&name);
+        // Pulls are shared only between callers with the same credentials: a pod without
+        // access must not ride on another pod's authorised pull.
+        let slot = self
+            .pulls
+            .slot(&format!("{name} {}", secrets.fingerprint()));
         let asked = Instant::now();
         let mut last = slot.lock().await;
         if let Some((finished, outcome)) = last.as_ref()
