@@ -393,11 +393,14 @@ fn pods_pull_from_loopback_registries_anonymously_via_mirrors_and_with_credentia
             && *n == format!("Back-off pulling image \"127.0.0.1:{po}/busybox:nope\"")),
         "{ev:?}"
     );
-    server.wait("nocreds", "failed on auth", |c| {
-        c["state"]["waiting"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("unauthorized"))
-    });
+    server.wait_waiting("nocreds", "ImagePullBackOff");
+    let ev = server.events("nocreds");
+    assert!(
+        ev.iter()
+            .any(|(r, n)| r == "Failed"
+                && n.contains("unauthorized: the registry requires credentials")),
+        "{ev:?}"
+    );
     let p = server.wait_waiting("never", "ErrImageNeverPull");
     assert!(
         p["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
