@@ -2,7 +2,7 @@
 //! `skopeo`): two loopback registries (anonymous, and htpasswd basic auth) get the test
 //! busybox image pushed with skopeo; a real `k3rs server` with its built-in agent then runs
 //! pods pulling it anonymously, through a `registries.yaml` mirror of a made-up registry,
-//! with `registries.yaml` credentials, and with an imagePullSecret; a wrong tag, missing
+//! over HTTPS trusting a `registries.yaml` CA file, with `registries.yaml` credentials, and with an imagePullSecret; a wrong tag, missing
 //! credentials and `imagePullPolicy: Never` fail with upstream's waiting reasons and events.
 //! One server for the whole file.
 
@@ -36,7 +36,7 @@ struct Registry {
 }
 
 impl Registry {
-    fn start(dir: &Path, htpasswd: Option<&Path>) -> Registry {
+    fn start(dir: &Path, htpasswd: Option<&Path>, tls: Option<(&Path, &Path)>) -> Registry {
         let port = free_port();
         std::fs::create_dir_all(dir.join("storage")).unwrap();
         let auth = match htpasswd {
@@ -46,8 +46,16 @@ impl Registry {
             ),
             None => String::new(),
         };
+        let tls = match tls {
+            Some((cert, key)) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
+        };
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{tls}{auth}",
             dir.join("storage").display()
         );
         let cfg = dir.join("config.yml");
@@ -262,7 +270,13 @@ fn pods_pull_from_loopback_registries_anonymously_via_mirrors_and_with_credentia
     let tmp = tempfile::tempdir().unwrap();
     let archive = build_busybox_image(tmp.path(), "busybox.tar", "k3rs.test/busybox:1");
 
-    let open = Registry::start(&tmp.path().join("open"), None);
+    let open = Registry::start(&tmp.path().join("open"), None, None);
+    // An HTTPS registry whose self-signed certificate only registries.yaml's ca_file trusts.
+    let pair = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert, key) = (tmp.path().join("tls.crt"), tmp.path().join("tls.key"));
+    std::fs::write(&cert, pair.cert.pem()).unwrap();
+    std::fs::write(&key, pair.signing_key.serialize_pem()).unwrap();
+    let secure = Registry::start(&tmp.path().join("secure"), None, Some((&cert, &key)));
     let htpasswd = tmp.path().join("htpasswd");
     let out = Command::new("htpasswd")
         .args(["-Bbn", "puller", "s3cret"])
@@ -270,16 +284,18 @@ fn pods_pull_from_loopback_registries_anonymously_via_mirrors_and_with_credentia
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     std::fs::write(&htpasswd, &out.stdout).unwrap();
-    let locked = Registry::start(&tmp.path().join("locked"), Some(&htpasswd));
+    let locked = Registry::start(&tmp.path().join("locked"), Some(&htpasswd), None);
     open.push(&archive, "busybox:1", None);
+    secure.push(&archive, "busybox:1", None);
     locked.push(&archive, "busybox:1", Some("puller:s3cret"));
 
-    let (po, pl) = (open.port, locked.port);
+    let (po, pl, ps) = (open.port, locked.port, secure.port);
     let registries = tmp.path().join("registries.yaml");
     std::fs::write(
         &registries,
         format!(
-            "mirrors:\n  registry.k3rs.test:\n    endpoint: [\"http://127.0.0.1:{po}\"]\nconfigs:\n  \"127.0.0.1:{pl}\":\n    auth: {{username: puller, password: s3cret}}\n"
+            "mirrors:\n  registry.k3rs.test:\n    endpoint: [\"http://127.0.0.1:{po}\"]\n  tls.k3rs.test:\n    endpoint: [\"https://127.0.0.1:{ps}\"]\nconfigs:\n  \"127.0.0.1:{pl}\":\n    auth: {{username: puller, password: s3cret}}\n  \"127.0.0.1:{ps}\":\n    tls: {{ca_file: {}}}\n",
+            cert.display()
         ),
     )
     .unwrap();
@@ -302,6 +318,7 @@ fn pods_pull_from_loopback_registries_anonymously_via_mirrors_and_with_credentia
             None,
         ),
         pod_yaml("mirrored", "registry.k3rs.test/busybox:1", "Always", None),
+        pod_yaml("https", "tls.k3rs.test/busybox:1", "Always", None),
         pod_yaml(
             "basic",
             &format!("127.0.0.1:{pl}/busybox:1"),
@@ -362,6 +379,7 @@ fn pods_pull_from_loopback_registries_anonymously_via_mirrors_and_with_credentia
     // A made-up registry served by its registries.yaml mirror; credentials from
     // registries.yaml; credentials from an imagePullSecret.
     server.wait_running("mirrored");
+    server.wait_running("https");
     server.wait_running("basic");
     server.wait_running("secret");
 
