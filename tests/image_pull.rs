@@ -169,17 +169,17 @@ impl Server {
 
     /// `(reason, note)` of the events about pod `name`.
     fn events(&self, name: &str) -> Vec<(String, String)> {
-        let out = self.ok(&["get", "events.v1.events.k8s.io", "-o", "json"]);
+        let out = self.ok(&["get", "events", "-o", "json"]);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         v["items"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|e| e["regarding"]["name"] == name)
+            .filter(|e| e["involvedObject"]["name"] == name)
             .map(|e| {
                 (
                     e["reason"].as_str().unwrap_or("").to_string(),
-                    e["note"].as_str().unwrap_or("").to_string(),
+                    e["message"].as_str().unwrap_or("").to_string(),
                 )
             })
             .collect()
@@ -411,6 +411,8 @@ fn pods_pull_from_loopback_registries_anonymously_via_mirrors_and_with_credentia
             && *n == format!("Back-off pulling image \"127.0.0.1:{po}/busybox:nope\"")),
         "{ev:?}"
     );
+    let describe = server.ok(&["describe", "pod", "wrongtag"]);
+    assert!(describe.contains("Back-off pulling image"), "{describe}");
     server.wait_waiting("nocreds", "ImagePullBackOff");
     let ev = server.events("nocreds");
     assert!(
