@@ -62,7 +62,14 @@ impl Pulls {
 
     fn slot(&self, name: &str) -> Slot {
         match self.slots.lock() {
-            Ok(mut s) => s.entry(name.to_string()).or_default().clone(),
+            Ok(mut s) => {
+                // Slots nobody waits on only remember a finished pull: drop them now and
+                // then so the table stays small.
+                if s.len() > 256 {
+                    s.retain(|_, slot| Arc::strong_count(slot) > 1);
+                }
+                s.entry(name.to_string()).or_default().clone()
+            }
             Err(_) => Slot::default(),
         }
     }
