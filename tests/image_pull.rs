@@ -1,7 +1,8 @@
 //! Registry pulls end to end (needs root, containerd, Debian's `docker-registry` and
 //! `skopeo`): two loopback registries (anonymous, and htpasswd basic auth) get the test
 //! busybox image pushed with skopeo; a real `k3rs server` with its built-in agent then runs
-//! pods pulling it anonymously, through a `registries.yaml` mirror of a made-up registry,
+//! pods pulling it anonymously (and again with `Always` after the tag moved to a Docker
+//! schema 2 manifest with a gzip layer), through a `registries.yaml` mirror of a made-up registry,
 //! over HTTPS trusting a `registries.yaml` CA file, with `registries.yaml` credentials, and with an imagePullSecret; a wrong tag, missing
 //! credentials and `imagePullPolicy: Never` fail with upstream's waiting reasons and events.
 //! One server for the whole file.
@@ -76,8 +77,13 @@ impl Registry {
     }
 
     fn push(&self, archive: &Path, repo: &str, creds: Option<&str>) {
+        self.push_as(archive, repo, creds, &[]);
+    }
+
+    fn push_as(&self, archive: &Path, repo: &str, creds: Option<&str>, extra: &[&str]) {
         let mut cmd = Command::new("skopeo");
         cmd.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        cmd.args(extra);
         if let Some(c) = creds {
             cmd.args(["--dest-creds", c]);
         }
@@ -374,6 +380,31 @@ fn pods_pull_from_loopback_registries_anonymously_via_mirrors_and_with_credentia
                 "Successfully pulled image \"127.0.0.1:{po}/busybox:1\" in "
             ))),
         "{ev:?}"
+    );
+
+    // The tag moves to a Docker schema 2 manifest with a gzip layer: a new `Always` pod
+    // re-resolves it and runs the new digest.
+    open.push_as(&archive, "busybox:1", None, &["--format", "v2s2"]);
+    let file = tmp.path().join("always.yaml");
+    std::fs::write(
+        &file,
+        pod_yaml(
+            "always",
+            &format!("127.0.0.1:{po}/busybox:1"),
+            "Always",
+            None,
+        ),
+    )
+    .unwrap();
+    server.ok(&["apply", "-f", file.to_str().unwrap()]);
+    let p = server.wait_running("always");
+    let moved = p["status"]["containerStatuses"][0]["imageID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        moved.starts_with(&format!("127.0.0.1:{po}/busybox@sha256:")) && moved != image_id,
+        "{moved} vs {image_id}"
     );
 
     // A made-up registry served by its registries.yaml mirror; credentials from
