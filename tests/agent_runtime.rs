@@ -264,6 +264,7 @@ async fn pod_serves_http_logs_execs_restarts_crashes_with_back_off_and_stops_wit
         runtime: rt.clone(),
         network: net.clone(),
         config: config.clone(),
+        events: Arc::new(k3rs::agent::events::MemoryEvents::default()),
     };
     let uid = uuid::Uuid::new_v4().to_string();
     let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({

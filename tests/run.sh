@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the build and the tests need (installed only when missing).
 packages=(protobuf-compiler containerd runc containernetworking-plugins etcd-client
-          etcd-server busybox-static skopeo iproute2 iptables shellcheck curl)
+          etcd-server busybox-static skopeo iproute2 iptables shellcheck curl
+          docker-registry apache2-utils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -8,12 +8,14 @@
 //! worker per pod), [`node`] and [`sync`] (the API side). [`run`] wires them together.
 
 pub mod backoff;
+pub mod events;
 pub mod logs;
 pub mod network;
 pub mod node;
 pub mod pod;
 pub mod pod_worker;
 pub mod probe;
+pub mod registry;
 pub mod runtime;
 pub mod server;
 pub mod sources;
@@ -72,6 +74,8 @@ pub struct AgentConfig {
     pub logger_binary: Option<PathBuf>,
     /// The agent's HTTP endpoint (container logs); loopback by default, see [`server`].
     pub endpoint: Option<std::net::SocketAddr>,
+    /// k3s-style `registries.yaml` (mirrors, registry auth and TLS); a missing file is fine.
+    pub private_registry: PathBuf,
 }
 
 impl AgentConfig {
@@ -92,6 +96,7 @@ impl AgentConfig {
             cni_bridge: "cni0".into(),
             logger_binary: None,
             endpoint: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 10250))),
+            private_registry: registry::DEFAULT_REGISTRIES_FILE.into(),
         }
     }
 }
@@ -182,6 +187,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         .logger_binary
         .clone()
         .or_else(|| std::env::current_exe().ok());
+    let registries = registry::RegistriesConfig::load(&config.private_registry)
+        .map_err(|e| AgentError::Config(e.to_string()))?;
     let rt = Arc::new(
         Containerd::connect(
             &socket,
@@ -190,7 +197,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
                 scratch_dir: agent_dir.join("scratch"),
             },
         )
-        .await?,
+        .await?
+        .with_registries(registries),
     );
     let version = rt.version().await?;
     info!(containerd = %version, socket = %socket.display(), "container runtime ready");
@@ -269,6 +277,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     cni.bridge = config.cni_bridge.clone();
     let network = Arc::new(CniNetwork::new(Cni::new(cni)?, &config.run_dir));
     let deps = pod_worker::Deps {
+        events: Arc::new(events::ApiEvents::new(client.clone(), &config.node_name)),
         sources: Some(Arc::new(sources::ApiSources(client.clone()))),
         runtime: rt.clone(),
         network,

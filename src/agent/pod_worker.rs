@@ -8,6 +8,7 @@
 //! the pod helpers in [`crate::agent::pod`]. Never the API (the sync layer writes status).
 
 use crate::agent::backoff::Backoff;
+use crate::agent::events::EventSink;
 use crate::agent::network::PodNetwork;
 use crate::agent::pod::{self, PodConfig};
 use crate::agent::probe;
@@ -33,6 +34,8 @@ pub struct Deps {
     pub sources: Option<Arc<dyn PodSources>>,
     pub network: Arc<dyn PodNetwork>,
     pub config: Arc<PodConfig>,
+    /// Pod events (image pulls).
+    pub events: Arc<dyn EventSink>,
 }
 
 enum Msg {
@@ -269,6 +272,9 @@ impl Worker {
             if d < wake {
                 wake = d;
             }
+        }
+        if let Some(d) = self.pull_backoff_wake(now) {
+            wake = wake.min(d);
         }
         wake
     }
@@ -587,6 +593,7 @@ impl Worker {
     /// Starts container `i` unless its back-off forbids it now.
     async fn try_start(&mut self, i: usize) {
         if self.ctrs[i].backoff.blocked(Instant::now()) {
+            self.show_pull_backoff(i);
             return;
         }
         let Some(sandbox) = self.sandbox.as_ref() else {
@@ -598,22 +605,12 @@ impl Worker {
         let pod = self.pod.clone();
         let uid = self.uid();
         let name = self.ctrs[i].view.name.clone();
-        let image_ref = self.ctrs[i].view.image.clone();
         let was_started = self.ctrs[i].view.started_once;
 
-        let image = match rt.ensure_image(&image_ref, self.ctrs[i].pull_policy).await {
+        let image = match self.obtain_image(i).await {
             Ok(img) => img,
-            Err(e) => {
-                let reason = match (&e, self.ctrs[i].pull_policy) {
-                    (RuntimeError::ImageNotPresent { .. }, PullPolicy::Never) => {
-                        "ErrImageNeverPull"
-                    }
-                    _ if self.ctrs[i].backoff.deadline().is_some() && !was_started => {
-                        "ImagePullBackOff"
-                    }
-                    _ => "ErrImagePull",
-                };
-                self.fail_start(i, reason, e.to_string());
+            Err(f) => {
+                self.fail_start(i, f.reason, f.message);
                 return;
             }
         };
@@ -804,5 +801,6 @@ impl Worker {
 }
 
 mod probing;
+mod pulling;
 #[cfg(test)]
 mod tests;

@@ -57,6 +57,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .collect();
     cfg.node_taints = args.node_taints.clone();
     cfg.container_runtime_endpoint = args.container_runtime_endpoint.clone();
+    cfg.private_registry = args.private_registry.clone();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut agent = tokio::spawn(crate::agent::run(cfg, shutdown.clone()));
     tokio::select! {

@@ -169,6 +169,10 @@ pub struct ServerArgs {
         requires = "cluster_reset"
     )]
     pub cluster_reset_restore_path: Option<PathBuf>,
+    /// k3s-style registries.yaml: registry mirrors, auth and TLS for image pulls.
+        env = "K3RS_PRIVATE_REGISTRY",
+        default_value = "/etc/k3rs/registries.yaml"
+    pub private_registry: PathBuf,
 }
 
 /// Flags of `k3rs agent`.
@@ -203,6 +207,13 @@ pub struct AgentArgs {
     /// Use an existing containerd socket instead of starting one.
     #[arg(long, env = "K3RS_CONTAINER_RUNTIME_ENDPOINT")]
     pub container_runtime_endpoint: Option<PathBuf>,
+    /// k3s-style registries.yaml: registry mirrors, auth and TLS for image pulls.
+    #[arg(
+        long,
+        env = "K3RS_PRIVATE_REGISTRY",
+        default_value = "/etc/k3rs/registries.yaml"
+    )]
+    pub private_registry: PathBuf,
     /// Config file (keys are flag names).
     #[arg(
         short = 'c',

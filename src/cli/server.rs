@@ -169,6 +169,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         cfg.container_runtime_endpoint = args.container_runtime_endpoint.clone();
         cfg.cluster_dns = Some(args.cluster_dns);
         cfg.endpoint = Some(args.agent_endpoint);
+        cfg.private_registry = args.private_registry.clone();
         // The agent failing (no containerd, not root) must not take the API down.
         let token = shutdown.clone();
         Some(tokio::spawn(async move {

@@ -6,6 +6,7 @@ use crate::agent::runtime::{FakeCall, FakeRuntime};
 
 struct Env {
     rt: Arc<FakeRuntime>,
+    events: Arc<crate::agent::events::MemoryEvents>,
     net: Arc<FakeNetwork>,
     deps: Deps,
     _dir: tempfile::TempDir,
@@ -15,6 +16,7 @@ fn env(backoff: Duration) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let rt = Arc::new(FakeRuntime::new());
     let net = Arc::new(FakeNetwork::default());
+    let events = Arc::new(crate::agent::events::MemoryEvents::default());
     let config = Arc::new(PodConfig {
         node_name: "n1".into(),
         host_ip: "192.168.0.2".parse().unwrap(),
@@ -32,7 +34,9 @@ fn env(backoff: Duration) -> Env {
             runtime: rt.clone(),
             network: net.clone(),
             config,
+            events: events.clone(),
         },
+        events,
         rt,
         net,
         _dir: dir,
@@ -318,4 +322,130 @@ async fn missing_image_is_reported_as_a_waiting_reason() {
     })
     .await;
     assert_eq!(st.phase.as_deref(), Some("Pending"));
+}
+
+fn single(name: &str, image: &str, policy: Option<&str>, secret: Option<&str>) -> Arc<Pod> {
+    let mut c = serde_json::json!({"name": "app", "image": image, "command": ["sleep", "1d"]});
+    if let Some(p) = policy {
+        c["imagePullPolicy"] = p.into();
+    }
+    let mut spec = serde_json::json!({"terminationGracePeriodSeconds": 1, "containers": [c]});
+    if let Some(s) = secret {
+        spec["imagePullSecrets"] = serde_json::json!([{"name": s}]);
+    }
+    Arc::new(
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}")},
+            "spec": spec
+        }))
+        .unwrap(),
+    )
+}
+
+fn waiting_reason(s: &PodStatus) -> Option<String> {
+    s.container_statuses.as_ref()?;
+    ctr(s, "app").state?.waiting?.reason
+}
+
+#[tokio::test]
+async fn failed_pulls_go_from_err_image_pull_to_image_pull_backoff_with_events() {
+    let e = env(Duration::from_secs(3));
+    e.rt.missing_images.lock().unwrap().push("busybox".into());
+    let mut h = spawn(single("p", "busybox", None, None), e.deps.clone());
+    wait_status(&mut h, "ErrImagePull", |s| {
+        waiting_reason(s).as_deref() == Some("ErrImagePull")
+    })
+    .await;
+    let st = wait_status(&mut h, "ImagePullBackOff", |s| {
+        waiting_reason(s).as_deref() == Some("ImagePullBackOff")
+    })
+    .await;
+    let w = ctr(&st, "app").state.unwrap().waiting.unwrap();
+    assert_eq!(
+        w.message.as_deref(),
+        Some("Back-off pulling image \"busybox\"")
+    );
+    let ev = e.events.all();
+    let reasons: Vec<&str> = ev.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(
+        reasons,
+        ["Pulling", "Failed", "Failed", "BackOff", "Failed"],
+        "{ev:?}"
+    );
+    assert_eq!(ev[0].1, "Pulling image \"busybox\"");
+    assert!(
+        ev[1].1.starts_with("Failed to pull image \"busybox\": ")
+            && ev[1].1.contains("fake: not found"),
+        "{ev:?}"
+    );
+    assert_eq!(ev[2].1, "Error: ErrImagePull");
+    assert_eq!(ev[4].1, "Error: ImagePullBackOff");
+}
+
+#[tokio::test]
+async fn never_policy_without_the_image_is_err_image_never_pull_and_never_pulls() {
+    let e = env(Duration::from_secs(3));
+    e.rt.missing_images.lock().unwrap().push("app:1".into());
+    let mut h = spawn(single("p", "app:1", Some("Never"), None), e.deps.clone());
+    let st = wait_status(&mut h, "ErrImageNeverPull", |s| {
+        waiting_reason(s).as_deref() == Some("ErrImageNeverPull")
+    })
+    .await;
+    let w = ctr(&st, "app").state.unwrap().waiting.unwrap();
+    assert_eq!(
+        w.message.as_deref(),
+        Some("Container image \"app:1\" is not present with pull policy of Never")
+    );
+    assert!(
+        !e.rt
+            .calls()
+            .iter()
+            .any(|c| matches!(c, FakeCall::PullImage(..)))
+    );
+}
+
+#[tokio::test]
+async fn if_not_present_uses_a_local_image_and_always_pulls_with_the_pod_secrets() {
+    let e = env(Duration::from_secs(3));
+    let mut sources = crate::agent::sources::StaticSources::default();
+    sources.secrets.insert(
+        ("default".into(), "regcred".into()),
+        std::collections::BTreeMap::from([(
+            ".dockerconfigjson".to_string(),
+            br#"{"auths":{"r.example:5000":{"username":"u","password":"p"}}}"#.to_vec(),
+        )]),
+    );
+    let mut deps = e.deps.clone();
+    deps.sources = Some(Arc::new(sources));
+    let mut a = spawn(single("a", "app:1", None, None), deps.clone());
+    wait_status(&mut a, "a running", |s| {
+        s.container_statuses.is_some() && ctr(s, "app").state.unwrap().running.is_some()
+    })
+    .await;
+    assert!(
+        !e.rt
+            .calls()
+            .iter()
+            .any(|c| matches!(c, FakeCall::PullImage(..)))
+    );
+    assert!(e.events.all().contains(&(
+        "Pulled".into(),
+        "Container image \"app:1\" already present on machine".into()
+    )));
+    let mut b = spawn(
+        single("b", "r.example:5000/app:1", Some("Always"), Some("regcred")),
+        deps,
+    );
+    let st = wait_status(&mut b, "b running", |s| {
+        s.container_statuses.is_some() && ctr(s, "app").state.unwrap().running.is_some()
+    })
+    .await;
+    assert!(e.rt.calls().contains(&FakeCall::PullImage(
+        "r.example:5000/app:1".into(),
+        vec!["r.example:5000".into()]
+    )));
+    assert_eq!(ctr(&st, "app").image_id, "r.example:5000/app:1@sha256:fake");
+    assert!(e.events.all().iter().any(|(r, m)| r == "Pulled"
+        && m.starts_with("Successfully pulled image \"r.example:5000/app:1\" in ")
+        && m.ends_with("Image size: 1234 bytes.")));
 }

@@ -7,7 +7,7 @@
 use super::error::RuntimeError;
 use super::{
     ContainerCreate, ContainerRuntime, ContainerState, ContainerSummary, ExecOutput, ExitInfo,
-    ImageInfo, PullPolicy, RuntimeFuture, TaskStatus,
+    ImageInfo, PullPolicy, PullSecrets, PulledImage, RuntimeFuture, TaskStatus,
 };
 use containerd_client::services::v1::container::Runtime;
 use containerd_client::services::v1::containers_client::ContainersClient;
@@ -58,6 +58,8 @@ pub struct Containerd {
     pub(super) options: ContainerdOptions,
     /// Resolved images by normalised name (filled by import and lookups).
     pub(super) images: Mutex<HashMap<String, ImageInfo>>,
+    /// Registry pulls (client and in-flight pulls), see [`super::pull`].
+    pub(super) pulls: super::pull::Pulls,
 }
 
 impl std::fmt::Debug for Containerd {
@@ -114,7 +116,14 @@ impl Containerd {
             namespace: MetadataValue::from_static(NAMESPACE),
             options,
             images: Mutex::new(HashMap::new()),
+            pulls: super::pull::Pulls::default(),
         })
+    }
+
+    /// Uses `config` (`registries.yaml`) for registry pulls.
+    pub fn with_registries(self, config: crate::agent::registry::RegistriesConfig) -> Self {
+        self.pulls.set_config(config);
+        self
     }
 
     /// Wraps `msg` in a request carrying our namespace (and the lease, if any). Every call
@@ -559,6 +568,14 @@ impl ContainerRuntime for Containerd {
         policy: PullPolicy,
     ) -> RuntimeFuture<'a, ImageInfo> {
         self.resolve_image(image, policy).boxed()
+    }
+
+    fn pull_image<'a>(
+        &'a self,
+        image: &'a str,
+        secrets: &'a PullSecrets,
+    ) -> RuntimeFuture<'a, PulledImage> {
+        self.pull(image, secrets).boxed()
     }
 
     fn create_container<'a>(&'a self, c: &'a ContainerCreate) -> RuntimeFuture<'a, ()> {

@@ -26,7 +26,12 @@ pub(super) fn sha256_hex(bytes: &[u8]) -> String {
 /// Where a blob's bytes come from.
 pub(super) enum Source {
     Bytes(Vec<u8>),
-    File { path: PathBuf, offset: u64 },
+    File {
+        path: PathBuf,
+        offset: u64,
+    },
+    /// A stream (a registry download), read in chunks and never held whole.
+    Reader(Box<dyn tokio::io::AsyncRead + Send + Unpin>),
 }
 
 impl Containerd {
@@ -69,6 +74,7 @@ impl Containerd {
                     .map_err(|e| RuntimeError::io(&path, e))?;
                 Box::new(f.take(size.max(0) as u64))
             }
+            Source::Reader(r) => r,
         };
         let (tx, rx) = tokio::sync::mpsc::channel::<WriteContentRequest>(4);
         let base = WriteContentRequest {

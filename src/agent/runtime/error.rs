@@ -58,6 +58,9 @@ pub enum RuntimeError {
     /// The image is not in the local store and may not (or cannot) be pulled.
     #[error("image {image} not present: {reason}")]
     ImageNotPresent { image: String, reason: String },
+    /// A registry pull failed (the reason is the registry or containerd error).
+    #[error("failed to pull and unpack image {image:?}: {reason}")]
+    Pull { image: String, reason: String },
     /// No such container/task.
     #[error("container {0} not found")]
     NotFound(String),

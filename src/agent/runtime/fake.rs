@@ -18,6 +18,8 @@ use tokio::sync::watch;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FakeCall {
     EnsureImage(String),
+    /// A registry pull and the registry hosts it had credentials for.
+    PullImage(String, Vec<String>),
     Create(String),
     Start(String),
     Kill(String, i32),
@@ -90,6 +92,38 @@ impl FakeRuntime {
 impl ContainerRuntime for FakeRuntime {
     fn version(&self) -> RuntimeFuture<'_, String> {
         async { Ok("fake://1.0".to_string()) }.boxed()
+    }
+
+    fn pull_image<'a>(
+        &'a self,
+        image: &'a str,
+        secrets: &'a super::PullSecrets,
+    ) -> RuntimeFuture<'a, super::PulledImage> {
+        async move {
+            let hosts = secrets.0.iter().map(|(h, _)| h.clone()).collect();
+            self.record(FakeCall::PullImage(image.into(), hosts));
+            let missing = self
+                .missing_images
+                .lock()
+                .map(|m| m.iter().any(|i| i == image))
+                .unwrap_or(false);
+            if missing {
+                return Err(RuntimeError::Pull {
+                    image: image.into(),
+                    reason: "fake: not found".into(),
+                });
+            }
+            Ok(super::PulledImage {
+                info: ImageInfo {
+                    name: image.into(),
+                    id: format!("{image}@sha256:fake"),
+                    chain_id: "sha256:chain".into(),
+                    ..Default::default()
+                },
+                size: 1234,
+            })
+        }
+        .boxed()
     }
 
     fn ensure_image<'a>(&'a self, image: &'a str, _: PullPolicy) -> RuntimeFuture<'a, ImageInfo> {

@@ -5,7 +5,7 @@
 //! blobs go into the content store with verified digests and GC labels, the image record
 //! points at the platform manifest, and each layer is applied with Snapshots.Prepare +
 //! Diff.Apply + Snapshots.Commit under chain IDs (OCI image spec), all under a lease.
-//! Registry pulls are not implemented yet.
+//! Registry pulls ([`super::pull`]) reuse the same blob writer, unpacker and registration.
 //!
 //! Owns: image formats and the unpack algorithm. May call: containerd (Content, Images,
 //! Leases, Snapshots, Diff) and the filesystem.
@@ -47,19 +47,19 @@ pub struct ImportedImage {
 
 #[derive(Debug, Deserialize, Clone)]
 #[serde(rename_all = "camelCase")]
-struct Desc {
+pub(super) struct Desc {
     #[serde(default)]
-    media_type: String,
-    digest: String,
-    size: i64,
+    pub(super) media_type: String,
+    pub(super) digest: String,
+    pub(super) size: i64,
     #[serde(default)]
-    annotations: HashMap<String, String>,
+    pub(super) annotations: HashMap<String, String>,
     #[serde(default)]
-    platform: Option<Platform>,
+    pub(super) platform: Option<Platform>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
-struct Platform {
+pub(super) struct Platform {
     architecture: String,
     os: String,
 }
@@ -70,16 +70,16 @@ struct Index {
 }
 
 #[derive(Debug, Deserialize)]
-struct Manifest {
-    config: Desc,
-    layers: Vec<Desc>,
+pub(super) struct Manifest {
+    pub(super) config: Desc,
+    pub(super) layers: Vec<Desc>,
 }
 
 #[derive(Debug, Deserialize)]
-struct ConfigFile {
+pub(super) struct ConfigFile {
     #[serde(default)]
     config: Option<ConfigBody>,
-    rootfs: RootFs,
+    pub(super) rootfs: RootFs,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -98,8 +98,8 @@ struct ConfigBody {
 }
 
 #[derive(Debug, Deserialize)]
-struct RootFs {
-    diff_ids: Vec<String>,
+pub(super) struct RootFs {
+    pub(super) diff_ids: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,7 +118,10 @@ pub(super) fn bad(what: impl Into<String>, reason: impl Into<String>) -> Runtime
     }
 }
 
-fn json<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, RuntimeError> {
+pub(super) fn json<T: serde::de::DeserializeOwned>(
+    what: &str,
+    bytes: &[u8],
+) -> Result<T, RuntimeError> {
     serde_json::from_slice(bytes).map_err(|source| RuntimeError::Json {
         what: what.into(),
         source,
@@ -525,7 +528,7 @@ impl Containerd {
     }
 
     /// Applies layers in order into committed snapshots named by chain ID.
-    async fn unpack(
+    pub(super) async fn unpack(
         &self,
         layers: &[Desc],
         diff_ids: &[String],
@@ -633,7 +636,12 @@ impl Containerd {
         Ok(())
     }
 
-    async fn register(&self, name: &str, target: &Desc, lease: &str) -> Result<(), RuntimeError> {
+    pub(super) async fn register(
+        &self,
+        name: &str,
+        target: &Desc,
+        lease: &str,
+    ) -> Result<(), RuntimeError> {
         let image = Image {
             name: name.into(),
             labels: HashMap::from([("io.cri-containerd.image".to_string(), "managed".to_string())]),
@@ -696,9 +704,7 @@ impl Containerd {
         let Some(target) = record.and_then(|i| i.target) else {
             let reason = match policy {
                 PullPolicy::Never => "imagePullPolicy is Never".to_string(),
-                _ => "registry pulls are not implemented yet; put an image tarball in \
-                      <data-dir>/agent/images"
-                    .to_string(),
+                _ => "not pulled yet".to_string(),
             };
             return Err(RuntimeError::ImageNotPresent {
                 image: name,

@@ -11,6 +11,7 @@ mod error;
 mod fake;
 mod images;
 pub mod logger;
+mod pull;
 pub mod spec;
 mod supervisor;
 mod tarball;
@@ -21,6 +22,8 @@ pub use fake::{FakeCall, FakeRuntime};
 pub use images::{ImportedImage, normalise_image_name};
 pub use supervisor::{ContainerdPaths, Supervised, find_binary, start as start_containerd};
 
+pub use crate::agent::registry::PullSecrets;
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -76,6 +79,14 @@ pub struct ImageInfo {
     /// Chain ID of the top layer: the parent snapshot of every container of this image.
     pub chain_id: String,
     pub config: ImageConfig,
+}
+
+/// The outcome of a registry pull.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulledImage {
+    pub info: ImageInfo,
+    /// Bytes of config and layers (compressed, as stored).
+    pub size: u64,
 }
 
 /// Everything needed to create one container (and its task, not yet started).
@@ -146,6 +157,32 @@ pub trait ContainerRuntime: Send + Sync {
         image: &'a str,
         policy: PullPolicy,
     ) -> RuntimeFuture<'a, ImageInfo>;
+    /// The local, unpacked image, `None` when absent (never pulls).
+    fn local_image<'a>(&'a self, image: &'a str) -> RuntimeFuture<'a, Option<ImageInfo>> {
+        async move {
+            match self.ensure_image(image, PullPolicy::Never).await {
+                Ok(i) => Ok(Some(i)),
+                Err(RuntimeError::ImageNotPresent { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+        .boxed()
+    }
+    /// Pulls `image` from its registry (re-resolving its tag), with `secrets` as extra
+    /// credentials; concurrent pulls of one image share one download.
+    fn pull_image<'a>(
+        &'a self,
+        image: &'a str,
+        _secrets: &'a PullSecrets,
+    ) -> RuntimeFuture<'a, PulledImage> {
+        async move {
+            Err(RuntimeError::ImageNotPresent {
+                image: image.into(),
+                reason: "this runtime cannot pull from registries".into(),
+            })
+        }
+        .boxed()
+    }
     /// Creates the container, its rootfs snapshot and its task (created, not started).
     fn create_container<'a>(&'a self, c: &'a ContainerCreate) -> RuntimeFuture<'a, ()>;
     /// Starts the created task; returns its pid.
