@@ -170,8 +170,11 @@ pub struct ServerArgs {
     )]
     pub cluster_reset_restore_path: Option<PathBuf>,
     /// k3s-style registries.yaml: registry mirrors, auth and TLS for image pulls.
+    #[arg(
+        long,
         env = "K3RS_PRIVATE_REGISTRY",
         default_value = "/etc/k3rs/registries.yaml"
+    )]
     pub private_registry: PathBuf,
 }
 
