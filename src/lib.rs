@@ -14,6 +14,7 @@ pub mod agent;
 pub mod apiserver;
 pub mod cli;
 pub mod controllers;
+pub mod deploy;
 pub mod pki;
 pub mod quantity;
 pub mod scheduler;

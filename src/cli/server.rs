@@ -153,6 +153,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         (!args.disable_agent).then(|| hostname.clone()),
         shutdown.clone(),
     ));
+    // Auto-deployed manifests: <data-dir>/server/manifests plus the built-ins.
+    let deploy = tokio::spawn(crate::deploy::run(
+        client.clone(),
+        crate::deploy::DeployConfig::new(
+            args.data_dir.join("server").join("manifests"),
+            args.disable.clone(),
+        ),
+        shutdown.clone(),
+    ));
     let scheduler = tokio::spawn(crate::scheduler::run(
         client,
         crate::scheduler::SchedulerConfig {
@@ -169,6 +178,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     let _ = controllers.await;
     let _ = scheduler.await;
+    let _ = deploy.await;
     let _ = server.await;
     etcd_shutdown.cancel();
     if let Ok(Err(e)) = etcd_api.await {

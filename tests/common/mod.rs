@@ -59,7 +59,7 @@ impl TestServer {
         Self::start_in(dir, self.port, &[])
     }
 
-    fn start_in(dir: tempfile::TempDir, port: u16, extra: &[&str]) -> Self {
+    pub fn start_in(dir: tempfile::TempDir, port: u16, extra: &[&str]) -> Self {
         let kubeconfig = dir.path().join("kubeconfig.yaml");
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_k3rs"))
