@@ -30,6 +30,8 @@ pub enum Command {
     Completion(super::completion::CompletionArgs),
     /// Manage join tokens.
     Token(super::token::TokenArgs),
+    /// Import and list images in the agent's containerd.
+    Images(super::images::ImagesArgs),
     /// Container log driver run by containerd's shim (internal).
     #[command(hide = true)]
     ContainerLogger {

@@ -9,6 +9,7 @@ mod args;
 mod check_config;
 mod completion;
 pub mod config;
+mod images;
 mod join;
 mod join_server;
 mod kubectl;
@@ -74,6 +75,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig => check_config::run(),
         Command::Completion(args) => completion::run(&args),
         Command::Token(args) => token::run(args),
+        Command::Images(args) => images::run(args).await,
     }
 }
 
