@@ -119,6 +119,10 @@ pub struct ServerArgs {
     /// Extra subject alternative names for the serving certificate (repeatable).
     #[arg(long = "tls-san")]
     pub tls_san: Vec<String>,
+    /// Re-issue leaf certificates (serving, admin client) at start when they expire within
+    /// this many days (CA certificates are never re-issued).
+    #[arg(long, env = "K3RS_CERT_RENEW_BEFORE_DAYS", default_value_t = 90)]
+    pub cert_renew_before_days: u64,
     /// Pod network (a /24 per node is carved from it).
     #[arg(long, env = "K3RS_CLUSTER_CIDR", default_value = "10.42.0.0/16")]
     pub cluster_cidr: String,

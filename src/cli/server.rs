@@ -27,8 +27,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let tls_dir = args.data_dir.join("server").join("tls");
     // A joining server takes the cluster CA and signing keys before the PKI would make its own.
     let join_peer = super::join_server::adopt_cluster_pki(&args, &tls_dir).await?;
-    let pki = crate::pki::ensure_server_pki(&tls_dir, &sans)
+    let renew_before =
+        std::time::Duration::from_secs(args.cert_renew_before_days.saturating_mul(86_400));
+    let (pki, renewed) = crate::pki::ensure_server_pki_renewing(&tls_dir, &sans, renew_before)
         .context("cannot create or load certificates")?;
+    if !renewed.is_empty() {
+        tracing::info!(certificates = ?renewed, "renewed expiring certificates");
+    }
     let secret = super::join::ensure_token_file(
         &args.data_dir.join("server"),
         &pki.ca_cert_pem,
