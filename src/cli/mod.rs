@@ -6,6 +6,7 @@
 
 mod agent;
 mod args;
+mod ca_store;
 mod check_config;
 mod completion;
 pub mod config;

@@ -27,6 +27,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let tls_dir = args.data_dir.join("server").join("tls");
     // A joining server takes the cluster CA and signing keys before the PKI would make its own.
     let join_peer = super::join_server::adopt_cluster_pki(&args, &tls_dir).await?;
+    // A server that lost its CA files gets them back from its datastore (sealed by the token).
+    if join_peer.is_none() {
+        super::ca_store::recover_from_store(&args, &tls_dir)?;
+    }
     let renew_before =
         std::time::Duration::from_secs(args.cert_renew_before_days.saturating_mul(86_400));
     let (pki, renewed) = crate::pki::ensure_server_pki_renewing(&tls_dir, &sans, renew_before)
@@ -53,6 +57,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         etcd_shutdown.clone(),
     ));
     // --- end etcd v3 API ---
+    tokio::spawn(super::ca_store::publish(
+        store.clone(),
+        secret.clone(),
+        pki.clone(),
+    ));
     let backend: Arc<dyn crate::apiserver::storage::Backend> = Arc::new(store);
     let api = crate::apiserver::new_api(backend, Some(&pki.service_account_key_pem))
         .await
