@@ -98,19 +98,29 @@ pub async fn run(client: kube::Client, cfg: DeployConfig, shutdown: Cancellation
     if let Err(e) = builtin::write(&cfg.dir, &disabled) {
         warn!(error = %e, "cannot write the built-in manifests");
     }
-    for name in &disabled {
-        if !BUILTIN.iter().any(|(n, _)| n == name) {
+    let mut to_remove: Vec<String> = Vec::new();
+    for name in disabled {
+        if BUILTIN.iter().any(|(n, _)| *n == name) {
+            to_remove.push(name);
+        } else {
             warn!(name = %name, "--disable names no built-in manifest");
-            continue;
-        }
-        match apply::remove_addon(&client, name).await {
-            Ok(0) => {}
-            Ok(n) => info!(addon = %name, objects = n, "disabled: deleted its objects"),
-            Err(e) => warn!(addon = %name, error = %e, "cannot delete a disabled add-on"),
         }
     }
     let mut seen: HashMap<PathBuf, Seen> = HashMap::new();
     loop {
+        // Disabled add-ons: delete their objects, retried each pass until it works.
+        let mut failed = Vec::new();
+        for name in to_remove.drain(..) {
+            match apply::remove_addon(&client, &name).await {
+                Ok(0) => {}
+                Ok(n) => info!(addon = %name, objects = n, "disabled: deleted its objects"),
+                Err(e) => {
+                    warn!(addon = %name, error = %e, "cannot delete a disabled add-on; will retry");
+                    failed.push(name);
+                }
+            }
+        }
+        to_remove = failed;
         pass(&client, &cfg, &mut seen).await;
         tokio::select! {
             _ = shutdown.cancelled() => return,
