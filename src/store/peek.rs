@@ -25,3 +25,32 @@ pub fn read_local(db_dir: &Path, key: &[u8]) -> super::Result<Option<Vec<u8>>> {
     })?;
     Ok(resp.kvs.into_iter().next().map(|kv| kv.value))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::types::PutRequest;
+
+    #[test]
+    fn a_key_written_by_a_closed_state_is_read_back_and_a_missing_state_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_local(dir.path(), b"/k").unwrap(), None);
+        assert!(
+            !dir.path().join("state").exists(),
+            "peeking creates nothing"
+        );
+        {
+            let m = Mvcc::open(&dir.path().join("state"), 1 << 20).unwrap();
+            let mut b = m.begin();
+            b.put(&PutRequest {
+                key: b"/k".to_vec(),
+                value: b"v1".to_vec(),
+                ..Default::default()
+            })
+            .unwrap();
+            b.commit(1).unwrap();
+        }
+        assert_eq!(read_local(dir.path(), b"/k").unwrap(), Some(b"v1".to_vec()));
+        assert_eq!(read_local(dir.path(), b"/other").unwrap(), None);
+    }
+}
