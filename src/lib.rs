@@ -15,6 +15,7 @@ pub mod apiserver;
 pub mod cli;
 pub mod controllers;
 pub mod cron;
+pub mod deploy;
 pub mod pki;
 pub mod quantity;
 pub mod scheduler;

@@ -32,6 +32,8 @@ pub enum Command {
     Token(super::token::TokenArgs),
     /// Save, list, delete and prune datastore snapshots.
     EtcdSnapshot(super::etcd_snapshot::EtcdSnapshotArgs),
+    /// Import and list images in the agent's containerd.
+    Images(super::images::ImagesArgs),
     /// Container log driver run by containerd's shim (internal).
     #[command(hide = true)]
     ContainerLogger {
@@ -119,6 +121,10 @@ pub struct ServerArgs {
     /// Extra subject alternative names for the serving certificate (repeatable).
     #[arg(long = "tls-san")]
     pub tls_san: Vec<String>,
+    /// Re-issue leaf certificates (serving, admin client) at start when they expire within
+    /// this many days (CA certificates are never re-issued).
+    #[arg(long, env = "K3RS_CERT_RENEW_BEFORE_DAYS", default_value_t = 90)]
+    pub cert_renew_before_days: u64,
     /// Pod network (a /24 per node is carved from it).
     #[arg(long, env = "K3RS_CLUSTER_CIDR", default_value = "10.42.0.0/16")]
     pub cluster_cidr: String,

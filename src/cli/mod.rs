@@ -6,11 +6,13 @@
 
 mod agent;
 mod args;
+mod ca_store;
 mod check_config;
 mod cluster_reset;
 mod completion;
 pub mod config;
 mod etcd_snapshot;
+mod images;
 mod join;
 mod join_server;
 mod kubectl;
@@ -78,6 +80,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Completion(args) => completion::run(&args),
         Command::Token(args) => token::run(args),
         Command::EtcdSnapshot(args) => etcd_snapshot::run(args).await,
+        Command::Images(args) => images::run(args).await,
     }
 }
 

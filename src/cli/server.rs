@@ -35,8 +35,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let tls_dir = args.data_dir.join("server").join("tls");
     // A joining server takes the cluster CA and signing keys before the PKI would make its own.
     let join_peer = super::join_server::adopt_cluster_pki(&args, &tls_dir).await?;
-    let pki = crate::pki::ensure_server_pki(&tls_dir, &sans)
+    // A server that lost its CA files gets them back from its datastore (sealed by the token).
+    if join_peer.is_none() {
+        super::ca_store::recover_from_store(&args, &tls_dir)?;
+    }
+    let renew_before =
+        std::time::Duration::from_secs(args.cert_renew_before_days.saturating_mul(86_400));
+    let (pki, renewed) = crate::pki::ensure_server_pki_renewing(&tls_dir, &sans, renew_before)
         .context("cannot create or load certificates")?;
+    if !renewed.is_empty() {
+        tracing::info!(certificates = ?renewed, "renewed expiring certificates");
+    }
     let secret = super::join::ensure_token_file(
         &args.data_dir.join("server"),
         &pki.ca_cert_pem,
@@ -103,6 +112,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             etcd_shutdown.clone(),
         ));
     }
+    tokio::spawn(super::ca_store::publish(
+        store.clone(),
+        secret.clone(),
+        pki.clone(),
+    ));
     let backend: Arc<dyn crate::apiserver::storage::Backend> = Arc::new(store);
     let api = crate::apiserver::new_api(backend, Some(&pki.service_account_key_pem))
         .await
@@ -208,6 +222,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         (!args.disable_agent).then(|| hostname.clone()),
         shutdown.clone(),
     ));
+    // Auto-deployed manifests: <data-dir>/server/manifests plus the built-ins.
+    let deploy = tokio::spawn(crate::deploy::run(
+        client.clone(),
+        crate::deploy::DeployConfig::new(
+            args.data_dir.join("server").join("manifests"),
+            args.disable.clone(),
+        ),
+        shutdown.clone(),
+    ));
     let scheduler = tokio::spawn(crate::scheduler::run(
         client,
         crate::scheduler::SchedulerConfig {
@@ -224,6 +247,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     let _ = controllers.await;
     let _ = scheduler.await;
+    let _ = deploy.await;
     let _ = server.await;
     etcd_shutdown.cancel();
     if let Ok(Err(e)) = etcd_api.await {

@@ -95,6 +95,23 @@ pub(super) fn read_opt(path: &Path) -> Result<Option<String>, PkiError> {
     }
 }
 
+/// Leaf certificates with less than this left are re-issued at start (`--cert-renew-before-days`).
+pub const DEFAULT_RENEW_BEFORE: std::time::Duration = std::time::Duration::from_secs(90 * 86_400);
+
+/// Seconds since the epoch at which the PEM certificate expires; `None` when unreadable.
+pub fn not_after(cert_pem: &str) -> Option<i64> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
+/// Whether a leaf certificate must be re-issued: unreadable, or expiring within `before`.
+fn expiring(cert_pem: &str, before: std::time::Duration) -> bool {
+    let limit = jiff::Timestamp::now().as_second()
+        + i64::try_from(before.as_secs()).unwrap_or(i64::MAX / 2);
+    not_after(cert_pem).is_none_or(|t| t < limit)
+}
+
 /// The subject alternative names of the serving certificate, in a stable order.
 pub fn serving_sans(hostname: &str, node_ip: Option<IpAddr>, extra: &[String]) -> Vec<String> {
     let mut sans: Vec<String> = vec![
@@ -127,11 +144,27 @@ pub(super) fn san_type(s: &str) -> Result<SanType, PkiError> {
         .map_err(|_| PkiError::BadSan(s.to_string()))
 }
 
-/// Create (first start) or load (later starts) the server PKI under `dir`.
+/// Create (first start) or load (later starts) the server PKI under `dir`, re-issuing leaf
+/// certificates that expire within [`DEFAULT_RENEW_BEFORE`].
 ///
 /// # Errors
 /// On filesystem errors, an unreadable stored key, or an invalid SAN.
 pub fn ensure_server_pki(dir: &Path, sans: &[String]) -> Result<ServerPki, PkiError> {
+    ensure_server_pki_renewing(dir, sans, DEFAULT_RENEW_BEFORE).map(|(pki, _)| pki)
+}
+
+/// [`ensure_server_pki`] with the renewal window given; also returns the file names of the
+/// leaf certificates it re-issued because they were expiring (CA certificates are never
+/// re-issued; one close to expiry is only logged).
+///
+/// # Errors
+/// On filesystem errors, an unreadable stored key, or an invalid SAN.
+pub fn ensure_server_pki_renewing(
+    dir: &Path,
+    sans: &[String],
+    renew_before: std::time::Duration,
+) -> Result<(ServerPki, Vec<String>), PkiError> {
+    let mut renewed = Vec::new();
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let ca_cert_path = dir.join("server-ca.crt");
     let ca_key_path = dir.join("server-ca.key");
@@ -146,9 +179,12 @@ pub fn ensure_server_pki(dir: &Path, sans: &[String]) -> Result<ServerPki, PkiEr
             (c, k)
         }
     };
+    if expiring(&ca_cert_pem, renew_before) {
+        tracing::warn!(path = %ca_cert_path.display(), "the cluster CA certificate expires soon; it is not renewed automatically");
+    }
     let issuer = Issuer::new(ca_params(), KeyPair::from_pem(&ca_key_pem)?);
 
-    // Serving certificate: reissued when the SAN list changes.
+    // Serving certificate: reissued when the SAN list changes or it is expiring.
     let sans_path = dir.join("serving-kube-apiserver.sans");
     let serving_cert_path = dir.join("serving-kube-apiserver.crt");
     let serving_key_path = dir.join("serving-kube-apiserver.key");
@@ -158,8 +194,12 @@ pub fn ensure_server_pki(dir: &Path, sans: &[String]) -> Result<ServerPki, PkiEr
         read_opt(&serving_key_path)?,
         read_opt(&sans_path)?,
     ) {
-        (Some(c), Some(k), Some(s)) if s == want_sans => (c, k),
-        _ => {
+        (Some(c), Some(k), Some(s)) if s == want_sans && !expiring(&c, renew_before) => (c, k),
+        (cert, _, s) => {
+            if let Some(c) = cert.filter(|_| s.as_deref() == Some(want_sans.as_str())) {
+                tracing::info!(path = %serving_cert_path.display(), not_after = ?not_after(&c), "renewing expiring certificate");
+                renewed.push("serving-kube-apiserver.crt".to_string());
+            }
             let mut params = leaf_params("kube-apiserver", None);
             params.subject_alt_names =
                 sans.iter().map(|s| san_type(s)).collect::<Result<_, _>>()?;
@@ -176,16 +216,22 @@ pub fn ensure_server_pki(dir: &Path, sans: &[String]) -> Result<ServerPki, PkiEr
 
     let admin_cert_path = dir.join("client-admin.crt");
     let admin_key_path = dir.join("client-admin.key");
-    let (admin_cert_pem, admin_key_pem) =
-        match (read_opt(&admin_cert_path)?, read_opt(&admin_key_path)?) {
-            (Some(c), Some(k)) => (c, k),
-            _ => {
-                let (c, k) = issue_client_cert(&issuer, "system:admin", Some("system:masters"))?;
-                write_secret(&admin_key_path, &k, 0o600)?;
-                write_secret(&admin_cert_path, &c, 0o644)?;
-                (c, k)
+    let (admin_cert_pem, admin_key_pem) = match (
+        read_opt(&admin_cert_path)?,
+        read_opt(&admin_key_path)?,
+    ) {
+        (Some(c), Some(k)) if !expiring(&c, renew_before) => (c, k),
+        (cert, _) => {
+            if let Some(c) = cert {
+                tracing::info!(path = %admin_cert_path.display(), not_after = ?not_after(&c), "renewing expiring certificate");
+                renewed.push("client-admin.crt".to_string());
             }
-        };
+            let (c, k) = issue_client_cert(&issuer, "system:admin", Some("system:masters"))?;
+            write_secret(&admin_key_path, &k, 0o600)?;
+            write_secret(&admin_cert_path, &c, 0o644)?;
+            (c, k)
+        }
+    };
     let sa_key_path = dir.join("service.key");
     let service_account_key_pem = match read_opt(&sa_key_path)? {
         Some(k) => k,
@@ -195,7 +241,7 @@ pub fn ensure_server_pki(dir: &Path, sans: &[String]) -> Result<ServerPki, PkiEr
             k
         }
     };
-    Ok(ServerPki {
+    let pki = ServerPki {
         dir: dir.to_path_buf(),
         service_account_key_pem,
         ca_cert_pem,
@@ -204,7 +250,8 @@ pub fn ensure_server_pki(dir: &Path, sans: &[String]) -> Result<ServerPki, PkiEr
         serving_key_pem,
         admin_cert_pem,
         admin_key_pem,
-    })
+    };
+    Ok((pki, renewed))
 }
 
 fn issue_client_cert(
@@ -283,6 +330,65 @@ mod tests {
         let b = ensure_server_pki(dir.path(), &serving_sans("h", None, &["x.io".into()])).unwrap();
         assert_eq!(a.ca_cert_pem, b.ca_cert_pem);
         assert_ne!(a.serving_cert_pem, b.serving_cert_pem);
+    }
+
+    /// Overwrite `file` with a leaf of the stored CA valid for `days` more days.
+    fn replace_with_short_lived(dir: &Path, file: &str, days: i64) -> String {
+        let ca_key = std::fs::read_to_string(dir.join("server-ca.key")).unwrap();
+        let issuer = Issuer::new(ca_params(), KeyPair::from_pem(&ca_key).unwrap());
+        let mut params = leaf_params("short", None);
+        let end = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * days);
+        params.not_after = rcgen::date_time_ymd(
+            i32::from(end.to_zoned(jiff::tz::TimeZone::UTC).year()),
+            end.to_zoned(jiff::tz::TimeZone::UTC).month() as u8,
+            end.to_zoned(jiff::tz::TimeZone::UTC).day() as u8,
+        );
+        let key = KeyPair::generate().unwrap();
+        let pem = params.signed_by(&key, &issuer).unwrap().pem();
+        std::fs::write(dir.join(file), &pem).unwrap();
+        pem
+    }
+
+    #[test]
+    fn leaf_certs_close_to_expiry_are_renewed_by_the_same_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let sans = serving_sans("h", None, &[]);
+        let first = ensure_server_pki(dir.path(), &sans).unwrap();
+        let short_serving = replace_with_short_lived(dir.path(), "serving-kube-apiserver.crt", 10);
+        let short_admin = replace_with_short_lived(dir.path(), "client-admin.crt", 30);
+        let (pki, renewed) =
+            ensure_server_pki_renewing(dir.path(), &sans, DEFAULT_RENEW_BEFORE).unwrap();
+        assert_eq!(renewed, ["serving-kube-apiserver.crt", "client-admin.crt"]);
+        assert_ne!(pki.serving_cert_pem, short_serving);
+        assert_ne!(pki.admin_cert_pem, short_admin);
+        assert_eq!(pki.ca_cert_pem, first.ca_cert_pem, "the CA is untouched");
+        assert_eq!(pki.ca_key_pem, first.ca_key_pem);
+        let left = not_after(&pki.serving_cert_pem).unwrap() - jiff::Timestamp::now().as_second();
+        assert!(left > 365 * 86_400, "renewed for a long time: {left}s");
+        // The files hold the new certificates: the next start renews nothing.
+        let (_, again) =
+            ensure_server_pki_renewing(dir.path(), &sans, DEFAULT_RENEW_BEFORE).unwrap();
+        assert!(again.is_empty(), "{again:?}");
+    }
+
+    #[test]
+    fn the_renewal_window_is_configurable() {
+        let dir = tempfile::tempdir().unwrap();
+        let sans = serving_sans("h", None, &[]);
+        ensure_server_pki(dir.path(), &sans).unwrap();
+        let short = replace_with_short_lived(dir.path(), "serving-kube-apiserver.crt", 30);
+        let week = std::time::Duration::from_secs(7 * 86_400);
+        let (pki, renewed) = ensure_server_pki_renewing(dir.path(), &sans, week).unwrap();
+        assert!(renewed.is_empty(), "30 days left is outside a 7-day window");
+        assert_eq!(pki.serving_cert_pem, short);
+        let (pki, renewed) = ensure_server_pki_renewing(
+            dir.path(),
+            &sans,
+            std::time::Duration::from_secs(60 * 86_400),
+        )
+        .unwrap();
+        assert_eq!(renewed, ["serving-kube-apiserver.crt"]);
+        assert_ne!(pki.serving_cert_pem, short);
     }
 
     #[test]

@@ -5,15 +5,22 @@
 //! On first start [`ensure_server_pki`] creates a cluster CA (ECDSA P-256), a serving
 //! certificate for the API server and an admin client certificate (`system:admin` in
 //! `system:masters`); later starts reuse them. The serving certificate is re-issued (by the
-//! same CA) when the wanted subject alternative names change.
+//! same CA) when the wanted subject alternative names change. The serving and admin
+//! certificates are also re-issued when they expire within the renewal window (90 days by
+//! default, [`ensure_server_pki_renewing`]); CA certificates are never re-issued. Agents
+//! get a fresh node certificate from the server at every start.
 
+pub mod bundle;
 mod certs;
 mod etcd;
 pub mod join;
 mod kubeconfig;
 pub mod token;
 
-pub use certs::{PEER_CN, PEER_SAN, ServerPki, ensure_server_pki, serving_sans};
+pub use certs::{
+    DEFAULT_RENEW_BEFORE, PEER_CN, PEER_SAN, ServerPki, ensure_server_pki,
+    ensure_server_pki_renewing, not_after, serving_sans,
+};
 pub use etcd::{ETCD_CLIENT_CN, EtcdCerts, ensure_etcd_certs};
 pub use kubeconfig::{kubeconfig_yaml, write_kubeconfig};
 

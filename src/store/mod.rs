@@ -45,6 +45,7 @@ mod handle;
 mod lease;
 mod mvcc;
 mod open;
+pub mod peek;
 pub mod raft;
 mod setup;
 pub mod state_machine;

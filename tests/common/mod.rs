@@ -59,7 +59,7 @@ impl TestServer {
         Self::start_in(dir, self.port, &[])
     }
 
-    fn start_in(dir: tempfile::TempDir, port: u16, extra: &[&str]) -> Self {
+    pub fn start_in(dir: tempfile::TempDir, port: u16, extra: &[&str]) -> Self {
         let kubeconfig = dir.path().join("kubeconfig.yaml");
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_k3rs"))
@@ -96,6 +96,21 @@ impl TestServer {
             std::thread::sleep(Duration::from_millis(50));
         }
         ts
+    }
+
+    /// Stop the server with SIGTERM (a clean shutdown) and wait for it to exit.
+    pub fn stop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn kubeconfig(&self) -> PathBuf {

@@ -169,7 +169,7 @@ pub fn normalise_image_name(name: &str) -> String {
     out
 }
 
-fn host_arch() -> &'static str {
+pub(super) fn host_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",

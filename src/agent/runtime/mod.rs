@@ -10,6 +10,7 @@ mod content;
 mod error;
 mod fake;
 mod images;
+mod listing;
 pub mod logger;
 mod pull;
 pub mod spec;
@@ -20,6 +21,7 @@ pub use containerd::{Containerd, ContainerdOptions, NAMESPACE, SNAPSHOTTER};
 pub use error::RuntimeError;
 pub use fake::{FakeCall, FakeRuntime};
 pub use images::{ImportedImage, normalise_image_name};
+pub use listing::ListedImage;
 pub use supervisor::{ContainerdPaths, Supervised, find_binary, start as start_containerd};
 
 pub use crate::agent::registry::PullSecrets;
