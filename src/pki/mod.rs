@@ -12,7 +12,7 @@ pub mod join;
 mod kubeconfig;
 pub mod token;
 
-pub use certs::{PEER_CN, PEER_SAN, ServerPki, ensure_server_pki, serving_sans};
+pub use certs::{KUBELET_CLIENT_CN, PEER_CN, PEER_SAN, ServerPki, ensure_server_pki, serving_sans};
 pub use kubeconfig::{kubeconfig_yaml, write_kubeconfig};
 
 /// Everything that can go wrong while creating or loading certificates.

@@ -39,7 +39,7 @@ pub const NAMESPACE: &str = "k8s.io";
 pub const SNAPSHOTTER: &str = "overlayfs";
 const RUNTIME: &str = "io.containerd.runc.v2";
 const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
-const PROCESS_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
+pub(super) const PROCESS_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 
 /// Options for [`Containerd::connect`].
 #[derive(Debug, Clone)]
@@ -340,7 +340,7 @@ impl Containerd {
         }))
     }
 
-    async fn do_wait(&self, id: &str, exec_id: &str) -> Result<ExitInfo, RuntimeError> {
+    pub(super) async fn do_wait(&self, id: &str, exec_id: &str) -> Result<ExitInfo, RuntimeError> {
         let r = self
             .tasks()
             .wait(self.req(
@@ -614,6 +614,16 @@ impl ContainerRuntime for Containerd {
         timeout: Duration,
     ) -> RuntimeFuture<'a, ExecOutput> {
         self.do_exec(id, cmd, timeout).boxed()
+    }
+
+    fn exec_interactive<'a>(
+        &'a self,
+        id: &'a str,
+        req: &'a super::ExecRequest,
+        input: tokio::sync::mpsc::Receiver<super::ExecInput>,
+        output: tokio::sync::mpsc::Sender<super::ExecChunk>,
+    ) -> RuntimeFuture<'a, u32> {
+        self.do_exec_interactive(id, req, input, output).boxed()
     }
 }
 
