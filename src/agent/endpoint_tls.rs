@@ -46,10 +46,12 @@ pub fn server_config(t: &EndpointTls) -> Result<Arc<rustls::ServerConfig>, TlsEr
     for c in CertificateDer::pem_slice_iter(t.ca_pem.as_bytes()) {
         roots.add(c.map_err(err)?).map_err(err)?;
     }
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .map_err(err)?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(err)?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(t.cert_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(err)?;

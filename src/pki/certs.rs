@@ -287,7 +287,10 @@ impl ServerPki {
         names.push("127.0.0.1".into());
         let mut seen = std::collections::BTreeSet::new();
         names.retain(|s| !s.is_empty() && seen.insert(s.clone()));
-        params.subject_alt_names = names.iter().map(|s| san_type(s)).collect::<Result<_, _>>()?;
+        params.subject_alt_names = names
+            .iter()
+            .map(|s| san_type(s))
+            .collect::<Result<_, _>>()?;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &issuer)?;

@@ -79,7 +79,12 @@ fn unblock(path: &Path) {
 impl Containerd {
     /// The container's process spec with `cmd` as arguments: the exec inherits user, env,
     /// cwd and capabilities.
-    async fn exec_process(&self, id: &str, cmd: &[String], tty: bool) -> Result<Vec<u8>, RuntimeError> {
+    async fn exec_process(
+        &self,
+        id: &str,
+        cmd: &[String],
+        tty: bool,
+    ) -> Result<Vec<u8>, RuntimeError> {
         let container = self
             .containers()
             .get(self.req(GetContainerRequest { id: id.into() }, None)?)

@@ -152,7 +152,10 @@ pub enum ExecInput {
     Stdin(Vec<u8>),
     /// End of the client's stdin.
     CloseStdin,
-    Resize { width: u32, height: u32 },
+    Resize {
+        width: u32,
+        height: u32,
+    },
 }
 
 /// Output of an interactive exec.
