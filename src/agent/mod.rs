@@ -197,16 +197,19 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         .logger_binary
         .clone()
         .or_else(|| std::env::current_exe().ok());
-    let rt = Arc::new(
-        Containerd::connect(
-            &socket,
-            ContainerdOptions {
-                logger_binary: logger,
-                scratch_dir: agent_dir.join("scratch"),
-            },
-        )
-        .await?,
+    let mut containerd = Containerd::connect(
+        &socket,
+        ContainerdOptions {
+            logger_binary: logger,
+            scratch_dir: agent_dir.join("scratch"),
+        },
+    )
+    .await?;
+    containerd.set_log_rotation(
+        config.container_log_max_size,
+        config.container_log_max_files,
     );
+    let rt = Arc::new(containerd);
     let version = rt.version().await?;
     info!(containerd = %version, socket = %socket.display(), "container runtime ready");
     let images = agent_dir.join("images");

@@ -119,10 +119,18 @@ async fn follow(
         timestamps,
         ..LogOptions::default()
     };
+    use std::os::unix::fs::MetadataExt;
+    let mut inode = std::fs::metadata(&path).map(|m| m.ino()).ok();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             _ = tx.closed() => return,
+        }
+        // Rotated (renamed away, a new file in its place): read the new file from its start.
+        let now = std::fs::metadata(&path).map(|m| m.ino()).ok();
+        if now.is_some() && now != inode {
+            inode = now;
+            pos = 0;
         }
         match read_complete_lines(&path, pos) {
             Ok((text, next)) => {
@@ -149,6 +157,7 @@ async fn follow(
             }
             path = newest;
             pos = 0;
+            inode = std::fs::metadata(&path).map(|m| m.ino()).ok();
         }
     }
 }

@@ -58,6 +58,8 @@ pub struct Containerd {
     pub(super) options: ContainerdOptions,
     /// Resolved images by normalised name (filled by import and lookups).
     pub(super) images: Mutex<HashMap<String, ImageInfo>>,
+    /// CRI log rotation handed to the log driver: (max bytes, max files); 0 bytes = never.
+    log_rotation: (u64, u32),
 }
 
 impl std::fmt::Debug for Containerd {
@@ -114,7 +116,14 @@ impl Containerd {
             namespace: MetadataValue::from_static(NAMESPACE),
             options,
             images: Mutex::new(HashMap::new()),
+            log_rotation: (0, 5),
         })
+    }
+
+    /// Rotate container logs past `max_size` bytes, keeping `max_files` files (containers
+    /// created from now on).
+    pub fn set_log_rotation(&mut self, max_size: u64, max_files: u32) {
+        self.log_rotation = (max_size, max_files);
     }
 
     /// Wraps `msg` in a request carrying our namespace (and the lease, if any). Every call
@@ -190,9 +199,11 @@ impl Containerd {
     fn log_uri(&self, log_path: &Path) -> String {
         match &self.options.logger_binary {
             Some(bin) => format!(
-                "binary://{}?container-logger={}",
+                "binary://{}?container-logger={}&max-size={}&max-files={}",
                 bin.display(),
-                query_escape(&log_path.display().to_string())
+                query_escape(&log_path.display().to_string()),
+                self.log_rotation.0,
+                self.log_rotation.1
             ),
             None => format!("file://{}", log_path.display()),
         }
