@@ -547,7 +547,7 @@ fn logs_and_exec_reach_the_remote_node(s: &Server) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
     check(
-        text(&out) == "hi from stdin\n",
+        text(&out) == "got hi from stdin\neof\n",
         &format!("exec -i: {out:?}"),
     )?;
     // A terminal: `script` gives kubectl a pty, so `-t` gets a tty in the container too.
