@@ -109,14 +109,15 @@ async fn writer(
 
 /// Reads client messages: stdin, resize, close-stream; answers pings; `left` on close/EOF.
 async fn reader(
-    mut r: ReadHalf<Io>,
+    r: ReadHalf<Io>,
     input: Option<mpsc::Sender<ExecInput>>,
     frames: mpsc::Sender<Vec<u8>>,
     left: CancellationToken,
 ) {
+    let mut r = ws::MessageReader::new(r);
     loop {
         let msg = tokio::select! {
-            m = ws::read_message(&mut r) => m,
+            m = r.next() => m,
             _ = left.cancelled() => return,
         };
         let Ok(Some(m)) = msg else { break };

@@ -102,32 +102,44 @@ async fn read_one<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<(bool, u8,
     Ok((fin, opcode, payload))
 }
 
-/// Reads the next message; `None` at end of stream.
-///
-/// # Errors
-/// On I/O errors and oversized frames.
-pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Option<Message>> {
-    let mut data: Option<(u8, Vec<u8>)> = None;
-    loop {
-        let (fin, opcode, payload) = match read_one(r).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        if opcode >= OP_CLOSE {
-            return Ok(Some(Message { opcode, payload }));
-        }
-        let (op, buf) = data.get_or_insert_with(|| (opcode, Vec::new()));
-        if opcode != OP_CONTINUATION {
-            *op = opcode;
-        }
-        buf.extend_from_slice(&payload);
-        if buf.len() as u64 > MAX_FRAME {
-            return Err(std::io::Error::other("websocket message too large"));
-        }
-        if fin {
-            let (opcode, payload) = data.take().unwrap_or_default();
-            return Ok(Some(Message { opcode, payload }));
+/// Reads client messages; keeps a fragmented message across control frames sent in its
+/// middle.
+pub struct MessageReader<R> {
+    r: R,
+    partial: Option<(u8, Vec<u8>)>,
+}
+
+impl<R: AsyncRead + Unpin> MessageReader<R> {
+    pub fn new(r: R) -> Self {
+        MessageReader { r, partial: None }
+    }
+
+    /// The next message; `None` at end of stream.
+    ///
+    /// # Errors
+    /// On I/O errors and oversized frames.
+    pub async fn next(&mut self) -> std::io::Result<Option<Message>> {
+        loop {
+            let (fin, opcode, payload) = match read_one(&mut self.r).await {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if opcode >= OP_CLOSE {
+                return Ok(Some(Message { opcode, payload }));
+            }
+            let (op, buf) = self.partial.get_or_insert_with(|| (opcode, Vec::new()));
+            if opcode != OP_CONTINUATION {
+                *op = opcode;
+            }
+            buf.extend_from_slice(&payload);
+            if buf.len() as u64 > MAX_FRAME {
+                return Err(std::io::Error::other("websocket message too large"));
+            }
+            if fin {
+                let (opcode, payload) = self.partial.take().unwrap_or_default();
+                return Ok(Some(Message { opcode, payload }));
+            }
         }
     }
 }
@@ -181,22 +193,22 @@ mod tests {
         let mut wire = masked(false, OP_BINARY, b"\x00he");
         wire.extend(masked(true, OP_PING, b"p"));
         wire.extend(masked(true, OP_CONTINUATION, b"llo"));
-        let mut r = &wire[..];
-        let ping = read_message(&mut r).await.unwrap().unwrap();
+        let mut r = MessageReader::new(&wire[..]);
+        let ping = r.next().await.unwrap().unwrap();
         assert_eq!((ping.opcode, ping.payload.as_slice()), (OP_PING, &b"p"[..]));
-        let m = read_message(&mut r).await.unwrap().unwrap();
+        let m = r.next().await.unwrap().unwrap();
         assert_eq!(
             (m.opcode, m.payload.as_slice()),
             (OP_BINARY, &b"\x00hello"[..])
         );
-        assert_eq!(read_message(&mut r).await.unwrap(), None);
+        assert_eq!(r.next().await.unwrap(), None);
     }
 
     #[test]
     fn accept_key_matches_the_rfc_example() {
         assert_eq!(
             accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxKgV4xRhZk4cK7xGMs="
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
 

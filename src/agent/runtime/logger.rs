@@ -97,22 +97,35 @@ impl RotatingWriter {
     fn rotate(&mut self) -> std::io::Result<()> {
         let stamp = jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string();
         let base = self.path.display().to_string();
-        let mut rotated = PathBuf::from(format!("{base}.{stamp}"));
-        // Two rotations within a second keep both files, in order.
-        let mut n = 1;
-        while rotated.exists() {
-            rotated = PathBuf::from(format!("{base}.{stamp}.{n:03}"));
-            n += 1;
-        }
+        // Several rotations within a second: number them after the highest one left (the
+        // unnumbered first counts as 0), so names keep sorting oldest first after pruning.
+        let first = format!("{base}.{stamp}");
+        let highest = self
+            .rotated_files()?
+            .iter()
+            .filter_map(|p| {
+                let name = p.display().to_string();
+                let rest = name.strip_prefix(&first)?;
+                if rest.is_empty() {
+                    Some(0)
+                } else {
+                    rest.strip_prefix('.')?.parse::<u32>().ok()
+                }
+            })
+            .max();
+        let rotated = match highest {
+            None => PathBuf::from(first),
+            Some(n) => PathBuf::from(format!("{first}.{:03}", n + 1)),
+        };
         std::fs::rename(&self.path, &rotated)?;
         *self = RotatingWriter::open(&self.path, self.max_size, self.max_files)?;
         self.prune()
     }
 
-    /// Removes the oldest rotated files beyond `max_files - 1`.
-    fn prune(&self) -> std::io::Result<()> {
+    /// Rotated files of this log, oldest first.
+    fn rotated_files(&self) -> std::io::Result<Vec<PathBuf>> {
         let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let prefix = format!("{}.", name.to_string_lossy());
         let mut rotated: Vec<PathBuf> = std::fs::read_dir(dir)?
@@ -121,6 +134,12 @@ impl RotatingWriter {
             .map(|e| e.path())
             .collect();
         rotated.sort();
+        Ok(rotated)
+    }
+
+    /// Removes the oldest rotated files beyond `max_files - 1`.
+    fn prune(&self) -> std::io::Result<()> {
+        let rotated = self.rotated_files()?;
         let keep = self.max_files.saturating_sub(1) as usize;
         let excess = rotated.len().saturating_sub(keep);
         for old in &rotated[..excess] {
