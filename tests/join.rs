@@ -566,6 +566,47 @@ fn logs_and_exec_reach_the_remote_node(s: &Server) -> Result<(), String> {
         &format!("exec -it: {out:?}"),
     )?;
 
+    // attach: the container's output from now on (written here through PID 1's stdout).
+    let mut attach = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(s.dir.join("kubeconfig.yaml"))
+        .args(["attach", "far"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let stdout = attach.stdout.take().ok_or("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut seen = false;
+    while !seen && Instant::now() < deadline {
+        s.kubectl(&[
+            "exec",
+            "far",
+            "--",
+            "sh",
+            "-c",
+            "echo attached > /proc/1/fd/1",
+        ]);
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(700)) {
+            if line == "attached" {
+                seen = true;
+                break;
+            }
+        }
+    }
+    let _ = attach.kill();
+    let _ = attach.wait();
+    check(seen, "kubectl attach never showed the container's output")?;
+
     // The endpoint itself: no client certificate, or another certificate of the cluster CA
     // (the admin's), is refused; the API server's kubelet-client certificate is served.
     let tls = s.dir.join("data/server/tls");
