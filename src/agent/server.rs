@@ -1,13 +1,12 @@
-//! The agent's HTTP endpoint (the kubelet's :10250 API, the part the API server proxies
-//! to): `GET /containerLogs/{namespace}/{pod}/{container}` with `follow`, `tailLines`,
-//! `timestamps`, `previous`, `sinceSeconds`, `limitBytes`; `POST /exec/{ns}/{pod}/{container}
-//! ?command=…` (runs a command to completion, answers `{"exitCode":n,"output":"<base64>"}`);
-//! and `GET /healthz`.
+//! The agent's endpoint (the kubelet's :10250 API, the part the API server proxies to):
+//! `GET /containerLogs/{namespace}/{pod}/{container}` with `follow`, `tailLines`,
+//! `timestamps`, `previous`, `sinceSeconds`, `limitBytes`; `GET|POST /exec/{ns}/{pod}/
+//! {container}?command=…&stdin&tty` and `/attach/…` as WebSocket sessions (see
+//! [`super::exec_ws`]); and `GET /healthz`.
 //!
-//! Plain HTTP, so it binds to loopback (the built-in agent's API server proxies locally);
-//! TLS with client-certificate auth is needed before binding it elsewhere. Exec is not
-//! interactive (no stdin, no tty; stdout and stderr interleaved), attach and port-forward
-//! are not served.
+//! HTTPS with client-certificate authentication (see [`super::endpoint_tls`]): only the
+//! API server's `kube-apiserver-kubelet-client` certificate is served. Without TLS material
+//! (in-process tests) it is plain HTTP on loopback only. Port-forward is not served.
 //!
 //! Owns: the listener and its routes. May call: [`super::logs`], the container runtime.
 

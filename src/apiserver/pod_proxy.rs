@@ -263,12 +263,8 @@ pub async fn exec(
             .unwrap_or("")
             .to_string()
     };
-    if !hdr("upgrade").eq_ignore_ascii_case("websocket") {
-        return Err(ApiError::bad_request(
-            "only WebSocket streaming (kubectl >= 1.30, v5.channel.k8s.io) is supported; SPDY is not",
-        ));
-    }
     let raw_query = req.uri().query().map(str::to_string);
+    // Resolved first, so a client falling back to SPDY still gets the pod's real problem.
     let (container, addr) = resolve(
         api,
         ns,
@@ -277,6 +273,11 @@ pub async fn exec(
         true,
     )
     .await?;
+    if !hdr("upgrade").eq_ignore_ascii_case("websocket") {
+        return Err(ApiError::bad_request(
+            "only WebSocket streaming (kubectl >= 1.30, v5.channel.k8s.io) is supported; SPDY is not",
+        ));
+    }
     let mut out = Request::builder()
         .method(http::Method::GET)
         .uri(format!(
