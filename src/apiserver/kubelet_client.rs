@@ -114,3 +114,66 @@ impl KubeletDialer {
         Ok(send)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_are_dialed_at_their_ip_and_the_built_in_agent_at_its_endpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let sans = crate::pki::serving_sans("h", None, &[]);
+        let pki = crate::pki::ensure_server_pki(dir.path(), &sans).unwrap();
+        let local: SocketAddr = "127.0.0.1:20250".parse().unwrap();
+        let d = KubeletDialer::new(
+            &pki.ca_cert_pem,
+            &pki.kubelet_client_cert_pem,
+            &pki.kubelet_client_key_pem,
+            Some(("server-1".into(), local)),
+        )
+        .unwrap();
+        let ip: IpAddr = "10.0.0.7".parse().unwrap();
+        assert_eq!(
+            d.address("node-2", ip, 10250),
+            "10.0.0.7:10250".parse().unwrap()
+        );
+        assert_eq!(d.address("server-1", ip, 10250), local);
+        let any = KubeletDialer::new(
+            &pki.ca_cert_pem,
+            &pki.kubelet_client_cert_pem,
+            &pki.kubelet_client_key_pem,
+            Some(("server-1".into(), "0.0.0.0:10251".parse().unwrap())),
+        )
+        .unwrap();
+        assert_eq!(
+            any.address("server-1", ip, 10250),
+            "10.0.0.7:10251".parse().unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_node_is_a_dial_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let sans = crate::pki::serving_sans("h", None, &[]);
+        let pki = crate::pki::ensure_server_pki(dir.path(), &sans).unwrap();
+        let d = KubeletDialer::new(
+            &pki.ca_cert_pem,
+            &pki.kubelet_client_cert_pem,
+            &pki.kubelet_client_key_pem,
+            None,
+        )
+        .unwrap();
+        // A port nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = d
+            .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+            .await
+            .err()
+            .unwrap();
+        assert!(e.starts_with("dial tcp 127.0.0.1:"), "{e}");
+    }
+}
