@@ -566,6 +566,20 @@ fn logs_and_exec_reach_the_remote_node(s: &Server) -> Result<(), String> {
         &format!("exec -it: {out:?}"),
     )?;
 
+    // A pod no node runs: upstream's message, whichever streaming protocol kubectl tries.
+    let pending = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"nowhere"},
+        "spec":{"nodeSelector":{"no-such":"node"},"containers":[{"name":"c","image":"x"}]}}"#;
+    let f = s.dir.join("nowhere.json");
+    std::fs::write(&f, pending).map_err(|e| e.to_string())?;
+    s.kubectl(&["create", "-f", f.to_str().unwrap_or_default()]);
+    let out = s.kubectl(&["exec", "nowhere", "--", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    check(
+        !out.status.success() && err.contains("pod nowhere does not have a host assigned"),
+        &format!("exec into an unscheduled pod: {err:?}"),
+    )?;
+    s.kubectl(&["delete", "pod", "nowhere", "--wait=false"]);
+
     // attach: the container's output from now on (written here through PID 1's stdout).
     let mut attach = Command::new("kubectl")
         .arg("--kubeconfig")
