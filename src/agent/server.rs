@@ -508,4 +508,33 @@ mod tests {
         drop(rx);
         task.await.unwrap();
     }
+
+    #[tokio::test]
+    async fn follow_continues_in_the_new_file_after_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let cdir = dir.path().join("ns_p_uid/c");
+        std::fs::create_dir_all(&cdir).unwrap();
+        let live = cdir.join("0.log");
+        // Longer than what the new file will hold: a size check alone would miss the switch.
+        std::fs::write(&live, rec("a long line before the rotation")).unwrap();
+        let pos = std::fs::metadata(&live).unwrap().len();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let names = (
+            dir.path().to_path_buf(),
+            "ns".into(),
+            "p".into(),
+            "c".into(),
+        );
+        let task = tokio::spawn(follow(names, live.clone(), pos, false, tx));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        std::fs::rename(&live, cdir.join("0.log.20261125-170000")).unwrap();
+        std::fs::write(&live, format!("{}{}", rec("x"), rec("after"))).unwrap();
+        let mut got = String::new();
+        while !got.contains("after") {
+            got.push_str(&String::from_utf8_lossy(&rx.recv().await.unwrap()));
+        }
+        assert_eq!(got, "x\nafter\n");
+        drop(rx);
+        task.await.unwrap();
+    }
 }
