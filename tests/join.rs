@@ -550,6 +550,19 @@ fn logs_and_exec_reach_the_remote_node(s: &Server) -> Result<(), String> {
         text(&out) == "got hi from stdin\neof\n",
         &format!("exec -i: {out:?}"),
     )?;
+    // A process that stops reading while stdin keeps coming still ends the exec.
+    let cmd = format!(
+        "yes | kubectl --kubeconfig {} exec -i far -- /bin/busybox head -n 1",
+        s.dir.join("kubeconfig.yaml").display()
+    );
+    let out = Command::new("timeout")
+        .args(["30", "sh", "-c", &cmd])
+        .output()
+        .map_err(|e| e.to_string())?;
+    check(
+        out.status.success() && text(&out) == "y\n",
+        &format!("endless stdin: {out:?}"),
+    )?;
     // A terminal: `script` gives kubectl a pty, so `-t` gets a tty in the container too.
     let cmd = format!(
         "kubectl --kubeconfig {} exec -it far -- sh -c 'tty; stty size; exit 4'",

@@ -110,7 +110,7 @@ async fn writer(
 /// Reads client messages: stdin, resize, close-stream; answers pings; `left` on close/EOF.
 async fn reader(
     r: ReadHalf<Io>,
-    input: Option<mpsc::Sender<ExecInput>>,
+    mut input: Option<mpsc::Sender<ExecInput>>,
     frames: mpsc::Sender<Vec<u8>>,
     left: CancellationToken,
 ) {
@@ -127,7 +127,7 @@ async fn reader(
                 let _ = frames.send(ws::frame(ws::OP_PONG, &m.payload)).await;
             }
             ws::OP_BINARY | ws::OP_TEXT if !m.payload.is_empty() => {
-                let Some(input) = &input else { continue };
+                let Some(tx) = &input else { continue };
                 let data = &m.payload[1..];
                 let event = match m.payload[0] {
                     0 if !data.is_empty() => ExecInput::Stdin(data.to_vec()),
@@ -145,8 +145,10 @@ async fn reader(
                     255 if data.first() == Some(&0) => ExecInput::CloseStdin,
                     _ => continue,
                 };
-                if input.send(event).await.is_err() {
-                    break;
+                // The process is done (it took no more input): keep reading until the
+                // client closes, so the closing status still reaches it.
+                if tx.send(event).await.is_err() {
+                    input = None;
                 }
             }
             _ => {}

@@ -76,6 +76,17 @@ fn unblock(path: &Path) {
         .open(path);
 }
 
+/// One write of stdin (cancel-safe: nothing is written unless it completes).
+async fn write_some(
+    w: &mut Option<tokio::net::unix::pipe::Sender>,
+    buf: &[u8],
+) -> std::io::Result<usize> {
+    match w {
+        Some(w) => w.write(buf).await,
+        None => Err(std::io::ErrorKind::BrokenPipe.into()),
+    }
+}
+
 impl Containerd {
     /// The container's process spec with `cmd` as arguments: the exec inherits user, env,
     /// cwd and capabilities.
@@ -280,11 +291,33 @@ impl Containerd {
         let mut exit: Option<u32> = None;
         let mut input_open = true;
         let mut output_done = false;
+        // Stdin not yet written: written inside the select, so a process that stops reading
+        // never blocks the loop (its exit and output are still seen).
+        let mut pending: Vec<u8> = Vec::new();
+        let mut close_requested = false;
         let grace = tokio::time::sleep(Duration::from_secs(86400 * 365));
         tokio::pin!(grace);
         loop {
-            if exit.is_some() && output_done {
-                break;
+            if exit.is_some() {
+                if output_done {
+                    break;
+                }
+                // The process takes no more input.
+                stdin_w = None;
+                pending.clear();
+            }
+            if close_requested && pending.is_empty() && stdin_w.take().is_some() {
+                let r = self.req(
+                    CloseIoRequest {
+                        container_id: id.into(),
+                        exec_id: exec_id.into(),
+                        stdin: true,
+                    },
+                    None,
+                )?;
+                if let Err(e) = self.tasks().close_io(r).await {
+                    tracing::debug!(error = %e, "exec close stdin");
+                }
             }
             tokio::select! {
                 r = &mut wait, if exit.is_none() => {
@@ -299,12 +332,19 @@ impl Containerd {
                     }
                     None => output_done = true,
                 },
-                i = input.recv(), if input_open => match i {
+                n = write_some(&mut stdin_w, &pending), if !pending.is_empty() => match n {
+                    Ok(n) if n > 0 => {
+                        pending.drain(..n);
+                    }
+                    _ => {
+                        stdin_w = None;
+                        pending.clear();
+                    }
+                },
+                i = input.recv(), if input_open && pending.is_empty() => match i {
                     Some(ExecInput::Stdin(data)) => {
-                        if let Some(w) = stdin_w.as_mut()
-                            && w.write_all(&data).await.is_err()
-                        {
-                            stdin_w = None;
+                        if stdin_w.is_some() {
+                            pending = data;
                         }
                     }
                     Some(ExecInput::Resize { width, height }) => {
@@ -325,19 +365,7 @@ impl Containerd {
                     }
                     Some(ExecInput::CloseStdin) | None => {
                         input_open = false;
-                        if stdin_w.take().is_some() {
-                            let r = self.req(
-                                CloseIoRequest {
-                                    container_id: id.into(),
-                                    exec_id: exec_id.into(),
-                                    stdin: true,
-                                },
-                                None,
-                            )?;
-                            if let Err(e) = self.tasks().close_io(r).await {
-                                tracing::debug!(error = %e, "exec close stdin");
-                            }
-                        }
+                        close_requested = true;
                     }
                 },
                 _ = output.closed() => {
