@@ -390,13 +390,21 @@ fn agent_in_its_own_network_namespace_joins_and_runs_a_pod() {
         .arg("--data-dir")
         .arg(&data)
         .args(["--node-name", "agent-n", "--node-ip", "10.99.0.2"])
+        // Small enough that the pod's output below is rotated.
+        .args([
+            "--container-log-max-size",
+            "2Ki",
+            "--container-log-max-files",
+            "2",
+        ])
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .unwrap();
     let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"far","namespace":"default"},
         "spec":{"terminationGracePeriodSeconds":1,"containers":[{"name":"c",
-        "image":"k3rs.test/busybox:1","command":["/bin/sh","-c","exec sleep 3600"]}]}}"#;
+        "image":"k3rs.test/busybox:1","command":["/bin/sh","-c",
+        "echo first; i=0; while [ $i -lt 200 ]; do echo line $i; i=$((i+1)); done; exec sleep 3600"]}]}}"#;
     let pod_file = tmp.path().join("pod.json");
     std::fs::write(&pod_file, pod).unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -437,6 +445,11 @@ fn agent_in_its_own_network_namespace_joins_and_runs_a_pod() {
         }
         std::thread::sleep(Duration::from_millis(300));
     };
+    let remote = if state.ends_with("Running 10.99.0.2") {
+        logs_and_exec_reach_the_remote_node(&s)
+    } else {
+        Err("the pod never ran".to_string())
+    };
     let _ = s.kubectl(&[
         "delete",
         "pod",
@@ -457,4 +470,201 @@ fn agent_in_its_own_network_namespace_joins_and_runs_a_pod() {
         "agent log: {agent_log}\nserver log: {}",
         s.log()
     );
+    if let Err(e) = remote {
+        panic!("{e}\nagent log: {agent_log}\nserver log: {}", s.log());
+    }
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `kubectl logs`/`exec` for pod `far` on the netns node (10.99.0.2): the API server reaches
+/// the agent's HTTPS endpoint, which serves only the API server's client certificate.
+fn logs_and_exec_reach_the_remote_node(s: &Server) -> Result<(), String> {
+    let check = |ok: bool, what: &str| if ok { Ok(()) } else { Err(what.to_string()) };
+    let port = text(&s.kubectl(&[
+        "get",
+        "node",
+        "agent-n",
+        "-o",
+        "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}",
+    ]));
+    check(port == "10250", &format!("kubelet port {port:?}"))?;
+    // The 200 lines pass 2Ki: rotated, and only the live file is shown (kubelet behaviour).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let logs = loop {
+        let out = s.kubectl(&["logs", "far", "--tail=1"]);
+        if text(&out) == "line 199\n" || Instant::now() > deadline {
+            break format!("{}{}", text(&out), String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    check(
+        logs == "line 199\n",
+        &format!("kubectl logs --tail=1: {logs:?}"),
+    )?;
+    let all = text(&s.kubectl(&["logs", "far"]));
+    check(
+        !all.contains("first") && all.len() <= 2048 && all.ends_with("line 199\n"),
+        &format!("logs after rotation: {all:?}"),
+    )?;
+    let uid = text(&s.kubectl(&["get", "pod", "far", "-o", "jsonpath={.metadata.uid}"]));
+    let files: Vec<String> = std::fs::read_dir(format!("/var/log/pods/default_far_{uid}/c"))
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    check(
+        files.len() == 2 && files.iter().any(|f| f.starts_with("0.log.20")),
+        &format!("rotated files {files:?}"),
+    )?;
+
+    let out = s.kubectl(&["exec", "far", "--", "sh", "-c", "echo hi; echo err >&2"]);
+    check(
+        text(&out) == "hi\n" && String::from_utf8_lossy(&out.stderr) == "err\n",
+        &format!("exec: {out:?}"),
+    )?;
+    let out = s.kubectl(&["exec", "far", "--", "sh", "-c", "exit 3"]);
+    check(out.status.code() == Some(3), &format!("exit 3: {out:?}"))?;
+    // stdin: piped in, closed at its end.
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(s.dir.join("kubeconfig.yaml"))
+        .args(["exec", "-i", "far", "--", "sh", "-c"])
+        .arg("while read l; do echo \"got $l\"; done; echo eof")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .ok_or("no stdin")?
+        .write_all(b"hi from stdin\n")
+        .map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    check(
+        text(&out) == "got hi from stdin\neof\n",
+        &format!("exec -i: {out:?}"),
+    )?;
+    // A process that stops reading while stdin keeps coming still ends the exec.
+    let cmd = format!(
+        "yes | kubectl --kubeconfig {} exec -i far -- /bin/busybox head -n 1",
+        s.dir.join("kubeconfig.yaml").display()
+    );
+    let out = Command::new("timeout")
+        .args(["30", "sh", "-c", &cmd])
+        .output()
+        .map_err(|e| e.to_string())?;
+    check(
+        out.status.success() && text(&out) == "y\n",
+        &format!("endless stdin: {out:?}"),
+    )?;
+    // A terminal: `script` gives kubectl a pty, so `-t` gets a tty in the container too.
+    let cmd = format!(
+        "kubectl --kubeconfig {} exec -it far -- sh -c 'tty; stty size; exit 4'",
+        s.dir.join("kubeconfig.yaml").display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let tty = text(&out);
+    check(
+        tty.contains("/dev/pts/") && out.status.code() == Some(4),
+        &format!("exec -it: {out:?}"),
+    )?;
+
+    // A pod no node runs: upstream's message, whichever streaming protocol kubectl tries.
+    let pending = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"nowhere"},
+        "spec":{"nodeSelector":{"no-such":"node"},"containers":[{"name":"c","image":"x"}]}}"#;
+    let f = s.dir.join("nowhere.json");
+    std::fs::write(&f, pending).map_err(|e| e.to_string())?;
+    s.kubectl(&["create", "-f", f.to_str().unwrap_or_default()]);
+    let out = s.kubectl(&["exec", "nowhere", "--", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    check(
+        !out.status.success() && err.contains("pod nowhere does not have a host assigned"),
+        &format!("exec into an unscheduled pod: {err:?}"),
+    )?;
+    s.kubectl(&["delete", "pod", "nowhere", "--wait=false"]);
+
+    // attach: the container's output from now on (written here through PID 1's stdout).
+    let mut attach = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(s.dir.join("kubeconfig.yaml"))
+        .args(["attach", "far"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let stdout = attach.stdout.take().ok_or("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut seen = false;
+    while !seen && Instant::now() < deadline {
+        s.kubectl(&[
+            "exec",
+            "far",
+            "--",
+            "sh",
+            "-c",
+            "echo attached > /proc/1/fd/1",
+        ]);
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(700)) {
+            if line == "attached" {
+                seen = true;
+                break;
+            }
+        }
+    }
+    let _ = attach.kill();
+    let _ = attach.wait();
+    check(seen, "kubectl attach never showed the container's output")?;
+
+    // The endpoint itself: no client certificate, or another certificate of the cluster CA
+    // (the admin's), is refused; the API server's kubelet-client certificate is served.
+    let tls = s.dir.join("data/server/tls");
+    let curl = |cert: Option<&str>| {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg("--cacert")
+            .arg(tls.join("server-ca.crt"));
+        if let Some(name) = cert {
+            c.arg("--cert")
+                .arg(tls.join(format!("{name}.crt")))
+                .arg("--key")
+                .arg(tls.join(format!("{name}.key")));
+        }
+        let out = c
+            .arg("https://10.99.0.2:10250/containerLogs/default/far/c")
+            .output()
+            .unwrap();
+        (out.status.success(), text(&out))
+    };
+    let anonymous = curl(None);
+    check(
+        !anonymous.0 || anonymous.1 == "000",
+        &format!("no client cert: {anonymous:?}"),
+    )?;
+    let admin = curl(Some("client-admin"));
+    check(admin.1 == "403", &format!("admin cert: {admin:?}"))?;
+    let apiserver = curl(Some("client-kube-apiserver-kubelet"));
+    check(
+        apiserver.1 == "200",
+        &format!("kubelet-client cert: {apiserver:?}"),
+    )?;
+    Ok(())
 }

@@ -114,6 +114,23 @@ pub fn render(content: &str, opts: &LogOptions, now: jiff::Timestamp) -> String 
     out
 }
 
+/// CRI records as the raw output they came from: `(stream, bytes)`, newline restored on
+/// full records (attach shows output as written, without timestamps).
+pub fn raw_records(content: &str) -> Vec<(String, Vec<u8>)> {
+    content
+        .lines()
+        .filter_map(|record| {
+            let mut parts = record.splitn(4, ' ');
+            let (_ts, stream, tag) = (parts.next()?, parts.next()?, parts.next()?);
+            let mut data = parts.next().unwrap_or("").as_bytes().to_vec();
+            if tag != "P" {
+                data.push(b'\n');
+            }
+            Some((stream.to_string(), data))
+        })
+        .collect()
+}
+
 /// The logs of a container, rendered.
 pub fn read(
     log_dir: &Path,
@@ -175,6 +192,14 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(render(LOG, &limit, now()), "one\nt");
+    }
+
+    #[test]
+    fn raw_records_keep_streams_and_restore_newlines() {
+        let r = raw_records(LOG);
+        assert_eq!(r[1], ("stderr".to_string(), b"tw".to_vec()));
+        assert_eq!(r[2], ("stderr".to_string(), b"o\n".to_vec()));
+        assert_eq!(r[3], ("stdout".to_string(), b"three\n".to_vec()));
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! worker per pod), [`node`] and [`sync`] (the API side). [`run`] wires them together.
 
 pub mod backoff;
+pub mod endpoint_tls;
 pub mod events;
+pub mod exec_ws;
 pub mod logs;
 pub mod network;
 pub mod node;
@@ -21,6 +23,7 @@ pub mod server;
 pub mod sources;
 pub mod status;
 pub mod sync;
+pub mod websocket;
 
 use network::{Cni, CniConfig, CniNetwork, NetworkError};
 use runtime::{ContainerRuntime, Containerd, ContainerdOptions, ContainerdPaths, RuntimeError};
@@ -72,10 +75,17 @@ pub struct AgentConfig {
     pub cni_bridge: String,
     /// Binary the shim runs as log driver (`k3rs container-logger`); default: this binary.
     pub logger_binary: Option<PathBuf>,
-    /// The agent's HTTP endpoint (container logs); loopback by default, see [`server`].
+    /// The agent's endpoint (logs, exec, attach; `:10250`), see [`server`].
     pub endpoint: Option<std::net::SocketAddr>,
     /// k3s-style `registries.yaml` (mirrors, registry auth and TLS); a missing file is fine.
     pub private_registry: PathBuf,
+    /// The endpoint's serving certificate and client CA; without it the endpoint is plain
+    /// HTTP and loopback only (in-process tests).
+    pub endpoint_tls: Option<endpoint_tls::EndpointTls>,
+    /// CRI log rotation: rotate a container's log file past this size (bytes).
+    pub container_log_max_size: u64,
+    /// CRI log rotation: files kept per container, the live one included.
+    pub container_log_max_files: u32,
 }
 
 impl AgentConfig {
@@ -97,6 +107,9 @@ impl AgentConfig {
             logger_binary: None,
             endpoint: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 10250))),
             private_registry: registry::DEFAULT_REGISTRIES_FILE.into(),
+            endpoint_tls: None,
+            container_log_max_size: 10 * 1024 * 1024,
+            container_log_max_files: 5,
         }
     }
 }
@@ -189,17 +202,20 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         .or_else(|| std::env::current_exe().ok());
     let registries = registry::RegistriesConfig::load(&config.private_registry)
         .map_err(|e| AgentError::Config(e.to_string()))?;
-    let rt = Arc::new(
-        Containerd::connect(
-            &socket,
-            ContainerdOptions {
-                logger_binary: logger,
-                scratch_dir: agent_dir.join("scratch"),
-            },
-        )
-        .await?
-        .with_registries(registries),
+    let mut containerd = Containerd::connect(
+        &socket,
+        ContainerdOptions {
+            logger_binary: logger,
+            scratch_dir: agent_dir.join("scratch"),
+        },
+    )
+    .await?
+    .with_registries(registries);
+    containerd.set_log_rotation(
+        config.container_log_max_size,
+        config.container_log_max_files,
     );
+    let rt = Arc::new(containerd);
     let version = rt.version().await?;
     info!(containerd = %version, socket = %socket.display(), "container runtime ready");
     let images = agent_dir.join("images");
@@ -213,10 +229,17 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     let mut endpoint_port = None;
     if let Some(addr) = config.endpoint {
         endpoint_port = Some(addr.port());
+        let tls = match &config.endpoint_tls {
+            Some(t) => Some(
+                endpoint_tls::server_config(t).map_err(|e| AgentError::Config(e.to_string()))?,
+            ),
+            None => None,
+        };
         match server::start(
             addr,
             config.log_dir.clone(),
             Some(rt.clone() as Arc<dyn runtime::ContainerRuntime>),
+            tls,
             child_shutdown.clone(),
         )
         .await

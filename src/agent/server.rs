@@ -1,20 +1,20 @@
-//! The agent's HTTP endpoint (the kubelet's :10250 API, the part the API server proxies
-//! to): `GET /containerLogs/{namespace}/{pod}/{container}` with `follow`, `tailLines`,
-//! `timestamps`, `previous`, `sinceSeconds`, `limitBytes`; `POST /exec/{ns}/{pod}/{container}
-//! ?command=…` (runs a command to completion, answers `{"exitCode":n,"output":"<base64>"}`);
-//! and `GET /healthz`.
+//! The agent's endpoint (the kubelet's :10250 API, the part the API server proxies to):
+//! `GET /containerLogs/{namespace}/{pod}/{container}` with `follow`, `tailLines`,
+//! `timestamps`, `previous`, `sinceSeconds`, `limitBytes`; `GET|POST /exec/{ns}/{pod}/
+//! {container}?command=…&stdin&tty` and `/attach/…` as WebSocket sessions (see
+//! [`super::exec_ws`]); and `GET /healthz`.
 //!
-//! Plain HTTP, so it binds to loopback (the built-in agent's API server proxies locally);
-//! TLS with client-certificate auth is needed before binding it elsewhere. Exec is not
-//! interactive (no stdin, no tty; stdout and stderr interleaved), attach and port-forward
-//! are not served.
+//! HTTPS with client-certificate authentication (see [`super::endpoint_tls`]): only the
+//! API server's `kube-apiserver-kubelet-client` certificate is served. Without TLS material
+//! (in-process tests) it is plain HTTP on loopback only. Port-forward is not served.
 //!
 //! Owns: the listener and its routes. May call: [`super::logs`], the container runtime.
 
+use super::endpoint_tls;
+use super::exec_ws;
 use super::logs::{self, LogError, LogOptions};
 use super::pod;
-use super::runtime::ContainerRuntime;
-use base64::Engine;
+use super::runtime::{ContainerRuntime, ExecRequest};
 use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
@@ -35,10 +35,7 @@ use tokio_util::sync::CancellationToken;
 /// Response body of every route.
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
-/// How long an exec may run before it is killed.
-const EXEC_TIMEOUT: Duration = Duration::from_secs(300);
-
-fn reply(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+pub(super) fn reply(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(Full::new(body.into()).boxed_unsync());
     *r.status_mut() = code;
     r.headers_mut().insert(
@@ -95,7 +92,7 @@ pub fn log_options(q: Option<&str>) -> (LogOptions, bool) {
 }
 
 /// Reads `path` from `pos` up to its last complete line; returns the text and new position.
-fn read_complete_lines(path: &Path, pos: u64) -> std::io::Result<(String, u64)> {
+pub(super) fn read_complete_lines(path: &Path, pos: u64) -> std::io::Result<(String, u64)> {
     let mut f = std::fs::File::open(path)?;
     let len = f.metadata()?.len();
     // Truncated (rotated in place): start over.
@@ -121,10 +118,18 @@ async fn follow(
         timestamps,
         ..LogOptions::default()
     };
+    use std::os::unix::fs::MetadataExt;
+    let mut inode = std::fs::metadata(&path).map(|m| m.ino()).ok();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             _ = tx.closed() => return,
+        }
+        // Rotated (renamed away, a new file in its place): read the new file from its start.
+        let now = std::fs::metadata(&path).map(|m| m.ino()).ok();
+        if now.is_some() && now != inode {
+            inode = now;
+            pos = 0;
         }
         match read_complete_lines(&path, pos) {
             Ok((text, next)) => {
@@ -151,6 +156,7 @@ async fn follow(
             }
             path = newest;
             pos = 0;
+            inode = std::fs::metadata(&path).map(|m| m.ino()).ok();
         }
     }
 }
@@ -208,17 +214,53 @@ fn container_logs(
     r
 }
 
-async fn exec(
+/// The id of the newest attempt of `container` in pod `ns/pod_name`, or the error reply.
+async fn find_container(
     rt: &dyn ContainerRuntime,
     ns: &str,
     pod_name: &str,
     container: &str,
-    q: Option<&str>,
+) -> Result<String, Response<Body>> {
+    let list = rt
+        .list_containers(pod::LABEL_POD_NAME, pod_name)
+        .await
+        .map_err(|e| reply(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))?;
+    let attempt = |c: &super::runtime::ContainerSummary| {
+        c.labels
+            .get(pod::LABEL_ATTEMPT)
+            .and_then(|a| a.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    list.iter()
+        .filter(|c| {
+            c.labels.get(pod::LABEL_POD_NAMESPACE).map(String::as_str) == Some(ns)
+                && c.labels.get(pod::LABEL_CONTAINER_NAME).map(String::as_str) == Some(container)
+        })
+        .max_by_key(|c| attempt(c))
+        .map(|c| c.id.clone())
+        .ok_or_else(|| {
+            reply(
+                StatusCode::NOT_FOUND,
+                format!("container {container} of pod {ns}/{pod_name} not found\n"),
+            )
+        })
+}
+
+async fn exec(
+    rt: Arc<dyn ContainerRuntime>,
+    (ns, pod_name, container): (&str, &str, &str),
+    req: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
-    let cmd: Vec<String> = query_pairs(q)
-        .into_iter()
+    let pairs = query_pairs(req.uri().query());
+    let flag = |k: &str| {
+        pairs
+            .iter()
+            .any(|(n, v)| n == k && (v == "true" || v == "1"))
+    };
+    let cmd: Vec<String> = pairs
+        .iter()
         .filter(|(k, _)| k == "command")
-        .map(|(_, v)| v)
+        .map(|(_, v)| v.clone())
         .collect();
     if cmd.is_empty() {
         return reply(
@@ -226,44 +268,23 @@ async fn exec(
             "you must specify at least one command for the container\n",
         );
     }
-    let list = match rt.list_containers(pod::LABEL_POD_NAME, pod_name).await {
-        Ok(l) => l,
-        Err(e) => return reply(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    let container_id = match find_container(rt.as_ref(), ns, pod_name, container).await {
+        Ok(id) => id,
+        Err(r) => return r,
     };
-    let attempt = |c: &super::runtime::ContainerSummary| {
-        c.labels
-            .get(pod::LABEL_ATTEMPT)
-            .and_then(|a| a.parse::<u32>().ok())
-            .unwrap_or(0)
+    let exec_req = ExecRequest {
+        cmd,
+        stdin: flag("stdin"),
+        tty: flag("tty"),
     };
-    let Some(target) = list
-        .iter()
-        .filter(|c| {
-            c.labels.get(pod::LABEL_POD_NAMESPACE).map(String::as_str) == Some(ns)
-                && c.labels.get(pod::LABEL_CONTAINER_NAME).map(String::as_str) == Some(container)
-        })
-        .max_by_key(|c| attempt(c))
-    else {
-        return reply(
-            StatusCode::NOT_FOUND,
-            format!("container {container} of pod {ns}/{pod_name} not found\n"),
-        );
-    };
-    match rt.exec(&target.id, &cmd, EXEC_TIMEOUT).await {
-        Ok(out) => {
-            let body = serde_json::json!({
-                "exitCode": out.exit_code,
-                "output": base64::engine::general_purpose::STANDARD.encode(&out.output),
-            });
-            let mut r = reply(StatusCode::OK, body.to_string());
-            r.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("application/json"),
-            );
-            r
-        }
-        Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
-    }
+    exec_ws::upgrade(
+        req,
+        exec_ws::Target::Exec {
+            rt,
+            container_id,
+            req: exec_req,
+        },
+    )
 }
 
 /// Answers one request.
@@ -288,30 +309,119 @@ pub async fn handle(
             .await
             .unwrap_or_else(|_| reply(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"))
         }
-        (&Method::POST, ["exec", ns, pod, container]) => match rt {
-            Some(rt) => exec(rt.as_ref(), ns, pod, container, q.as_deref()).await,
+        (&Method::GET | &Method::POST, ["exec", ns, pod, container]) => match rt {
+            Some(rt) => {
+                let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
+                exec(rt, (&ns, &pod, &container), req).await
+            }
             None => reply(
                 StatusCode::NOT_IMPLEMENTED,
                 "exec needs a container runtime\n",
             ),
         },
-        (_, ["healthz"] | ["containerLogs", ..] | ["exec", ..]) => {
+        (&Method::GET | &Method::POST, ["attach", ns, pod, container]) => {
+            let names = (ns.to_string(), pod.to_string(), container.to_string());
+            if logs::log_file(&log_dir, &names.0, &names.1, &names.2, false).is_none() {
+                return reply(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "container {} of pod {}/{} not found\n",
+                        names.2, names.0, names.1
+                    ),
+                );
+            }
+            exec_ws::upgrade(
+                req,
+                exec_ws::Target::Attach {
+                    log_dir: log_dir.as_ref().clone(),
+                    names,
+                },
+            )
+        }
+        (_, ["healthz"] | ["containerLogs", ..] | ["exec", ..] | ["attach", ..]) => {
             reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         _ => reply(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
 
-/// Serves until `shutdown`; returns the bound address (port 0 picks one).
+async fn serve_http<I>(
+    io: TokioIo<I>,
+    log_dir: Arc<PathBuf>,
+    rt: Option<Arc<dyn ContainerRuntime>>,
+    refused: Option<String>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let (dir, rt, refused) = (log_dir.clone(), rt.clone(), refused.clone());
+        async move {
+            Ok::<_, Infallible>(match refused {
+                Some(why) => reply(StatusCode::FORBIDDEN, format!("{why}\n")),
+                None => handle(dir, rt, req).await,
+            })
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, svc)
+        .with_upgrades()
+        .await;
+}
+
+/// Serves one accepted connection: over TLS when `tls` is set (then every request of a
+/// client other than the API server is refused with 403), else plain HTTP.
+async fn serve_conn(
+    stream: tokio::net::TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    log_dir: Arc<PathBuf>,
+    rt: Option<Arc<dyn ContainerRuntime>>,
+) {
+    match tls {
+        Some(acceptor) => {
+            let stream = match tokio::time::timeout(
+                Duration::from_secs(10),
+                acceptor.accept(stream),
+            )
+            .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "agent endpoint tls handshake refused");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let refused = endpoint_tls::authorized(stream.get_ref().1.peer_certificates()).err();
+            if let Some(why) = &refused {
+                tracing::debug!(reason = %why, "agent endpoint client refused");
+            }
+            serve_http(TokioIo::new(stream), log_dir, rt, refused).await;
+        }
+        None => {
+            serve_http(TokioIo::new(stream), log_dir, rt, None).await;
+        }
+    }
+}
+
+/// Serves until `shutdown`; returns the bound address (port 0 picks one). With `tls` the
+/// endpoint is HTTPS and only the API server's client certificate is served; without it
+/// (in-process tests) it is plain HTTP and refuses to bind anything but loopback.
 pub async fn start(
     addr: SocketAddr,
     log_dir: PathBuf,
     rt: Option<Arc<dyn ContainerRuntime>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
+    if tls.is_none() && !addr.ip().is_loopback() {
+        return Err(std::io::Error::other(format!(
+            "refusing to serve the agent endpoint on {addr} without tls"
+        )));
+    }
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let log_dir = Arc::new(log_dir);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     tokio::spawn(async move {
         loop {
             let (stream, _) = tokio::select! {
@@ -325,16 +435,12 @@ pub async fn start(
                 },
                 _ = shutdown.cancelled() => return,
             };
-            let (dir, rt) = (log_dir.clone(), rt.clone());
-            tokio::spawn(async move {
-                let svc = service_fn(move |req| {
-                    let (dir, rt) = (dir.clone(), rt.clone());
-                    async move { Ok::<_, Infallible>(handle(dir, rt, req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
+            tokio::spawn(serve_conn(
+                stream,
+                acceptor.clone(),
+                log_dir.clone(),
+                rt.clone(),
+            ));
         }
     });
     Ok(local)
@@ -399,6 +505,35 @@ mod tests {
             got.push_str(&String::from_utf8_lossy(&rx.recv().await.unwrap()));
         }
         assert_eq!(got, "three\n");
+        drop(rx);
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn follow_continues_in_the_new_file_after_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let cdir = dir.path().join("ns_p_uid/c");
+        std::fs::create_dir_all(&cdir).unwrap();
+        let live = cdir.join("0.log");
+        // Longer than what the new file will hold: a size check alone would miss the switch.
+        std::fs::write(&live, rec("a long line before the rotation")).unwrap();
+        let pos = std::fs::metadata(&live).unwrap().len();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let names = (
+            dir.path().to_path_buf(),
+            "ns".into(),
+            "p".into(),
+            "c".into(),
+        );
+        let task = tokio::spawn(follow(names, live.clone(), pos, false, tx));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        std::fs::rename(&live, cdir.join("0.log.20261125-170000")).unwrap();
+        std::fs::write(&live, format!("{}{}", rec("x"), rec("after"))).unwrap();
+        let mut got = String::new();
+        while !got.contains("after") {
+            got.push_str(&String::from_utf8_lossy(&rx.recv().await.unwrap()));
+        }
+        assert_eq!(got, "x\nafter\n");
         drop(rx);
         task.await.unwrap();
     }

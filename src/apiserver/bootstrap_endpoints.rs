@@ -36,6 +36,9 @@ pub struct JoinConfig {
 pub struct NodeCertRequest {
     pub node_name: String,
     pub node_password: String,
+    /// Addresses (IPs, names) of the node's agent endpoint: SANs of its serving certificate.
+    #[serde(default)]
+    pub addresses: Vec<String>,
 }
 
 /// Answer of `POST /v1-k3rs/node-cert`.
@@ -45,6 +48,11 @@ pub struct NodeCertResponse {
     pub cert: String,
     pub key: String,
     pub ca: String,
+    /// Serving pair of the node's agent endpoint (`:10250`), signed by the cluster CA.
+    #[serde(default)]
+    pub serving_cert: String,
+    #[serde(default)]
+    pub serving_key: String,
 }
 
 /// The plaintext sealed in `POST /v1-k3rs/server-bootstrap`.
@@ -218,10 +226,21 @@ async fn node_cert(
             Some("system:nodes"),
         )
         .map_err(|e| Failure::new(500, e.to_string()))?;
+    let (serving_cert, serving_key) = join
+        .pki
+        .issue_kubelet_serving(&r.node_name, &r.addresses)
+        .map_err(|e| {
+            Failure::new(
+                400,
+                format!("cannot issue the node serving certificate: {e}"),
+            )
+        })?;
     tracing::info!(node = %r.node_name, "issued a node client certificate");
     let out = NodeCertResponse {
         cert,
         key,
+        serving_cert,
+        serving_key,
         ca: join.pki.ca_cert_pem.clone(),
     };
     let text = serde_json::to_string(&out).map_err(|e| Failure::new(500, e.to_string()))?;

@@ -17,6 +17,7 @@ pub mod defaults;
 pub mod discovery;
 mod fields;
 pub mod handlers;
+pub mod kubelet_client;
 mod object;
 pub mod openapi;
 mod openapi_docs;
@@ -69,6 +70,7 @@ pub async fn new_api(
         registry: Registry::new(),
         tokens,
         openapi: Default::default(),
+        kubelet: Default::default(),
     });
     // A fresh raft member needs a moment to elect itself: retry what the store cannot answer
     // yet (503/504) for a while.

@@ -1,29 +1,23 @@
 //! Pod subresources served by the node's agent: `pods/log` (streamed, so `kubectl logs -f`
-//! works) and `pods/exec` over the Kubernetes WebSocket channel protocol
-//! (`v5.channel.k8s.io` / `v4.channel.k8s.io`: channel 1 stdout, 3 the closing `Status`).
+//! works), `pods/exec` and `pods/attach` (WebSocket `v5.channel.k8s.io` /
+//! `v4.channel.k8s.io`, forwarded as an upgraded connection: the agent speaks the channels).
 //!
-//! The agent endpoint is plain HTTP on loopback, so the proxy reaches the node's agent at
-//! `127.0.0.1:<daemonEndpoints.kubeletEndpoint.Port>`: this works for the built-in agent of
-//! a single-node server only. Exec runs the command to completion on the agent and then
-//! sends its output: no stdin, no tty, stdout and stderr interleaved on channel 1. SPDY
-//! (kubectl < 1.30) and `pods/attach` are answered with an error saying so.
+//! The agent is reached at the node's InternalIP and `daemonEndpoints.kubeletEndpoint.Port`
+//! over TLS (see [`super::kubelet_client`]); the built-in agent at its configured endpoint.
+//! SPDY (kubectl < 1.30) is answered with an error saying so.
 //!
-//! Owns: pod → node → agent resolution and both proxies. May call: the store (pods,
-//! nodes), the agent endpoint over HTTP.
+//! Owns: pod → node → agent resolution and the proxies. May call: the store (pods, nodes),
+//! agent endpoints.
 
 use super::handlers::{Api, Reply, get_obj};
 use super::router::Body;
 use super::status::ApiError;
-use base64::Engine;
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{Request, Response, header};
 use http_body_util::{BodyExt, Empty, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
-
-const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+use serde_json::Value;
 
 fn pods_kind(api: &Api) -> Result<std::sync::Arc<super::registry::ResourceKind>, ApiError> {
     api.registry
@@ -43,6 +37,10 @@ async fn resolve(
     container: Option<String>,
     need_running: bool,
 ) -> Result<(String, std::net::SocketAddr), ApiError> {
+    let dialer = api
+        .kubelet
+        .get()
+        .ok_or_else(|| ApiError::internal("the API server has no client for node agents"))?;
     let kind = pods_kind(api)?;
     let (pod, _) = get_obj(api, &kind, Some(ns), name).await?;
     let names: Vec<String> = ["initContainers", "containers"]
@@ -99,6 +97,16 @@ async fn resolve(
             (reason, ran_before, s.pointer("/state/running").is_some())
         })
         .unwrap_or((Some("ContainerCreating".into()), false, false));
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if node_name.is_empty() && need_running {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
     match waiting {
         (Some(reason), false, _) => {
             return Err(ApiError::bad_request(format!(
@@ -112,10 +120,6 @@ async fn resolve(
         }
         _ => {}
     }
-    let node_name = pod
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .unwrap_or("");
     if node_name.is_empty() {
         return Err(ApiError::bad_request(format!(
             "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
@@ -125,47 +129,81 @@ async fn resolve(
         .registry
         .find("", "v1", "nodes")
         .ok_or_else(ApiError::path_not_found)?;
-    let (node, _) = get_obj(api, &nodes, None, node_name).await?;
+    let (node, _) = get_obj(api, &nodes, None, &node_name).await?;
     let port = node
         .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
         .and_then(Value::as_u64)
         .and_then(|p| u16::try_from(p).ok())
         .filter(|p| *p != 0)
         .unwrap_or(10250);
-    Ok((
-        container,
-        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-    ))
+    let ip = node
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .and_then(|a| {
+            a.iter()
+                .filter(|x| x.get("type").and_then(Value::as_str) == Some("InternalIP"))
+                .find_map(|x| x.get("address").and_then(Value::as_str)?.parse().ok())
+        });
+    let ip = match ip {
+        Some(ip) => ip,
+        // The built-in agent is reachable without an address.
+        None if dialer
+            .address(&node_name, [0, 0, 0, 0].into(), port)
+            .ip()
+            .is_loopback() =>
+        {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        }
+        None => {
+            return Err(ApiError::internal(format!(
+                "node {node_name} has no InternalIP address to reach its agent at"
+            )));
+        }
+    };
+    Ok((container, dialer.address(&node_name, ip, port)))
+}
+
+fn unreachable(e: String) -> ApiError {
+    ApiError::new(500, "InternalError", format!("error dialing backend: {e}"))
 }
 
 async fn agent_request(
+    api: &Api,
     addr: std::net::SocketAddr,
-    method: http::Method,
-    path_and_query: String,
+    req: Request<Empty<Bytes>>,
 ) -> Result<Response<Incoming>, ApiError> {
-    let unreachable = |e: String| {
-        ApiError::new(
-            502,
-            "InternalError",
-            format!("cannot reach the node agent: {e}"),
-        )
-    };
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    tokio::spawn(conn);
-    let req = Request::builder()
-        .method(method)
-        .uri(path_and_query)
-        .header(header::HOST, addr.to_string())
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| unreachable(e.to_string()))?;
+    let dialer = api
+        .kubelet
+        .get()
+        .ok_or_else(|| ApiError::internal("the API server has no client for node agents"))?;
+    let mut send = dialer.connect(addr).await.map_err(unreachable)?;
     send.send_request(req)
         .await
-        .map_err(|e| unreachable(e.to_string()))
+        .map_err(|e| unreachable(format!("{addr}: {e}")))
+}
+
+/// An error answer of the agent as the API's error.
+async fn agent_error(resp: Response<Incoming>) -> ApiError {
+    let code = resp.status().as_u16();
+    let msg = error_text(resp).await;
+    match code {
+        400 | 404 => ApiError::bad_request(msg),
+        403 => ApiError::new(
+            500,
+            "InternalError",
+            format!("the node agent refused the API server: {msg}"),
+        ),
+        _ => ApiError::new(500, "InternalError", msg),
+    }
+}
+
+fn get(addr: std::net::SocketAddr, path: String) -> Result<Request<Empty<Bytes>>, ApiError> {
+    Request::builder()
+        .method(http::Method::GET)
+        .uri(path)
+        .header(header::HOST, addr.to_string())
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 async fn error_text(resp: Response<Incoming>) -> String {
@@ -186,20 +224,10 @@ pub async fn logs(
     let container = query_value(raw_query, "container");
     let (container, addr) = resolve(api, ns, name, container, false).await?;
     let q = raw_query.unwrap_or("");
-    let resp = agent_request(
-        addr,
-        http::Method::GET,
-        format!("/containerLogs/{ns}/{name}/{container}?{q}"),
-    )
-    .await?;
+    let req = get(addr, format!("/containerLogs/{ns}/{name}/{container}?{q}"))?;
+    let resp = agent_request(api, addr, req).await?;
     if !resp.status().is_success() {
-        let code = resp.status().as_u16();
-        let msg = error_text(resp).await;
-        return Err(if code == 404 {
-            ApiError::bad_request(msg)
-        } else {
-            ApiError::new(500, "InternalError", msg)
-        });
+        return Err(agent_error(resp).await);
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     tokio::spawn(async move {
@@ -219,45 +247,8 @@ pub async fn logs(
     })
 }
 
-fn ws_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 10);
-    out.push(0x80 | opcode);
-    match payload.len() {
-        n if n < 126 => out.push(n as u8),
-        n if n <= u16::MAX as usize => {
-            out.push(126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(payload);
-    out
-}
-
-fn channel_msg(ch: u8, data: &[u8]) -> Vec<u8> {
-    let mut p = Vec::with_capacity(data.len() + 1);
-    p.push(ch);
-    p.extend_from_slice(data);
-    ws_frame(2, &p)
-}
-
-/// The closing `Status` of an exec.
-pub fn exit_status(code: u64) -> Value {
-    if code == 0 {
-        return json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success"});
-    }
-    json!({
-        "kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
-        "message": format!("command terminated with non-zero exit code: error executing command [command], exit code {code}"),
-        "reason":"NonZeroExitCode",
-        "details":{"causes":[{"reason":"ExitCode","message": code.to_string()}]}
-    })
-}
-
-/// `pods/{name}/exec` and `pods/{name}/attach` (WebSocket upgrade).
+/// `pods/{name}/exec` and `pods/{name}/attach`: forwards the WebSocket upgrade to the
+/// node's agent and then copies bytes both ways.
 pub async fn exec(
     api: &Api,
     ns: &str,
@@ -272,29 +263,8 @@ pub async fn exec(
             .unwrap_or("")
             .to_string()
     };
-    if !hdr("upgrade").eq_ignore_ascii_case("websocket") {
-        return Err(ApiError::bad_request(
-            "only WebSocket streaming (kubectl >= 1.30, v5.channel.k8s.io) is supported; SPDY is not",
-        ));
-    }
-    if sub == "attach" {
-        return Err(ApiError::not_implemented(
-            "pods/attach is not implemented yet",
-        ));
-    }
-    let offered = hdr("sec-websocket-protocol");
-    let protocol = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
-        .into_iter()
-        .find(|p| offered.split(',').any(|o| o.trim() == *p))
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "no supported subprotocol: need v5.channel.k8s.io or v4.channel.k8s.io",
-            )
-        })?;
     let raw_query = req.uri().query().map(str::to_string);
-    if query_value(raw_query.as_deref(), "tty").is_some_and(|v| v == "true" || v == "1") {
-        tracing::debug!("exec tty requested; running without a tty");
-    }
+    // Resolved first, so a client falling back to SPDY still gets the pod's real problem.
     let (container, addr) = resolve(
         api,
         ns,
@@ -303,85 +273,51 @@ pub async fn exec(
         true,
     )
     .await?;
-    let key = hdr("sec-websocket-key");
-    let digest = ring::digest::digest(
-        &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
-        format!("{}{WS_GUID}", key.trim()).as_bytes(),
-    );
-    let accept = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
-    let upgrade = hyper::upgrade::on(&mut req);
-    let path = format!(
-        "/exec/{ns}/{name}/{container}?{}",
-        raw_query.unwrap_or_default()
-    );
-    tokio::spawn(async move {
-        let Ok(upgraded) = upgrade.await else { return };
-        let mut io = TokioIo::new(upgraded);
-        let (out, status) = match agent_request(addr, http::Method::POST, path).await {
-            Ok(resp) if resp.status().is_success() => {
-                let body = error_text(resp).await;
-                let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-                let output = v
-                    .get("output")
-                    .and_then(Value::as_str)
-                    .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
-                    .unwrap_or_default();
-                let code = v.get("exitCode").and_then(Value::as_u64).unwrap_or(1);
-                (output, exit_status(code))
-            }
-            Ok(resp) => {
-                let msg = error_text(resp).await;
-                (
-                    Vec::new(),
-                    ApiError::new(500, "InternalError", msg).to_status(),
-                )
-            }
-            Err(e) => (Vec::new(), e.to_status()),
-        };
-        let mut bytes = Vec::new();
-        if !out.is_empty() {
-            bytes.extend(channel_msg(1, &out));
+    if !hdr("upgrade").eq_ignore_ascii_case("websocket") {
+        return Err(ApiError::bad_request(
+            "only WebSocket streaming (kubectl >= 1.30, v5.channel.k8s.io) is supported; SPDY is not",
+        ));
+    }
+    let mut out = Request::builder()
+        .method(http::Method::GET)
+        .uri(format!(
+            "/{sub}/{ns}/{name}/{container}?{}",
+            raw_query.unwrap_or_default()
+        ))
+        .header(header::HOST, addr.to_string());
+    for h in [
+        "upgrade",
+        "connection",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-protocol",
+    ] {
+        if let Some(v) = req.headers().get(h) {
+            out = out.header(h, v.clone());
         }
-        bytes.extend(channel_msg(3, status.to_string().as_bytes()));
-        bytes.extend(ws_frame(8, &1000u16.to_be_bytes()));
-        if io.write_all(&bytes).await.is_ok() {
-            let _ = io.flush().await;
-        }
-        // Let the client read the close frame before the connection goes.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        let _ = io.shutdown().await;
-    });
-    let mut resp = Response::new(UnsyncBoxBody::new(
+    }
+    let out = out
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut resp = agent_request(api, addr, out).await?;
+    if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        return Err(agent_error(resp).await);
+    }
+    let mut reply = Response::new(UnsyncBoxBody::new(
         Empty::<Bytes>::new().map_err(|never| match never {}),
     ));
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(v) = HeaderValue::from_str(&accept) {
-        h.insert("sec-websocket-accept", v);
+    *reply.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    for (k, v) in resp.headers() {
+        reply.headers_mut().insert(k.clone(), v.clone());
     }
-    h.insert("sec-websocket-protocol", HeaderValue::from_static(protocol));
-    Ok(resp)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn short_and_medium_frames_carry_their_length() {
-        assert_eq!(ws_frame(2, b"ab"), vec![0x82, 2, b'a', b'b']);
-        let f = ws_frame(2, &[0u8; 300]);
-        assert_eq!(&f[..4], &[0x82, 126, 1, 44]);
-        assert_eq!(f.len(), 304);
-    }
-
-    #[test]
-    fn non_zero_exit_is_reported_as_an_exit_code_cause() {
-        let s = exit_status(3);
-        assert_eq!(s["reason"], "NonZeroExitCode");
-        assert_eq!(s["details"]["causes"][0]["message"], "3");
-        assert_eq!(exit_status(0)["status"], "Success");
-    }
+    let upstream = hyper::upgrade::on(&mut resp);
+    let downstream = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let (Ok(up), Ok(down)) = (upstream.await, downstream.await) else {
+            return;
+        };
+        let (mut up, mut down) = (TokioIo::new(up), TokioIo::new(down));
+        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+    });
+    Ok(reply)
 }

@@ -20,6 +20,14 @@ fn node_password(agent_dir: &std::path::Path) -> anyhow::Result<String> {
     }
 }
 
+/// `--container-log-max-size` in bytes (a quantity such as `10Mi`).
+pub fn log_size(s: &str) -> anyhow::Result<u64> {
+    crate::quantity::parse_quantity(s)
+        .filter(|v| *v >= 1.0)
+        .map(|v| v as u64)
+        .with_context(|| format!("invalid --container-log-max-size {s:?} (want a size like 10Mi)"))
+}
+
 /// Run the agent until a shutdown signal.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let tok = crate::pki::token::parse(&args.token).context("invalid --token")?;
@@ -36,7 +44,15 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let url = args.server.trim_end_matches('/').to_string();
     let ca = join::fetch_verified_ca(&url, &tok).await?;
     let password = node_password(&agent_dir)?;
-    let pair = join::request_node_cert(&url, &ca, &tok, &node_name, &password).await?;
+    let node_ip = args.node_ip.unwrap_or_else(crate::agent::detect_node_ip);
+    let mut addresses = vec![node_ip.to_string()];
+    if !args.agent_endpoint.ip().is_unspecified() {
+        addresses.push(args.agent_endpoint.ip().to_string());
+    }
+    let pair = join::request_node_cert(&url, &ca, &tok, &node_name, &password, &addresses).await?;
+    if pair.serving_cert.is_empty() {
+        anyhow::bail!("the server issued no serving certificate for the agent endpoint");
+    }
     let kubeconfig = agent_dir.join("kubelet.kubeconfig");
     join::write_private(
         &kubeconfig,
@@ -44,7 +60,6 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     )?;
     tracing::info!(node = %node_name, path = %kubeconfig.display(), "joined: wrote the kubelet kubeconfig");
 
-    let node_ip = args.node_ip.unwrap_or_else(crate::agent::detect_node_ip);
     let mut cfg =
         crate::agent::AgentConfig::new(args.data_dir.clone(), node_name, node_ip, kubeconfig);
     cfg.node_labels = args
@@ -58,6 +73,14 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     cfg.node_taints = args.node_taints.clone();
     cfg.container_runtime_endpoint = args.container_runtime_endpoint.clone();
     cfg.private_registry = args.private_registry.clone();
+    cfg.endpoint = Some(args.agent_endpoint);
+    cfg.endpoint_tls = Some(crate::agent::endpoint_tls::EndpointTls {
+        ca_pem: pair.ca.clone(),
+        cert_pem: pair.serving_cert.clone(),
+        key_pem: pair.serving_key.clone(),
+    });
+    cfg.container_log_max_size = log_size(&args.container_log_max_size)?;
+    cfg.container_log_max_files = args.container_log_max_files;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut agent = tokio::spawn(crate::agent::run(cfg, shutdown.clone()));
     tokio::select! {

@@ -143,8 +143,8 @@ pub struct ServerArgs {
     /// Use an existing containerd socket instead of starting one.
     #[arg(long, env = "K3RS_CONTAINER_RUNTIME_ENDPOINT")]
     pub container_runtime_endpoint: Option<PathBuf>,
-    /// Address of the built-in agent's endpoint (logs, exec) the API server proxies to.
-    #[arg(long, env = "K3RS_AGENT_ENDPOINT", default_value = "127.0.0.1:10250")]
+    /// Address of the built-in agent's endpoint (logs, exec; HTTPS) the API server proxies to.
+    #[arg(long, env = "K3RS_AGENT_ENDPOINT", default_value = "0.0.0.0:10250")]
     pub agent_endpoint: std::net::SocketAddr,
     /// Do not take scheduled datastore snapshots.
     #[arg(long, env = "K3RS_ETCD_DISABLE_SNAPSHOTS")]
@@ -182,6 +182,12 @@ pub struct ServerArgs {
         default_value = "/etc/k3rs/registries.yaml"
     )]
     pub private_registry: PathBuf,
+    /// Rotate a container's log file past this size (a quantity: 10Mi).
+    #[arg(long, env = "K3RS_CONTAINER_LOG_MAX_SIZE", default_value = "10Mi")]
+    pub container_log_max_size: String,
+    /// Log files kept per container, the live one included.
+    #[arg(long, env = "K3RS_CONTAINER_LOG_MAX_FILES", default_value_t = 5)]
+    pub container_log_max_files: u32,
 }
 
 /// Flags of `k3rs agent`.
@@ -223,6 +229,15 @@ pub struct AgentArgs {
         default_value = "/etc/k3rs/registries.yaml"
     )]
     pub private_registry: PathBuf,
+    /// Address of the agent's endpoint (logs, exec; HTTPS, only the API server may use it).
+    #[arg(long, env = "K3RS_AGENT_ENDPOINT", default_value = "0.0.0.0:10250")]
+    pub agent_endpoint: std::net::SocketAddr,
+    /// Rotate a container's log file past this size (a quantity: 10Mi).
+    #[arg(long, env = "K3RS_CONTAINER_LOG_MAX_SIZE", default_value = "10Mi")]
+    pub container_log_max_size: String,
+    /// Log files kept per container, the live one included.
+    #[arg(long, env = "K3RS_CONTAINER_LOG_MAX_FILES", default_value_t = 5)]
+    pub container_log_max_files: u32,
     /// Config file (keys are flag names).
     #[arg(
         short = 'c',

@@ -277,11 +277,13 @@ pub async fn request_node_cert(
     tok: &Token,
     node_name: &str,
     node_password: &str,
+    addresses: &[String],
 ) -> anyhow::Result<NodeCertResponse> {
     let client = JoinClient::pinned(url, ca)?;
     let body = serde_json::to_vec(&NodeCertRequest {
         node_name: node_name.to_string(),
         node_password: node_password.to_string(),
+        addresses: addresses.to_vec(),
     })?;
     let (status, resp) = client
         .request(

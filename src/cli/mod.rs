@@ -31,6 +31,17 @@ pub fn main() -> ExitCode {
         eprintln!("kubectl: {e:#}");
         return ExitCode::FAILURE;
     }
+    // containerd runs the log driver with the URI's query as `key value` pairs in any order.
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(args) = crate::agent::runtime::logger::from_args(&argv) {
+        return match crate::agent::runtime::logger::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("k3rs container-logger: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let cli = match config::load() {
         Ok(cli) => cli,
         Err(e) => {
@@ -40,7 +51,12 @@ pub fn main() -> ExitCode {
     };
     // The log driver runs once per container under the shim: keep it small (no runtime).
     if let Command::ContainerLogger { path } = &cli.command {
-        return match crate::agent::runtime::logger::run(path) {
+        let args = crate::agent::runtime::logger::LoggerArgs {
+            path: path.clone(),
+            max_size: 0,
+            max_files: 5,
+        };
+        return match crate::agent::runtime::logger::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("k3rs container-logger: {e}");
@@ -73,7 +89,14 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server::run(*args).await,
-        Command::ContainerLogger { path } => Ok(crate::agent::runtime::logger::run(&path)?),
+        Command::ContainerLogger { path } => {
+            let args = crate::agent::runtime::logger::LoggerArgs {
+                path,
+                max_size: 0,
+                max_files: 5,
+            };
+            Ok(crate::agent::runtime::logger::run(&args)?)
+        }
         Command::Agent(args) => agent::run(args).await,
         Command::Kubectl(args) => kubectl::run(args),
         Command::CheckConfig => check_config::run(),

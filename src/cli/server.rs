@@ -121,6 +121,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let api = crate::apiserver::new_api(backend, Some(&pki.service_account_key_pem))
         .await
         .map_err(|e| anyhow::anyhow!("cannot initialise the API: {e}"))?;
+    // pods/log, exec, attach reach node agents with the kubelet-client certificate.
+    let dialer = crate::apiserver::kubelet_client::KubeletDialer::new(
+        &pki.ca_cert_pem,
+        &pki.kubelet_client_cert_pem,
+        &pki.kubelet_client_key_pem,
+        (!args.disable_agent).then(|| (hostname.clone(), args.agent_endpoint)),
+    )?;
+    let _ = api.kubelet.set(dialer);
 
     let shutdown = tokio_util::sync::CancellationToken::new();
     let listen = std::net::SocketAddr::new(args.bind_address, args.https_listen_port);
@@ -184,6 +192,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         cfg.cluster_dns = Some(args.cluster_dns);
         cfg.endpoint = Some(args.agent_endpoint);
         cfg.private_registry = args.private_registry.clone();
+        let mut addresses = vec![node_ip.to_string()];
+        if !args.agent_endpoint.ip().is_unspecified() {
+            addresses.push(args.agent_endpoint.ip().to_string());
+        }
+        let (cert_pem, key_pem) = pki
+            .issue_kubelet_serving(&hostname, &addresses)
+            .context("cannot issue the agent endpoint's serving certificate")?;
+        cfg.endpoint_tls = Some(crate::agent::endpoint_tls::EndpointTls {
+            ca_pem: pki.ca_cert_pem.clone(),
+            cert_pem,
+            key_pem,
+        });
+        cfg.container_log_max_size = super::agent::log_size(&args.container_log_max_size)?;
+        cfg.container_log_max_files = args.container_log_max_files;
         // The agent failing (no containerd, not root) must not take the API down.
         let token = shutdown.clone();
         Some(tokio::spawn(async move {

@@ -19,6 +19,9 @@ pub struct ServerPki {
     pub serving_key_pem: String,
     pub admin_cert_pem: String,
     pub admin_key_pem: String,
+    /// Client pair the API server presents to agent endpoints (`pods/log`, `pods/exec`).
+    pub kubelet_client_cert_pem: String,
+    pub kubelet_client_key_pem: String,
     /// PKCS#8 PEM of the key that signs service-account tokens (ES256).
     pub service_account_key_pem: String,
 }
@@ -232,6 +235,22 @@ pub fn ensure_server_pki_renewing(
             (c, k)
         }
     };
+    // Like k3s's `client-kube-apiserver`: the only client agent endpoints accept.
+    let kc_cert_path = dir.join("client-kube-apiserver-kubelet.crt");
+    let kc_key_path = dir.join("client-kube-apiserver-kubelet.key");
+    let (kubelet_client_cert_pem, kubelet_client_key_pem) =
+        match (read_opt(&kc_cert_path)?, read_opt(&kc_key_path)?) {
+            (Some(c), Some(k)) if !expiring(&c, renew_before) => (c, k),
+            (cert, _) => {
+                if cert.is_some() {
+                    renewed.push("client-kube-apiserver-kubelet.crt".to_string());
+                }
+                let (c, k) = issue_client_cert(&issuer, KUBELET_CLIENT_CN, Some("system:masters"))?;
+                write_secret(&kc_key_path, &k, 0o600)?;
+                write_secret(&kc_cert_path, &c, 0o644)?;
+                (c, k)
+            }
+        };
     let sa_key_path = dir.join("service.key");
     let service_account_key_pem = match read_opt(&sa_key_path)? {
         Some(k) => k,
@@ -250,6 +269,8 @@ pub fn ensure_server_pki_renewing(
         serving_key_pem,
         admin_cert_pem,
         admin_key_pem,
+        kubelet_client_cert_pem,
+        kubelet_client_key_pem,
     };
     Ok((pki, renewed))
 }
@@ -296,6 +317,39 @@ impl ServerPki {
         Ok((cert.pem(), key.serialize_pem()))
     }
 }
+
+impl ServerPki {
+    /// Issue the serving certificate of a node's agent endpoint (PEM cert, PEM key): CN
+    /// `system:node:<name>`, the given names and IPs as SANs, signed by the cluster CA, so
+    /// the API server can verify the node it proxies `kubectl logs/exec` to.
+    ///
+    /// # Errors
+    /// If the stored CA key is unreadable or a SAN is invalid.
+    pub fn issue_kubelet_serving(
+        &self,
+        node_name: &str,
+        sans: &[String],
+    ) -> Result<(String, String), PkiError> {
+        let issuer = Issuer::new(ca_params(), KeyPair::from_pem(&self.ca_key_pem)?);
+        let mut params = leaf_params(&format!("system:node:{node_name}"), Some("system:nodes"));
+        let mut names: Vec<String> = vec![node_name.to_string(), "localhost".into()];
+        names.extend(sans.iter().cloned());
+        names.push("127.0.0.1".into());
+        let mut seen = std::collections::BTreeSet::new();
+        names.retain(|s| !s.is_empty() && seen.insert(s.clone()));
+        params.subject_alt_names = names
+            .iter()
+            .map(|s| san_type(s))
+            .collect::<Result<_, _>>()?;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
+/// Common name of the client certificate the API server presents to agent endpoints.
+pub const KUBELET_CLIENT_CN: &str = "kube-apiserver-kubelet-client";
 
 /// Common name of raft peer certificates.
 pub const PEER_CN: &str = "k3rs-raft-peer";

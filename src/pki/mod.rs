@@ -18,7 +18,7 @@ mod kubeconfig;
 pub mod token;
 
 pub use certs::{
-    DEFAULT_RENEW_BEFORE, PEER_CN, PEER_SAN, ServerPki, ensure_server_pki,
+    DEFAULT_RENEW_BEFORE, KUBELET_CLIENT_CN, PEER_CN, PEER_SAN, ServerPki, ensure_server_pki,
     ensure_server_pki_renewing, not_after, serving_sans,
 };
 pub use etcd::{ETCD_CLIENT_CN, EtcdCerts, ensure_etcd_certs};

@@ -39,7 +39,7 @@ pub const NAMESPACE: &str = "k8s.io";
 pub const SNAPSHOTTER: &str = "overlayfs";
 const RUNTIME: &str = "io.containerd.runc.v2";
 const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
-const PROCESS_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
+pub(super) const PROCESS_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 
 /// Options for [`Containerd::connect`].
 #[derive(Debug, Clone)]
@@ -60,6 +60,8 @@ pub struct Containerd {
     pub(super) images: Mutex<HashMap<String, ImageInfo>>,
     /// Registry pulls (client and in-flight pulls), see [`super::pull`].
     pub(super) pulls: super::pull::Pulls,
+    /// CRI log rotation handed to the log driver: (max bytes, max files); 0 bytes = never.
+    log_rotation: (u64, u32),
 }
 
 impl std::fmt::Debug for Containerd {
@@ -117,6 +119,7 @@ impl Containerd {
             options,
             images: Mutex::new(HashMap::new()),
             pulls: super::pull::Pulls::default(),
+            log_rotation: (0, 5),
         })
     }
 
@@ -124,6 +127,12 @@ impl Containerd {
     pub fn with_registries(self, config: crate::agent::registry::RegistriesConfig) -> Self {
         self.pulls.set_config(config);
         self
+    }
+
+    /// Rotate container logs past `max_size` bytes, keeping `max_files` files (containers
+    /// created from now on).
+    pub fn set_log_rotation(&mut self, max_size: u64, max_files: u32) {
+        self.log_rotation = (max_size, max_files);
     }
 
     /// Wraps `msg` in a request carrying our namespace (and the lease, if any). Every call
@@ -199,9 +208,11 @@ impl Containerd {
     fn log_uri(&self, log_path: &Path) -> String {
         match &self.options.logger_binary {
             Some(bin) => format!(
-                "binary://{}?container-logger={}",
+                "binary://{}?container-logger={}&max-size={}&max-files={}",
                 bin.display(),
-                query_escape(&log_path.display().to_string())
+                query_escape(&log_path.display().to_string()),
+                self.log_rotation.0,
+                self.log_rotation.1
             ),
             None => format!("file://{}", log_path.display()),
         }
@@ -349,7 +360,7 @@ impl Containerd {
         }))
     }
 
-    async fn do_wait(&self, id: &str, exec_id: &str) -> Result<ExitInfo, RuntimeError> {
+    pub(super) async fn do_wait(&self, id: &str, exec_id: &str) -> Result<ExitInfo, RuntimeError> {
         let r = self
             .tasks()
             .wait(self.req(
@@ -631,6 +642,16 @@ impl ContainerRuntime for Containerd {
         timeout: Duration,
     ) -> RuntimeFuture<'a, ExecOutput> {
         self.do_exec(id, cmd, timeout).boxed()
+    }
+
+    fn exec_interactive<'a>(
+        &'a self,
+        id: &'a str,
+        req: &'a super::ExecRequest,
+        input: tokio::sync::mpsc::Receiver<super::ExecInput>,
+        output: tokio::sync::mpsc::Sender<super::ExecChunk>,
+    ) -> RuntimeFuture<'a, u32> {
+        self.do_exec_interactive(id, req, input, output).boxed()
     }
 }
 

@@ -8,6 +8,7 @@
 mod containerd;
 mod content;
 mod error;
+mod exec_stream;
 mod fake;
 mod images;
 mod listing;
@@ -148,6 +149,35 @@ pub struct ExecOutput {
     pub output: Vec<u8>,
 }
 
+/// An interactive exec (`kubectl exec -i -t`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecRequest {
+    pub cmd: Vec<String>,
+    /// Connect the client's stdin.
+    pub stdin: bool,
+    /// Run the command on a terminal (stdout only, resizable).
+    pub tty: bool,
+}
+
+/// Client input to an interactive exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecInput {
+    Stdin(Vec<u8>),
+    /// End of the client's stdin.
+    CloseStdin,
+    Resize {
+        width: u32,
+        height: u32,
+    },
+}
+
+/// Output of an interactive exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecChunk {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+}
+
 /// What the pod workers need from a container runtime. Small on purpose: pod logic above
 /// it is tested against [`FakeRuntime`], and this against real containerd.
 pub trait ContainerRuntime: Send + Sync {
@@ -210,4 +240,21 @@ pub trait ContainerRuntime: Send + Sync {
         cmd: &'a [String],
         timeout: Duration,
     ) -> RuntimeFuture<'a, ExecOutput>;
+    /// Runs `req` inside the running container, feeding it `input` and streaming its
+    /// output to `output` until it exits; returns its exit code once all output was sent.
+    /// Kills the process when `output` is closed (the client left).
+    fn exec_interactive<'a>(
+        &'a self,
+        id: &'a str,
+        req: &'a ExecRequest,
+        input: tokio::sync::mpsc::Receiver<ExecInput>,
+        output: tokio::sync::mpsc::Sender<ExecChunk>,
+    ) -> RuntimeFuture<'a, u32> {
+        let _ = (id, req, input, output);
+        Box::pin(async {
+            Err(RuntimeError::Invalid(
+                "interactive exec is not supported by this runtime".into(),
+            ))
+        })
+    }
 }

@@ -30,6 +30,8 @@ pub struct Api {
     pub tokens: Option<crate::apiserver::auth::TokenSigner>,
     /// Generated OpenAPI documents.
     pub openapi: crate::apiserver::openapi_docs::OpenApiCache,
+    /// Client of node agents for `pods/log`, `pods/exec`, `pods/attach` (set at start).
+    pub kubelet: std::sync::OnceLock<crate::apiserver::kubelet_client::KubeletDialer>,
 }
 
 /// Decoded query string (last value wins).
