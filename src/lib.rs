@@ -16,5 +16,6 @@ pub mod cli;
 pub mod controllers;
 pub mod pki;
 pub mod quantity;
+pub mod quota;
 pub mod scheduler;
 pub mod store;
