@@ -330,6 +330,24 @@ async fn a_disruption_budget_blocks_evictions_and_drain_until_it_allows_one() {
             .deletion_timestamp
             .is_none()
     );
+
+    // Percentages are of the owning controller's scale (pod → ReplicaSet → Deployment).
+    let deploy = ts.file(
+        "api.yaml",
+        b"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\nspec:\n  replicas: 4\n  selector:\n    matchLabels: {app: api}\n  template:\n    metadata:\n      labels: {app: api}\n    spec:\n      containers:\n      - {name: c, image: x}\n",
+    );
+    ts.ok(KUBECTL, &["apply", "-f", &deploy]);
+    let pdb: PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": {"name": "api"},
+        "spec": {"maxUnavailable": "25%", "selector": {"matchLabels": {"app": "api"}}},
+    }))
+    .unwrap();
+    pdbs.create(&PostParams::default(), &pdb).await.unwrap();
+    wait_for("scale-based budget", 30, || async {
+        let s = serde_json::to_value(pdbs.get("api").await.unwrap().status).unwrap();
+        s["expectedPods"] == 4 && s["desiredHealthy"] == 3 && s["disruptionsAllowed"] == 0
+    })
+    .await;
 }
 
 fn pod_json(name: &str, resources: Value) -> Pod {
