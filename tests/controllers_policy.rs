@@ -320,8 +320,20 @@ async fn a_disruption_budget_blocks_evictions_and_drain_until_it_allows_one() {
             .unwrap_err(),
     );
     assert_eq!(e.code, 429);
-    let gone = pods.get_opt("web-0").await.unwrap();
-    assert!(gone.is_none_or(|p| p.metadata.deletion_timestamp.is_some()));
+    // Bound to a node without a kubelet: terminating, marked as evicted.
+    let evicted = pods.get("web-0").await.unwrap();
+    assert!(evicted.metadata.deletion_timestamp.is_some());
+    let marked = evicted
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .any(|c| {
+            c.type_ == "DisruptionTarget"
+                && c.status == "True"
+                && c.reason.as_deref() == Some("EvictionByEvictionAPI")
+        });
+    assert!(marked, "DisruptionTarget condition");
     assert!(
         pods.get("web-1")
             .await

@@ -14,7 +14,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -24,9 +24,66 @@ const RESYNC: Duration = Duration::from_secs(5);
 /// How long a discovery result is reused.
 const DISCOVERY_TTL: Duration = Duration::from_secs(30);
 
-/// Controller state: a discovery cache (custom resources may appear at any time).
+/// A decrease of `used` is applied only when a second count at least this much later agrees:
+/// admission charges a create just before storing it, and a count taken in between must not
+/// hand the charge back.
+const CONFIRM: Duration = Duration::from_secs(1);
+
+/// Per quota (`ns/name`): since when a lower count has been seen, and that count.
+type Pending = HashMap<String, (Instant, BTreeMap<String, Quantity>)>;
+
+/// Controller state: a discovery cache (custom resources may appear at any time) and the
+/// decreases waiting for confirmation, per quota.
 pub struct State {
     discovered: Mutex<Option<(Instant, Vec<discovery::Resource>)>>,
+    pending: Mutex<Pending>,
+}
+
+fn amount(q: Option<&Quantity>) -> f64 {
+    q.and_then(|q| crate::quantity::parse_quantity(&q.0))
+        .unwrap_or(0.0)
+}
+
+/// What to write now: `counted`, except that decreases below `current` wait for a confirming
+/// count `CONFIRM` later (`None` in the second slot: nothing waits).
+fn settle(
+    key: &str,
+    counted: BTreeMap<String, Quantity>,
+    current: Option<&BTreeMap<String, Quantity>>,
+    pending: &mut Pending,
+    now: Instant,
+) -> (BTreeMap<String, Quantity>, bool) {
+    let lowered = counted
+        .iter()
+        .any(|(k, v)| amount(Some(v)) < amount(current.and_then(|c| c.get(k))));
+    if !lowered {
+        pending.remove(key);
+        return (counted, false);
+    }
+    if let Some((since, seen)) = pending.get(key) {
+        if *seen == counted && now.duration_since(*since) >= CONFIRM {
+            pending.remove(key);
+            return (counted, false);
+        }
+        if *seen == counted {
+            return (hold(&counted, current), true);
+        }
+    }
+    pending.insert(key.to_string(), (now, counted.clone()));
+    (hold(&counted, current), true)
+}
+
+fn hold(
+    counted: &BTreeMap<String, Quantity>,
+    current: Option<&BTreeMap<String, Quantity>>,
+) -> BTreeMap<String, Quantity> {
+    counted
+        .iter()
+        .map(|(k, v)| match current.and_then(|c| c.get(k)) {
+            Some(cur) if amount(Some(cur)) > amount(Some(v)) => (k.clone(), cur.clone()),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect()
 }
 
 type C = Ctx<State>;
@@ -102,8 +159,19 @@ async fn reconcile(q: Arc<ResourceQuota>, ctx: Arc<C>) -> Result<Action, Error> 
         .as_ref()
         .and_then(|s| s.hard.clone())
         .unwrap_or_default();
+    let counted = used(&ctx, &ns, &hard).await?;
+    let (used, waiting) = {
+        let mut pending = ctx.data.pending.lock().unwrap_or_else(|p| p.into_inner());
+        settle(
+            &format!("{ns}/{}", q.name_any()),
+            counted,
+            q.status.as_ref().and_then(|s| s.used.as_ref()),
+            &mut pending,
+            Instant::now(),
+        )
+    };
     let status = ResourceQuotaStatus {
-        used: Some(used(&ctx, &ns, &hard).await?),
+        used: Some(used),
         hard: Some(hard),
     };
     if q.status.as_ref() != Some(&status) {
@@ -115,7 +183,7 @@ async fn reconcile(q: Arc<ResourceQuota>, ctx: Arc<C>) -> Result<Action, Error> 
             .replace_status(&q.name_any(), &PostParams::default(), &next)
             .await?;
     }
-    Ok(Action::requeue(RESYNC))
+    Ok(Action::requeue(if waiting { CONFIRM } else { RESYNC }))
 }
 
 /// Run the resource quota controller until `shutdown`.
@@ -144,7 +212,41 @@ pub async fn run(client: Client, _config: ControllersConfig, shutdown: Cancellat
         "resourcequota-controller",
         State {
             discovered: Mutex::new(None),
+            pending: Mutex::new(HashMap::new()),
         },
     );
     run_controller(controller, reconcile, ctx, shutdown).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn increases_apply_at_once_and_decreases_only_after_a_confirming_count() {
+        let mut pending = HashMap::new();
+        let t0 = Instant::now();
+        let cur = list(&[("pods", "2")]);
+        let (w, waiting) = settle("q", list(&[("pods", "3")]), Some(&cur), &mut pending, t0);
+        assert_eq!(w, list(&[("pods", "3")]));
+        assert!(!waiting);
+        // A count taken between a charge and the object's storage: held back.
+        let (w, waiting) = settle("q", list(&[("pods", "1")]), Some(&cur), &mut pending, t0);
+        assert_eq!(w, list(&[("pods", "2")]));
+        assert!(waiting);
+        let soon = t0 + Duration::from_millis(300);
+        let (w, _) = settle("q", list(&[("pods", "1")]), Some(&cur), &mut pending, soon);
+        assert_eq!(w, list(&[("pods", "2")]));
+        let later = t0 + CONFIRM;
+        let (w, waiting) = settle("q", list(&[("pods", "1")]), Some(&cur), &mut pending, later);
+        assert_eq!(w, list(&[("pods", "1")]));
+        assert!(!waiting);
+    }
 }

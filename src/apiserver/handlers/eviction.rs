@@ -139,6 +139,45 @@ async fn charge(api: &Api, ns: &str, pod: &str, raw: Value) -> Result<bool, ApiE
     }
 }
 
+/// Upstream marks an evicted pod with `DisruptionTarget=True` (`EvictionByEvictionAPI`) before
+/// deleting it, so its controller and kubelet know why it goes.
+async fn mark_disruption_target(
+    api: &Api,
+    req: &Req,
+    ns: &str,
+    name: &str,
+) -> Result<(), ApiError> {
+    for _ in 0..8 {
+        let (mut pod, rev) = get_obj(api, &req.kind, Some(ns), name).await?;
+        if let Some(m) = pod.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        if !pod.get("status").is_some_and(Value::is_object) {
+            pod["status"] = json!({});
+        }
+        let cond = json!({"type": "DisruptionTarget", "status": "True",
+            "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting",
+            "lastProbeTime": null, "lastTransitionTime": now_rfc3339()});
+        match pod["status"]
+            .get_mut("conditions")
+            .and_then(Value::as_array_mut)
+        {
+            Some(cs) => {
+                cs.retain(|c| c.get("type").and_then(Value::as_str) != Some("DisruptionTarget"));
+                cs.push(cond);
+            }
+            None => pod["status"]["conditions"] = json!([cond]),
+        }
+        if put_if(api, &req.kind.key(Some(ns), name), rev, &pod)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+    }
+    Err(ApiError::conflict("", "pods", name))
+}
+
 /// Handle an eviction.
 pub async fn evict(api: &Api, req: Req) -> Result<Reply, ApiError> {
     let body = if req.body.iter().all(u8::is_ascii_whitespace) {
@@ -167,11 +206,17 @@ pub async fn evict(api: &Api, req: Req) -> Result<Reply, ApiError> {
                 }
                 if let Some((raw, typed)) = found.pop() {
                     let status = typed.status.unwrap_or_default();
-                    // An unready pod does not lower the healthy count: with the budget met it
-                    // may go without being charged (upstream's IfHealthyBudget policy).
+                    // An unready pod does not lower the healthy count: with the budget met
+                    // (IfHealthyBudget, the default) or under AlwaysAllow it goes uncharged.
+                    let always = typed
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.unhealthy_pod_eviction_policy.as_deref())
+                        == Some("AlwaysAllow");
                     let free = !pod_ready(&pod)
-                        && status.current_healthy >= status.desired_healthy
-                        && status.desired_healthy > 0;
+                        && (always
+                            || (status.current_healthy >= status.desired_healthy
+                                && status.desired_healthy > 0));
                     if !free {
                         if dry_run {
                             if status.disruptions_allowed <= 0 {
@@ -188,6 +233,9 @@ pub async fn evict(api: &Api, req: Req) -> Result<Reply, ApiError> {
                     }
                 }
             }
+        }
+        if !dry_run && !is_true(pod.pointer("/metadata/deletionTimestamp")) {
+            mark_disruption_target(api, &req, &ns, &name).await?;
         }
         let del = Req {
             kind: req.kind.clone(),
