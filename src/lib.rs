@@ -18,5 +18,6 @@ pub mod cron;
 pub mod deploy;
 pub mod pki;
 pub mod quantity;
+pub mod quota;
 pub mod scheduler;
 pub mod store;

@@ -90,8 +90,10 @@ async fn agent_registers_the_node_runs_a_bound_pod_and_finishes_its_deletion() {
     )
     .unwrap();
     let nodes: Api<Node> = Api::all(client.clone());
+    // Ready, and the podCIDR the node-lifecycle controller allocates.
     let node = wait_for("node ready", 30, async || {
         let n = nodes.get_opt(&node_name).await.ok()??;
+        n.spec.as_ref()?.pod_cidr.as_ref()?;
         let ready = n
             .status
             .as_ref()?

@@ -556,7 +556,6 @@ async fn new_namespaces_get_service_account_and_root_ca_and_deletion_empties_the
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "apiserver: DELETE /api/v1/namespaces/{ns} removes the namespace at once (200, object gone) although spec.finalizers=[kubernetes]; upstream sets deletionTimestamp + status.phase=Terminating and waits for PUT .../finalize"]
 async fn namespace_deletion_goes_through_terminating_and_the_finalizer() {
     let c = Cluster::start(&[]).await;
     let nss: Api<Namespace> = Api::all(c.client.clone());

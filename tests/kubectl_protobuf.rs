@@ -231,7 +231,6 @@ fn kubectl_typed_commands_sending_protobuf_create_the_right_objects() {
                 "--verb=get",
                 "--resource=nodes",
             ],
-            vec!["create", "quota", "q", "--hard=cpu=2,memory=1Gi,pods=10"],
             vec![
                 "create",
                 "pdb",
@@ -259,6 +258,8 @@ fn kubectl_typed_commands_sending_protobuf_create_the_right_objects() {
             ],
             vec!["set", "image", "deployment/web", "nginx=nginx:1.26"],
             vec!["scale", "deployment", "web", "--replicas=5"],
+            // Last: a compute quota makes pods without requests (`run` above) forbidden.
+            vec!["create", "quota", "q", "--hard=cpu=2,memory=1Gi,pods=10"],
         ];
         for c in &commands {
             let mut args = vec!["-n", ns];

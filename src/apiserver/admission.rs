@@ -368,3 +368,145 @@ async fn delete_crd_content(api: &Api, crd_name: &str) -> Result<(), ApiError> {
     }
     super::handlers::refresh_crds(api).await
 }
+
+fn quota_forbidden(kind: &ResourceKind, name: &str, why: String) -> ApiError {
+    let mut e = ApiError::forbidden(format!(
+        "{} \"{name}\" is forbidden: {why}",
+        kind.qualified()
+    ));
+    let mut d = json!({"name": name, "kind": kind.plural});
+    if !kind.group.is_empty() {
+        d["group"] = json!(kind.group);
+    }
+    e.details = Some(d);
+    e
+}
+
+/// What the namespace uses of `resource`, counted from the stored objects (for a quota whose
+/// status the controller has not filled yet).
+async fn live_used(api: &Api, ns: &str, resource: &str) -> Result<f64, ApiError> {
+    let Some((group, plural)) = crate::quota::source_of(resource) else {
+        return Ok(0.0);
+    };
+    let Some(kind) = api
+        .registry
+        .all()
+        .into_iter()
+        .find(|k| k.group == group && k.plural == plural)
+    else {
+        return Ok(0.0);
+    };
+    let (items, _) = list_all(api, &kind, Some(ns), 0).await?;
+    Ok(items
+        .iter()
+        .filter_map(|o| {
+            crate::quota::usage(&group, &plural, o)
+                .get(resource)
+                .copied()
+        })
+        .sum())
+}
+
+/// ResourceQuota admission of a create: refuse what would exceed a quota of the namespace
+/// (`exceeded quota: …`) or lacks the requests/limits a compute quota requires
+/// (`failed quota: …`), and charge the rest to each quota's `status.used` with a
+/// compare-and-swap, so two concurrent creates cannot both take the last unit.
+pub async fn charge_quota(
+    api: &Api,
+    kind: &ResourceKind,
+    obj: &Value,
+    dry_run: bool,
+) -> Result<(), ApiError> {
+    use crate::quota::{Verdict, check, format, parse_list, pod_constraints, usage};
+    let Some(ns) = obj
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .filter(|_| kind.namespaced)
+    else {
+        return Ok(());
+    };
+    let delta = usage(&kind.group, &kind.plural, obj);
+    if delta.is_empty() {
+        return Ok(());
+    }
+    let Some(qkind) = api.registry.find("", "v1", "resourcequotas") else {
+        return Ok(());
+    };
+    let (quotas, _) = list_all(api, &qkind, Some(ns), 0).await?;
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let is_pod = kind.group.is_empty() && kind.plural == "pods";
+    for q in quotas {
+        let qname = q
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let mut charged = false;
+        for _ in 0..16 {
+            let (mut cur, rev) = super::handlers::get_obj(api, &qkind, Some(ns), &qname).await?;
+            let hard = parse_list(cur.pointer("/spec/hard"));
+            if is_pod {
+                if let Some(why) = pod_constraints(hard.keys().map(String::as_str), obj) {
+                    return Err(quota_forbidden(
+                        kind,
+                        name,
+                        format!("failed quota: {qname}: {why}"),
+                    ));
+                }
+            }
+            let mut used = parse_list(cur.pointer("/status/used"));
+            for r in hard.keys().filter(|r| delta.contains_key(*r)) {
+                if !used.contains_key(r) {
+                    used.insert(r.clone(), live_used(api, ns, r).await?);
+                }
+            }
+            let next = match check(&qname, &hard, &used, &delta) {
+                Verdict::Untouched => {
+                    charged = true;
+                    break;
+                }
+                Verdict::Refuse(why) => return Err(quota_forbidden(kind, name, why)),
+                Verdict::Charge(next) => next,
+            };
+            if dry_run {
+                charged = true;
+                break;
+            }
+            if let Some(m) = cur.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("resourceVersion");
+            }
+            if !cur.get("status").is_some_and(Value::is_object) {
+                cur["status"] = json!({});
+            }
+            if !cur["status"].get("hard").is_some_and(Value::is_object) {
+                cur["status"]["hard"] = cur.pointer("/spec/hard").cloned().unwrap_or(json!({}));
+            }
+            if !cur["status"].get("used").is_some_and(Value::is_object) {
+                cur["status"]["used"] = json!({});
+            }
+            for (k, v) in &used {
+                if hard.contains_key(k) && cur["status"]["used"].get(k).is_none() {
+                    cur["status"]["used"][k] = json!(format(k, *v));
+                }
+            }
+            for (k, v) in &next {
+                cur["status"]["used"][k] = json!(format(k, *v));
+            }
+            let key = qkind.key(Some(ns), &qname);
+            if super::handlers::put_if(api, &key, rev, &cur)
+                .await?
+                .is_some()
+            {
+                charged = true;
+                break;
+            }
+        }
+        if !charged {
+            return Err(ApiError::conflict("", "resourcequotas", &qname));
+        }
+    }
+    Ok(())
+}

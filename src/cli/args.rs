@@ -134,6 +134,9 @@ pub struct ServerArgs {
     /// Default toleration seconds for unreachable/not-ready nodes before pods are evicted.
     #[arg(long, env = "K3RS_DEFAULT_EVICTION_SECONDS", default_value_t = 300)]
     pub default_eviction_seconds: u64,
+    /// Seconds an event is kept after its last write (upstream's `--event-ttl`, 1 h).
+    #[arg(long, env = "K3RS_EVENT_TTL_SECONDS", default_value_t = 3600)]
+    pub event_ttl_seconds: u64,
     /// Service ClusterIP range.
     #[arg(long, env = "K3RS_SERVICE_CIDR", default_value = "10.43.0.0/16")]
     pub service_cidr: String,

@@ -9,13 +9,16 @@ mod daemonset;
 mod deployment;
 pub mod deployment_util;
 mod discovery;
+mod disruption;
 mod endpoints;
+mod events_ttl;
 mod garbage_collector;
 pub mod labels;
 mod namespace;
 mod node_lifecycle;
 mod pods;
 mod replicaset;
+mod resourcequota;
 pub mod runtime;
 mod serviceaccount;
 mod statefulset;
@@ -39,10 +42,12 @@ pub struct ControllersConfig {
     pub node_monitor_grace: Duration,
     /// Toleration seconds for `unreachable`/`not-ready` when a pod declares none.
     pub default_eviction: Duration,
+    /// Events not written for this long are deleted (upstream's `--event-ttl`).
+    pub event_ttl: Duration,
 }
 
 impl ControllersConfig {
-    /// Defaults matching upstream (40 s grace, 300 s eviction).
+    /// Defaults matching upstream (40 s grace, 300 s eviction, 1 h event TTL).
     pub fn new(identity: String, cluster_cidr: String, ca_pem: String) -> Self {
         Self {
             identity,
@@ -51,6 +56,7 @@ impl ControllersConfig {
             ca_pem,
             node_monitor_grace: Duration::from_secs(40),
             default_eviction: Duration::from_secs(300),
+            event_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -79,5 +85,8 @@ async fn run_all(client: kube::Client, config: ControllersConfig, term: Cancella
         node_lifecycle::run(client.clone(), config.clone(), term.clone()),
         daemonset::run(client.clone(), config.clone(), term.clone()),
         statefulset::run(client.clone(), config.clone(), term.clone()),
+        disruption::run(client.clone(), config.clone(), term.clone()),
+        resourcequota::run(client.clone(), config.clone(), term.clone()),
+        events_ttl::run(client.clone(), config.clone(), term.clone()),
     );
 }

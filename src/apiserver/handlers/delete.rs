@@ -116,6 +116,39 @@ async fn delete_one(api: &Api, req: &Req, name: &str, o: &Opts) -> Result<(u16, 
                 obj.pointer("/status/phase").and_then(Value::as_str),
                 Some("Succeeded" | "Failed")
             );
+        if is_namespace(kind) && has_spec_finalizers(&obj) {
+            // Upstream: the namespace stays, Terminating, until its controller has emptied it
+            // and removed `kubernetes` through `namespaces/{name}/finalize`.
+            if already {
+                return Ok((200, obj));
+            }
+            if let Some(m) = meta_mut(&mut obj) {
+                m.remove("resourceVersion");
+                m.insert(
+                    "deletionTimestamp".into(),
+                    json!(crate::apiserver::object::now_rfc3339()),
+                );
+                if finalizers.is_empty() {
+                    m.remove("finalizers");
+                } else {
+                    m.insert("finalizers".into(), Value::Array(finalizers.clone()));
+                }
+            }
+            if !obj.get("status").is_some_and(Value::is_object) {
+                obj["status"] = json!({});
+            }
+            obj["status"]["phase"] = json!("Terminating");
+            if o.dry_run {
+                return Ok((200, obj));
+            }
+            match put_if(api, &kind.key(ns, name), rev, &obj).await? {
+                Some(new_rev) => {
+                    set_resource_version(&mut obj, new_rev);
+                    return Ok((200, obj));
+                }
+                None => continue,
+            }
+        }
         if !finalizers.is_empty() || graceful_pod {
             if already && !graceful_pod {
                 return Ok((200, obj));
@@ -170,6 +203,17 @@ async fn delete_one(api: &Api, req: &Req, name: &str, o: &Opts) -> Result<(u16, 
         }
     }
     Err(ApiError::conflict(&kind.group, &kind.plural, name))
+}
+
+fn is_namespace(kind: &crate::apiserver::registry::ResourceKind) -> bool {
+    kind.group.is_empty() && kind.plural == "namespaces"
+}
+
+/// Whether a namespace still has `spec.finalizers` (its controller's work is pending).
+pub(crate) fn has_spec_finalizers(obj: &Value) -> bool {
+    obj.pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
 }
 
 /// `DELETE …/{name}`.

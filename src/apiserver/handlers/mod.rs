@@ -4,6 +4,7 @@
 //! `delete` (delete, deletecollection), `subresources` (scale, binding, eviction, token).
 
 mod delete;
+mod eviction;
 mod read;
 mod reviews;
 mod subresources;

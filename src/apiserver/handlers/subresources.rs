@@ -26,7 +26,8 @@ pub async fn handle(api: &Api, method: &Method, req: Req, sub: &str) -> Result<R
         }
         ("scale", &Method::PUT | &Method::PATCH) => scale_write(api, req, method).await,
         ("binding", &Method::POST) => binding(api, req).await,
-        ("eviction", &Method::POST) => eviction(api, req).await,
+        ("eviction", &Method::POST) => super::eviction::evict(api, req).await,
+        ("finalize", &Method::PUT) => finalize(api, req).await,
         ("log" | "exec" | "attach" | "portforward" | "proxy", _) => {
             Err(ApiError::not_implemented(format!(
                 "{}/{sub} is not implemented yet (needs the agent proxy)",
@@ -269,29 +270,44 @@ async fn binding(api: &Api, req: Req) -> Result<Reply, ApiError> {
     Err(ApiError::conflict("", "pods", &name))
 }
 
-async fn eviction(api: &Api, req: Req) -> Result<Reply, ApiError> {
-    // PodDisruptionBudgets are not consulted yet: an eviction is a delete with the eviction's
-    // DeleteOptions.
-    let body = if req.body.is_empty() {
-        json!({})
-    } else {
-        decode_body(&req.body, &req.content_type)?
-    };
-    let opts = body.get("deleteOptions").cloned().unwrap_or(json!({}));
-    let del = Req {
-        kind: req.kind.clone(),
-        namespace: req.namespace.clone(),
-        name: req.name.clone(),
-        sub: None,
-        query: req.query.clone(),
-        accept: req.accept.clone(),
-        content_type: "application/json".into(),
-        body: bytes::Bytes::from(opts.to_string()),
-        user_agent: req.user_agent.clone(),
-        user: req.user.clone(),
-    };
-    super::delete::delete(api, del).await?;
-    Ok(Reply::code(201, success(201)))
+/// `PUT namespaces/{name}/finalize`: only `spec.finalizers` is taken from the body (as
+/// upstream); the namespace is removed once it is terminating and no finalizer is left.
+async fn finalize(api: &Api, req: Req) -> Result<Reply, ApiError> {
+    let name = req.name.clone().unwrap_or_default();
+    let body = decode_body(&req.body, &req.content_type)?;
+    let wanted = body
+        .pointer("/spec/finalizers")
+        .cloned()
+        .unwrap_or(json!([]));
+    if !wanted.is_array() && !wanted.is_null() {
+        return Err(ApiError::bad_request("spec.finalizers must be a list"));
+    }
+    let pinned = meta_str(&body, "resourceVersion")
+        .filter(|s| !s.is_empty())
+        .map(String::from);
+    for _ in 0..8 {
+        let (mut cur, cur_rev) = get_obj(api, &req.kind, None, &name).await?;
+        if pinned.as_ref().is_some_and(|rv| *rv != cur_rev.to_string()) {
+            return Err(ApiError::conflict("", "namespaces", &name));
+        }
+        if let Some(m) = cur.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        let mut new = cur.clone();
+        if !new.get("spec").is_some_and(Value::is_object) {
+            new["spec"] = json!({});
+        }
+        new["spec"]["finalizers"] = if wanted.is_null() {
+            json!([])
+        } else {
+            wanted.clone()
+        };
+        match write::commit_update(api, &req, &cur, cur_rev, new, vec![], false).await {
+            Err(e) if e.reason == "Conflict" => continue,
+            other => return other,
+        }
+    }
+    Err(ApiError::conflict("", "namespaces", &name))
 }
 
 /// `POST serviceaccounts/{name}/token`: a signed, expiring ES256 token for the account.

@@ -177,6 +177,7 @@ pub(crate) async fn create_object(
     invalid(kind, &name, admission::validate(kind, &obj, None))?;
     ensure_namespace(api, kind, req.namespace.as_deref(), &name).await?;
     if req.query.dry_run() {
+        admission::charge_quota(api, kind, &obj, true).await?;
         return Ok(Reply::Json {
             code: 201,
             body: obj,
@@ -192,6 +193,7 @@ pub(crate) async fn create_object(
         return Err(ApiError::already_exists(&kind.group, &kind.plural, &name));
     }
     admission::allocate(api, kind, &mut obj).await?;
+    admission::charge_quota(api, kind, &obj, false).await?;
     warnings.extend(admission::warnings(kind, &obj));
     let Some(rev) = put_if(api, &key, 0, &obj).await? else {
         return Err(ApiError::already_exists(&kind.group, &kind.plural, &name));
@@ -248,6 +250,22 @@ pub(crate) fn merge_update(
             o
         }
     };
+    // A namespace's finalizers change only through `namespaces/{name}/finalize` (upstream).
+    if sub.is_none() && kind.group.is_empty() && kind.plural == "namespaces" {
+        match cur.pointer("/spec/finalizers") {
+            Some(f) => {
+                if !out.get("spec").is_some_and(Value::is_object) {
+                    out["spec"] = json!({});
+                }
+                out["spec"]["finalizers"] = f.clone();
+            }
+            None => {
+                if let Some(spec) = out.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.remove("finalizers");
+                }
+            }
+        }
+    }
     // System-owned metadata is never taken from the client.
     let cur_meta = cur.get("metadata").cloned().unwrap_or(json!({}));
     if let Some(m) = meta_mut(&mut out) {
@@ -328,7 +346,10 @@ pub(crate) async fn commit_update(
     let no_finalizers = out
         .pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .is_none_or(|a| a.is_empty());
+        .is_none_or(|a| a.is_empty())
+        && !(kind.group.is_empty()
+            && kind.plural == "namespaces"
+            && super::delete::has_spec_finalizers(&out));
     if deleting && no_finalizers {
         return match super::delete_if(api, &key, cur_rev).await? {
             Some(_) => {
