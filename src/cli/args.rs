@@ -126,6 +126,14 @@ pub struct ServerArgs {
     /// Default toleration seconds for unreachable/not-ready nodes before pods are evicted.
     #[arg(long, env = "K3RS_DEFAULT_EVICTION_SECONDS", default_value_t = 300)]
     pub default_eviction_seconds: u64,
+    /// Base of the Job pod-recreation backoff in milliseconds (upstream: 10 s).
+    #[arg(
+        long,
+        env = "K3RS_JOB_BACKOFF_BASE_MS",
+        default_value_t = 10_000,
+        hide = true
+    )]
+    pub job_backoff_base_ms: u64,
     /// Service ClusterIP range.
     #[arg(long, env = "K3RS_SERVICE_CIDR", default_value = "10.43.0.0/16")]
     pub service_cidr: String,

@@ -1,14 +1,18 @@
-//! Controllers that reconcile workloads (ReplicaSet, Deployment, …) and cluster housekeeping
+//! Controllers that reconcile workloads (ReplicaSet, Deployment, Job, CronJob, …) and cluster housekeeping
 //! (garbage collection, namespaces, service accounts, endpoints, node lifecycle).
 //!
 //! Owns: one reconcile loop per kind, all driven by [`runtime`]. May call: the API server as a
 //! client; never the store.
 
+mod cronjob;
+mod cronjob_util;
 mod deployment;
 pub mod deployment_util;
 mod discovery;
 mod endpoints;
 mod garbage_collector;
+mod job;
+mod job_util;
 pub mod labels;
 mod namespace;
 mod node_lifecycle;
@@ -16,6 +20,7 @@ mod pods;
 mod replicaset;
 pub mod runtime;
 mod serviceaccount;
+mod ttl_after_finished;
 
 use runtime::{LEASE_NAME, LeaseTimings, lead};
 use std::time::Duration;
@@ -36,6 +41,8 @@ pub struct ControllersConfig {
     pub node_monitor_grace: Duration,
     /// Toleration seconds for `unreachable`/`not-ready` when a pod declares none.
     pub default_eviction: Duration,
+    /// Base of the Job pod-recreation backoff after failures (doubles per failure, 6 min cap).
+    pub job_backoff_base: Duration,
 }
 
 impl ControllersConfig {
@@ -48,6 +55,7 @@ impl ControllersConfig {
             ca_pem,
             node_monitor_grace: Duration::from_secs(40),
             default_eviction: Duration::from_secs(300),
+            job_backoff_base: Duration::from_secs(10),
         }
     }
 }
@@ -74,5 +82,8 @@ async fn run_all(client: kube::Client, config: ControllersConfig, term: Cancella
         serviceaccount::run(client.clone(), config.clone(), term.clone()),
         endpoints::run(client.clone(), config.clone(), term.clone()),
         node_lifecycle::run(client.clone(), config.clone(), term.clone()),
+        job::run(client.clone(), config.clone(), term.clone()),
+        cronjob::run(client.clone(), config.clone(), term.clone()),
+        ttl_after_finished::run(client.clone(), term.clone()),
     );
 }
