@@ -38,6 +38,32 @@ pub struct State {
 
 type C = Ctx<State>;
 
+/// Publish an event about `obj` that concerns `related` (a pod or job). The related object
+/// keeps kube's recorder from folding events that differ only in their note ("Created pod: a",
+/// "Created pod: b") into one series, which would lose every name but the first.
+pub(super) async fn event_about<K, R, T>(
+    ctx: &Ctx<T>,
+    obj: &K,
+    related: &R,
+    type_: kube::runtime::events::EventType,
+    reason: &str,
+    note: String,
+) where
+    K: kube::Resource<DynamicType = ()>,
+    R: kube::Resource<DynamicType = ()>,
+{
+    let ev = kube::runtime::events::Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: reason.to_string(),
+        secondary: Some(related.object_ref(&())),
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
+        tracing::debug!(error = %e, reason, "cannot publish event");
+    }
+}
+
 /// Drop the tracking finalizer from `pod`. `Ok(true)`: it is gone (or so is the pod).
 async fn release(api: &Api<Pod>, pod: &Pod) -> Result<bool, Error> {
     let name = pod.name_any();
@@ -76,31 +102,25 @@ async fn release(api: &Api<Pod>, pod: &Pod) -> Result<bool, Error> {
 }
 
 async fn delete_pods(api: &Api<Pod>, job: &Job, victims: Vec<Pod>, ctx: &C) -> Result<(), Error> {
-    let results: Vec<(String, Result<(), kube::Error>)> = stream::iter(victims)
+    let results: Vec<(Pod, Result<(), kube::Error>)> = stream::iter(victims)
         .map(|p| {
             let api = api.clone();
             async move {
-                let name = p.name_any();
-                let r = match api.delete(&name, &DeleteParams::default()).await {
+                let r = match api.delete(&p.name_any(), &DeleteParams::default()).await {
                     Ok(_) => Ok(()),
                     Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
                     Err(e) => Err(e),
                 };
-                (name, r)
+                (p, r)
             }
         })
         .buffer_unordered(BURST)
         .collect()
         .await;
-    for (name, r) in results {
+    for (p, r) in results {
         r?;
-        ctx.event(
-            job,
-            NORMAL,
-            "SuccessfulDelete",
-            format!("Deleted pod: {name}"),
-        )
-        .await;
+        let note = format!("Deleted pod: {}", p.name_any());
+        event_about(ctx, job, &p, NORMAL, "SuccessfulDelete", note).await;
     }
     Ok(())
 }
@@ -129,13 +149,8 @@ async fn create_pods(
     for r in results {
         match r {
             Ok(p) => {
-                ctx.event(
-                    job,
-                    NORMAL,
-                    "SuccessfulCreate",
-                    format!("Created pod: {}", p.name_any()),
-                )
-                .await
+                let note = format!("Created pod: {}", p.name_any());
+                event_about(ctx, job, &p, NORMAL, "SuccessfulCreate", note).await;
             }
             Err(e) => {
                 ctx.event(job, WARNING, "FailedCreate", format!("Error creating: {e}"))
