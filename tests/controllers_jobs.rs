@@ -332,6 +332,26 @@ async fn jobs_fail_past_the_backoff_limit_or_the_active_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_job_releases_its_running_pods() {
+    let (ts, client) = start().await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
+    jobs.create(
+        &PostParams::default(),
+        &job("doomed", json!({"parallelism": 2, "completions": 2})),
+    )
+    .await
+    .unwrap();
+    wait_active(&client, "doomed", 2, 2).await;
+    // kubectl deletes in the background: the Job goes at once, the collector deletes the
+    // pods, and their tracking finalizers must not keep them around.
+    ts.ok("kubectl", &["delete", "job", "doomed"]);
+    wait_for("doomed's pods to be gone", 15, || async {
+        pods_of(&client, "doomed").await.is_empty()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn indexed_job_completes_every_index_and_is_deleted_after_its_ttl() {
     let (_ts, client) = start().await;
     let jobs: Api<Job> = Api::namespaced(client.clone(), NS);

@@ -65,7 +65,7 @@ pub(super) async fn event_about<K, R, T>(
 }
 
 /// Drop the tracking finalizer from `pod`. `Ok(true)`: it is gone (or so is the pod).
-async fn release(api: &Api<Pod>, pod: &Pod) -> Result<bool, Error> {
+pub(super) async fn release(api: &Api<Pod>, pod: &Pod) -> Result<bool, Error> {
     let name = pod.name_any();
     let mut cur = pod.clone();
     for _ in 0..5 {
@@ -531,6 +531,7 @@ async fn manage(
 pub async fn run(client: Client, config: ControllersConfig, shutdown: CancellationToken) {
     let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Pod>::all(client.clone()), watcher::Config::default());
+    let client_for_orphans = client.clone();
     let ctx = Ctx::new(
         client,
         "job-controller",
@@ -538,5 +539,8 @@ pub async fn run(client: Client, config: ControllersConfig, shutdown: Cancellati
             backoff_base: config.job_backoff_base,
         },
     );
-    run_controller(controller, reconcile, ctx, shutdown).await;
+    futures::join!(
+        run_controller(controller, reconcile, ctx, shutdown.clone()),
+        super::job_orphans::run(client_for_orphans, shutdown),
+    );
 }

@@ -12,6 +12,7 @@ mod discovery;
 mod endpoints;
 mod garbage_collector;
 mod job;
+mod job_orphans;
 mod job_util;
 pub mod labels;
 mod namespace;
