@@ -103,6 +103,10 @@ async fn wait_active(client: &Client, job: &str, n: usize, max: usize) -> Vec<Po
 /// Finish a pod as a kubelet would report it.
 async fn finish(client: &Client, pod: &Pod, phase: &str) {
     let code = if phase == "Succeeded" { 0 } else { 1 };
+    finish_with(client, pod, phase, code).await;
+}
+
+async fn finish_with(client: &Client, pod: &Pod, phase: &str, code: i32) {
     let now = jiff::Timestamp::now().to_string();
     Api::<Pod>::namespaced(client.clone(), NS)
         .patch_status(
@@ -329,6 +333,53 @@ async fn jobs_fail_past_the_backoff_limit_or_the_active_deadline() {
     })
     .await;
     assert!(has_event(&client, "slow", "DeadlineExceeded", "Job was active longer").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_failure_policy_ignores_or_fails_the_job_by_exit_code() {
+    let (ts, client) = start().await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
+    let spec = json!({"backoffLimit": 0, "podFailurePolicy": {"rules": [
+        {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [3]}},
+        {"action": "FailJob", "onExitCodes": {"containerName": "c", "operator": "In",
+            "values": [42]}}]}});
+    jobs.create(&PostParams::default(), &job("pfp", spec))
+        .await
+        .unwrap();
+    let first = wait_active(&client, "pfp", 1, 1).await;
+    finish_with(&client, &first[0], "Failed", 3).await;
+    // Ignored: replaced without counting, although backoffLimit is 0.
+    let mut second = Vec::new();
+    for _ in 0..150 {
+        second = active(&client, "pfp").await;
+        if second.len() == 1 && second[0].metadata.uid != first[0].metadata.uid {
+            break;
+        }
+        sleep(Duration::from_millis(100)).await;
+    }
+    assert_ne!(
+        second[0].metadata.uid, first[0].metadata.uid,
+        "no replacement"
+    );
+    let j = get_job(&client, "pfp").await;
+    assert_eq!(j.status.as_ref().unwrap().failed.unwrap_or(0), 0);
+    assert!(cond(&j, "Failed").is_none());
+    finish_with(&client, &second[0], "Failed", 42).await;
+    ts.ok(
+        "kubectl",
+        &["wait", "--for=condition=failed", "job/pfp", "--timeout=20s"],
+    );
+    let j = get_job(&client, "pfp").await;
+    let c = cond(&j, "Failed").unwrap();
+    assert_eq!(c.reason.as_deref(), Some("PodFailurePolicy"));
+    assert!(
+        c.message
+            .as_deref()
+            .unwrap()
+            .contains("failed with exit code 42 matching FailJob rule at index 1"),
+        "{c:?}"
+    );
+    assert_eq!(j.status.unwrap().failed, Some(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,8 +8,8 @@
 //! Owns: Job pods and `Job.status`. May call: the API server.
 
 use super::job_util::{
-    self as util, TRACKING_FINALIZER, condition, failed, finish_time, index_of, succeeded,
-    terminating, tracked,
+    self as util, FailureAction, TRACKING_FINALIZER, condition, failed, finish_time, index_of,
+    succeeded, terminating, tracked,
 };
 use super::pods::{claim, is_ready};
 use super::runtime::{Ctx, Error, NORMAL, WARNING, describe, run_controller};
@@ -233,8 +233,30 @@ async fn reconcile(trigger: Arc<Job>, ctx: Arc<C>) -> Result<Action, Error> {
                 recorded = true;
             }
         } else if failed(p) {
-            if unc_failed.insert(uid) {
-                recorded = true;
+            match util::failure_action(&job, p) {
+                // Ignored failures are not counted; the finalizer still goes.
+                FailureAction::Ignore => {}
+                action => {
+                    if let FailureAction::FailJob(message) = action {
+                        let conds = status.conditions.get_or_insert_with(Vec::new);
+                        if !conds
+                            .iter()
+                            .any(|c| c.type_ == "FailureTarget" && c.status == "True")
+                        {
+                            util::set_condition(
+                                conds,
+                                "FailureTarget",
+                                "True",
+                                "PodFailurePolicy",
+                                &message,
+                            );
+                            recorded = true;
+                        }
+                    }
+                    if unc_failed.insert(uid) {
+                        recorded = true;
+                    }
+                }
             }
         } else {
             continue;
@@ -510,7 +532,7 @@ async fn manage(
         .max();
     let recent: Vec<jiff::Timestamp> = pods
         .iter()
-        .filter(|p| failed(p))
+        .filter(|p| failed(p) && util::failure_action(job, p) != FailureAction::Ignore)
         .filter_map(finish_time)
         .filter(|t| last_ok.is_none_or(|ok| *t > ok))
         .collect();

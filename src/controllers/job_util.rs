@@ -263,6 +263,85 @@ pub fn pending_indexes(
         .collect()
 }
 
+/// What `spec.podFailurePolicy` says about a failed pod: the first matching rule's action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureAction {
+    /// Fail the whole job now (`FailJob`), with upstream's condition message.
+    FailJob(String),
+    /// Do not count the failure (`Ignore`).
+    Ignore,
+    /// Count it toward `backoffLimit` (`Count`, `FailIndex`, or no rule matched).
+    Count,
+}
+
+/// Evaluate `spec.podFailurePolicy` for a pod in phase `Failed` (other pods: [`Count`]).
+///
+/// [`Count`]: FailureAction::Count
+pub fn failure_action(job: &Job, p: &Pod) -> FailureAction {
+    let Some(policy) = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_failure_policy.as_ref())
+    else {
+        return FailureAction::Count;
+    };
+    if phase(p) != Some("Failed") {
+        return FailureAction::Count;
+    }
+    let status = p.status.clone().unwrap_or_default();
+    let containers: Vec<_> = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .collect();
+    let pod = format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
+    for (i, rule) in policy.rules.iter().enumerate() {
+        let matched = if let Some(req) = &rule.on_exit_codes {
+            containers
+                .iter()
+                .filter(|c| req.container_name.as_ref().is_none_or(|n| *n == c.name))
+                .filter_map(|c| Some((c.name.clone(), c.state.as_ref()?.terminated.as_ref()?.exit_code)))
+                .find(|(_, code)| {
+                    *code != 0 && (req.values.contains(code) == (req.operator == "In"))
+                })
+                .map(|(name, code)| {
+                    format!(
+                        "Container {name} for pod {pod} failed with exit code {code} matching {} rule at index {i}",
+                        rule.action
+                    )
+                })
+        } else {
+            rule.on_pod_conditions.iter().flatten().find_map(|pc| {
+                let want = if pc.status.is_empty() {
+                    "True"
+                } else {
+                    pc.status.as_str()
+                };
+                status
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .any(|c| c.type_ == pc.type_ && c.status == want)
+                    .then(|| {
+                        format!(
+                            "Pod {pod} has condition {} matching {} rule at index {i}",
+                            pc.type_, rule.action
+                        )
+                    })
+            })
+        };
+        if let Some(message) = matched {
+            return match rule.action.as_str() {
+                "FailJob" => FailureAction::FailJob(message),
+                "Ignore" => FailureAction::Ignore,
+                _ => FailureAction::Count,
+            };
+        }
+    }
+    FailureAction::Count
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,6 +407,43 @@ mod tests {
             ),
             [2, 4]
         );
+    }
+
+    #[test]
+    fn pod_failure_policy_picks_the_first_matching_rule() {
+        let job: Job = serde_json::from_value(json!({
+            "metadata": {"name": "j", "namespace": "default"},
+            "spec": {"template": {}, "podFailurePolicy": {"rules": [
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                {"action": "FailJob", "onExitCodes": {"containerName": "main",
+                    "operator": "In", "values": [42]}},
+                {"action": "Count", "onExitCodes": {"operator": "NotIn", "values": [1]}}]}}
+        }))
+        .unwrap();
+        let pod = |code: i32, cond: Option<&str>| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "p", "namespace": "default"},
+                "status": {"phase": "Failed",
+                    "conditions": cond.map(|c| vec![json!({"type": c, "status": "True"})]),
+                    "containerStatuses": [{"name": "main", "image": "", "imageID": "",
+                        "ready": false, "restartCount": 0,
+                        "state": {"terminated": {"exitCode": code}}}]}
+            }))
+            .unwrap()
+        };
+        assert_eq!(
+            failure_action(&job, &pod(42, None)),
+            FailureAction::FailJob(
+                "Container main for pod default/p failed with exit code 42 matching FailJob rule at index 1"
+                    .into()
+            )
+        );
+        assert_eq!(
+            failure_action(&job, &pod(42, Some("DisruptionTarget"))),
+            FailureAction::Ignore
+        );
+        assert_eq!(failure_action(&job, &pod(1, None)), FailureAction::Count);
+        assert_eq!(failure_action(&job, &pod(7, None)), FailureAction::Count);
     }
 
     #[test]
