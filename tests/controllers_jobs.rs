@@ -383,6 +383,73 @@ async fn pod_failure_policy_ignores_or_fails_the_job_by_exit_code() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspended_job_waits_and_work_queue_job_ends_with_its_first_success() {
+    let (ts, client) = start().await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
+    // Work queue: no completions; parallelism pods run until one succeeds and the rest end.
+    let queue = job("queue", json!({"parallelism": 3}));
+    let mut queue = serde_json::to_value(queue).unwrap();
+    queue["spec"]["completions"] = Value::Null;
+    let queue: Job = serde_json::from_value(queue).unwrap();
+    jobs.create(&PostParams::default(), &queue).await.unwrap();
+    jobs.create(
+        &PostParams::default(),
+        &job("later", json!({"suspend": true})),
+    )
+    .await
+    .unwrap();
+    let running = wait_active(&client, "queue", 3, 3).await;
+    finish(&client, &running[0], "Succeeded").await;
+    sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        pods_of(&client, "queue").await.len(),
+        3,
+        "no new pod after a success"
+    );
+    for p in &running[1..] {
+        finish(&client, p, "Succeeded").await;
+    }
+    ts.ok(
+        "kubectl",
+        &[
+            "wait",
+            "--for=condition=complete",
+            "job/queue",
+            "--timeout=20s",
+        ],
+    );
+    let st = get_job(&client, "queue").await.status.unwrap();
+    assert_eq!((st.succeeded, st.failed), (Some(3), Some(0)));
+
+    // Suspended: no pods, a Suspended condition, no start time; resuming starts it.
+    wait_for("the Suspended condition", 10, || async {
+        cond(&get_job(&client, "later").await, "Suspended").is_some()
+    })
+    .await;
+    assert!(pods_of(&client, "later").await.is_empty());
+    assert!(
+        get_job(&client, "later")
+            .await
+            .status
+            .unwrap()
+            .start_time
+            .is_none()
+    );
+    jobs.patch(
+        "later",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"suspend": false}})),
+    )
+    .await
+    .unwrap();
+    wait_active(&client, "later", 1, 1).await;
+    let j = get_job(&client, "later").await;
+    assert!(cond(&j, "Suspended").is_none());
+    assert!(j.status.unwrap().start_time.is_some());
+    assert!(has_event(&client, "later", "Resumed", "Job resumed").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_job_releases_its_running_pods() {
     let (ts, client) = start().await;
     let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
