@@ -457,6 +457,15 @@ async fn reconcile(trigger: Arc<Job>, ctx: Arc<C>) -> Result<Action, Error> {
     status.active = Some(now_active.len() as i32);
     status.ready = Some(now_active.iter().filter(|p| is_ready(p)).count() as i32);
     status.terminating = Some(n_terminating);
+    // Upstream omits zero counters and empty uid lists (`omitempty`); `ready` stays.
+    let nonzero = |v: Option<i32>| v.filter(|n| *n != 0);
+    status.active = nonzero(status.active);
+    status.succeeded = nonzero(status.succeeded);
+    status.failed = nonzero(status.failed);
+    if let Some(u) = status.uncounted_terminated_pods.as_mut() {
+        u.succeeded = u.succeeded.take().filter(|v| !v.is_empty());
+        u.failed = u.failed.take().filter(|v| !v.is_empty());
+    }
     if job.status.as_ref() != Some(&status) {
         write_status(&jobs, &job, status).await?;
     }
