@@ -588,24 +588,31 @@ async fn cronjob_runs_the_latest_missed_start_under_forbid_and_replace_and_prune
     let mut earlier = job("cj-1", json!({"suspend": true}));
     earlier.metadata.owner_references = serde_json::from_value(owner.clone()).unwrap();
     jobs.create(&PostParams::default(), &earlier).await.unwrap();
-    // ...and finished runs: four complete, two failed, oldest first.
-    for (name, ty) in [
+    // ...and finished runs: four complete, two failed, oldest first (they ran hours ago; the
+    // history is ordered by start time, as upstream).
+    for (i, (name, ty)) in [
         ("cj-h0", "Complete"),
         ("cj-h1", "Complete"),
         ("cj-h2", "Complete"),
         ("cj-h3", "Complete"),
         ("cj-f0", "Failed"),
         ("cj-f1", "Failed"),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let mut j = job(name, json!({"suspend": true}));
         j.metadata.owner_references = serde_json::from_value(owner.clone()).unwrap();
         jobs.create(&PostParams::default(), &j).await.unwrap();
         let now = jiff::Timestamp::now().to_string();
+        let started = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(10 - i as i64);
         jobs.patch_status(
             name,
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"conditions": [
-                {"type": ty, "status": "True", "lastTransitionTime": now}]}})),
+            &Patch::Merge(
+                json!({"status": {"startTime": started.to_string(), "conditions": [
+                {"type": ty, "status": "True", "lastTransitionTime": now}]}}),
+            ),
         )
         .await
         .unwrap();
@@ -724,5 +731,6 @@ async fn cronjob_runs_the_latest_missed_start_under_forbid_and_replace_and_prune
         jobs.get_opt("cj-h2").await.unwrap().is_none()
     })
     .await;
+    assert!(jobs.get_opt(&due_name).await.unwrap().is_some());
     assert!(jobs.get_opt("cj-h3").await.unwrap().is_some());
 }
