@@ -137,6 +137,14 @@ pub struct ServerArgs {
     /// Seconds an event is kept after its last write (upstream's `--event-ttl`, 1 h).
     #[arg(long, env = "K3RS_EVENT_TTL_SECONDS", default_value_t = 3600)]
     pub event_ttl_seconds: u64,
+    /// Base of the Job pod-recreation backoff in milliseconds (upstream: 10 s).
+    #[arg(
+        long,
+        env = "K3RS_JOB_BACKOFF_BASE_MS",
+        default_value_t = 10_000,
+        hide = true
+    )]
+    pub job_backoff_base_ms: u64,
     /// Service ClusterIP range.
     #[arg(long, env = "K3RS_SERVICE_CIDR", default_value = "10.43.0.0/16")]
     pub service_cidr: String,

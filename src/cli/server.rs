@@ -233,6 +233,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     ctrl_cfg.node_monitor_grace = std::time::Duration::from_secs(args.node_monitor_grace_period);
     ctrl_cfg.default_eviction = std::time::Duration::from_secs(args.default_eviction_seconds);
     ctrl_cfg.event_ttl = std::time::Duration::from_secs(args.event_ttl_seconds);
+    ctrl_cfg.job_backoff_base = std::time::Duration::from_millis(args.job_backoff_base_ms);
     let controllers = tokio::spawn(crate::controllers::run(
         client.clone(),
         ctrl_cfg,

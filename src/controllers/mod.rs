@@ -1,4 +1,4 @@
-//! Controllers that reconcile workloads (ReplicaSet, Deployment, …) and cluster housekeeping
+//! Controllers that reconcile workloads (ReplicaSet, Deployment, Job, CronJob, …) and cluster housekeeping
 //! (garbage collection, namespaces, service accounts, endpoints, node lifecycle).
 //!
 //! Owns: one reconcile loop per kind, all driven by [`runtime`]. May call: the API server as a
@@ -6,6 +6,8 @@
 
 mod controller_revision;
 mod daemonset;
+mod cronjob;
+mod cronjob_util;
 mod deployment;
 pub mod deployment_util;
 mod discovery;
@@ -13,6 +15,9 @@ mod disruption;
 mod endpoints;
 mod events_ttl;
 mod garbage_collector;
+mod job;
+mod job_orphans;
+mod job_util;
 pub mod labels;
 mod namespace;
 mod node_lifecycle;
@@ -22,6 +27,7 @@ mod resourcequota;
 pub mod runtime;
 mod serviceaccount;
 mod statefulset;
+mod ttl_after_finished;
 
 use runtime::{LEASE_NAME, LeaseTimings, lead};
 use std::time::Duration;
@@ -44,6 +50,8 @@ pub struct ControllersConfig {
     pub default_eviction: Duration,
     /// Events not written for this long are deleted (upstream's `--event-ttl`).
     pub event_ttl: Duration,
+    /// Base of the Job pod-recreation backoff after failures (doubles per failure, 6 min cap).
+    pub job_backoff_base: Duration,
 }
 
 impl ControllersConfig {
@@ -57,6 +65,7 @@ impl ControllersConfig {
             node_monitor_grace: Duration::from_secs(40),
             default_eviction: Duration::from_secs(300),
             event_ttl: Duration::from_secs(3600),
+            job_backoff_base: Duration::from_secs(10),
         }
     }
 }
@@ -88,5 +97,8 @@ async fn run_all(client: kube::Client, config: ControllersConfig, term: Cancella
         disruption::run(client.clone(), config.clone(), term.clone()),
         resourcequota::run(client.clone(), config.clone(), term.clone()),
         events_ttl::run(client.clone(), config.clone(), term.clone()),
+        job::run(client.clone(), config.clone(), term.clone()),
+        cronjob::run(client.clone(), config.clone(), term.clone()),
+        ttl_after_finished::run(client.clone(), term.clone()),
     );
 }

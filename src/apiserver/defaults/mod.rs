@@ -159,6 +159,7 @@ pub fn apply(group: &str, version: &str, kind: &str, object: &mut Value) {
             }
         }
         ("batch", "Job") => {
+            generate_job_selector(o);
             if let Some(spec) = obj_spec(o) {
                 job_spec(spec);
             }
@@ -278,6 +279,38 @@ fn job_spec(spec: &mut Map<String, Value>) {
         set_if_absent(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
     }
     template(spec, "template");
+}
+
+/// Upstream's `generateSelector` (job strategy `PrepareForCreate`): unless
+/// `spec.manualSelector` is true, label the template with the job's name and uid (both legacy
+/// and `batch.kubernetes.io/` keys) and select on `batch.kubernetes.io/controller-uid`. Labels
+/// the user already set are kept; validation rejects conflicts. Needs the uid the server
+/// assigned before defaulting.
+fn generate_job_selector(o: &mut Map<String, Value>) {
+    let meta = o.get("metadata");
+    let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str);
+    let uid = meta.and_then(|m| m.get("uid")).and_then(Value::as_str);
+    let (Some(name), Some(uid)) = (name.map(str::to_string), uid.map(str::to_string)) else {
+        return;
+    };
+    let Some(spec) = obj_spec(o) else { return };
+    if spec.get("manualSelector").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    if let Some(labels) = obj(spec, "template")
+        .and_then(|t| obj(t, "metadata"))
+        .and_then(|m| obj(m, "labels"))
+    {
+        for key in ["job-name", "batch.kubernetes.io/job-name"] {
+            set_if_absent(labels, key, json!(name));
+        }
+        for key in ["controller-uid", "batch.kubernetes.io/controller-uid"] {
+            set_if_absent(labels, key, json!(uid));
+        }
+    }
+    if let Some(ml) = obj(spec, "selector").and_then(|s| obj(s, "matchLabels")) {
+        set_if_absent(ml, "batch.kubernetes.io/controller-uid", json!(uid));
+    }
 }
 
 fn service(o: &mut Map<String, Value>) {

@@ -62,7 +62,10 @@ pub(crate) fn validate_kind(group: &str, kind: &str, obj: &Value, errs: &mut Err
                 );
             }
         }
-        ("batch", "Job") => job_spec(spec, "spec", errs),
+        ("batch", "Job") => {
+            job_spec(spec, "spec", errs);
+            generated_selector(obj, spec, errs);
+        }
         ("batch", "CronJob") => {
             match spec.get("schedule").and_then(Value::as_str) {
                 None | Some("") => errs.push(FieldCause::required("spec.schedule", "")),
@@ -266,6 +269,54 @@ fn job_spec(spec: &Value, path: &str, errs: &mut Errs) {
         }
     }
     pod_spec(tspec, &format!("{path}.template.spec"), false, errs);
+}
+
+/// Upstream's `validateGeneratedSelector`: without `manualSelector: true` the template must
+/// carry the job's own name/uid labels and the selector must select its uid.
+fn generated_selector(obj: &Value, spec: &Value, errs: &mut Errs) {
+    if spec.get("manualSelector").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    let uid = obj.pointer("/metadata/uid").and_then(Value::as_str);
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str);
+    let (Some(uid), Some(name)) = (uid, name) else {
+        return;
+    };
+    let Some(labels) = spec.pointer("/template/metadata/labels") else {
+        return;
+    };
+    for (key, want) in [
+        ("controller-uid", uid),
+        ("job-name", name),
+        ("batch.kubernetes.io/controller-uid", uid),
+        ("batch.kubernetes.io/job-name", name),
+    ] {
+        match labels.get(key).and_then(Value::as_str) {
+            Some(v) if v == want => {}
+            None => errs.push(FieldCause::required(
+                &format!("spec.template.metadata.labels[{key}]"),
+                &format!("must be '{want}'"),
+            )),
+            Some(_) => errs.push(FieldCause::invalid(
+                &format!("spec.template.metadata.labels[{key}]"),
+                labels,
+                &format!("must be '{want}'"),
+            )),
+        }
+    }
+    let mut expected = Map::new();
+    expected.insert(
+        "batch.kubernetes.io/controller-uid".into(),
+        Value::String(uid.into()),
+    );
+    let sel = spec.get("selector").unwrap_or(&Value::Null);
+    if sel.is_null() || !selector_matches(sel, &expected) {
+        errs.push(FieldCause::invalid(
+            "spec.selector",
+            sel,
+            "`selector` not auto-generated",
+        ));
+    }
 }
 
 /// Five space-separated fields of cron syntax, or an `@` macro.
