@@ -5,9 +5,9 @@
 //! client; never the store.
 
 mod controller_revision;
-mod daemonset;
 mod cronjob;
 mod cronjob_util;
+mod daemonset;
 mod deployment;
 pub mod deployment_util;
 mod discovery;

@@ -171,9 +171,11 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<C>) -> Result<Action, Error> {
             .await;
         for r in results {
             match r {
+                // One event per pod (with the pod as related object), as upstream lists them.
                 Ok(p) => {
-                    ctx.event(
+                    ctx.event_related(
                         rs.as_ref(),
+                        &p,
                         NORMAL,
                         "SuccessfulCreate",
                         format!("Created pod: {}", p.name_any()),
@@ -194,29 +196,29 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<C>) -> Result<Action, Error> {
         }
     } else if have > want {
         let victims = pods_to_delete(owned.clone(), have - want);
-        let results: Vec<(String, Result<(), kube::Error>)> = stream::iter(victims)
+        let results: Vec<(Pod, Result<(), kube::Error>)> = stream::iter(victims)
             .map(|p| {
                 let api = pods_api.clone();
                 async move {
-                    let name = p.name_any();
-                    let r = match api.delete(&name, &DeleteParams::default()).await {
+                    let r = match api.delete(&p.name_any(), &DeleteParams::default()).await {
                         Ok(_) => Ok(()),
                         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
                         Err(e) => Err(e),
                     };
-                    (name, r)
+                    (p, r)
                 }
             })
             .buffer_unordered(BURST)
             .collect()
             .await;
-        for (name, r) in results {
+        for (pod, r) in results {
             r?;
-            ctx.event(
+            ctx.event_related(
                 rs.as_ref(),
+                &pod,
                 NORMAL,
                 "SuccessfulDelete",
-                format!("Deleted pod: {name}"),
+                format!("Deleted pod: {}", pod.name_any()),
             )
             .await;
         }

@@ -7,6 +7,7 @@
 
 mod containerd;
 mod content;
+mod downward;
 mod error;
 mod exec_stream;
 mod fake;

@@ -180,7 +180,6 @@ fn env_list(
     for (k, v) in &resolved.env_from {
         set(k, v.clone());
     }
-    let meta = &pod.metadata;
     for e in c.env.iter().flatten() {
         let value = match (&e.value, &e.value_from) {
             (Some(v), _) => v.clone(),
@@ -195,29 +194,32 @@ fn env_list(
             }
             (None, Some(from)) => {
                 if let Some(f) = &from.field_ref {
-                    match f.field_path.as_str() {
-                        "metadata.name" => meta.name.clone().unwrap_or_default(),
-                        "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
-                        "metadata.uid" => meta.uid.clone().unwrap_or_default(),
-                        "spec.nodeName" => sb.node_name.clone(),
-                        "spec.serviceAccountName" => pod
+                    let info = super::downward::PodRuntimeInfo {
+                        node_name: &sb.node_name,
+                        pod_ip: &sb.pod_ip,
+                        host_ip: &sb.host_ip,
+                    };
+                    super::downward::field_ref(pod, &f.field_path, &info)
+                        .map_err(|m| invalid(&c.name, format!("env {}: {m}", e.name)))?
+                } else if let Some(r) = &from.resource_field_ref {
+                    // The selector may name another container of the pod.
+                    let target = match r.container_name.as_deref() {
+                        Some(n) if !n.is_empty() && n != c.name => pod
                             .spec
                             .as_ref()
-                            .and_then(|s| s.service_account_name.clone())
-                            .unwrap_or_default(),
-                        "status.podIP" => sb.pod_ip.clone(),
-                        "status.hostIP" => sb.host_ip.clone(),
-                        other => {
-                            return Err(invalid(
-                                &c.name,
-                                format!("fieldRef {other} is not supported"),
-                            ));
-                        }
-                    }
+                            .and_then(|s| s.containers.iter().find(|x| x.name == n))
+                            .ok_or_else(|| {
+                                invalid(&c.name, format!("env {}: no container {n:?}", e.name))
+                            })?,
+                        _ => c,
+                    };
+                    let node = super::downward::NodeCapacity::host();
+                    super::downward::resource_field_ref(target, r, &node)
+                        .map_err(|m| invalid(&c.name, format!("env {}: {m}", e.name)))?
                 } else {
                     return Err(invalid(
                         &c.name,
-                        format!("env {}: resourceFieldRef is not supported yet", e.name),
+                        format!("env {}: valueFrom has no source", e.name),
                     ));
                 }
             }

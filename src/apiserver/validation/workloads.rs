@@ -69,12 +69,16 @@ pub(crate) fn validate_kind(group: &str, kind: &str, obj: &Value, errs: &mut Err
         ("batch", "CronJob") => {
             match spec.get("schedule").and_then(Value::as_str) {
                 None | Some("") => errs.push(FieldCause::required("spec.schedule", "")),
-                Some(s) if !cron_ok(s) => errs.push(FieldCause::invalid(
-                    "spec.schedule",
-                    &Value::String(s.into()),
-                    &format!("unparseable schedule: {s:?}"),
-                )),
-                Some(_) => {}
+                // The controller's own parser decides, so what validates also runs.
+                Some(s) => {
+                    if let Err(e) = crate::cron::Schedule::parse(s) {
+                        errs.push(FieldCause::invalid(
+                            "spec.schedule",
+                            &Value::String(s.into()),
+                            &e.to_string(),
+                        ));
+                    }
+                }
             }
             errs.one_of(
                 spec,
@@ -317,28 +321,6 @@ fn generated_selector(obj: &Value, spec: &Value, errs: &mut Errs) {
             "`selector` not auto-generated",
         ));
     }
-}
-
-/// Five space-separated fields of cron syntax, or an `@` macro.
-fn cron_ok(s: &str) -> bool {
-    let s = s.trim();
-    let s = if let Some(rest) = s.strip_prefix("TZ=").or_else(|| s.strip_prefix("CRON_TZ=")) {
-        rest.split_once(' ').map_or("", |(_, r)| r.trim())
-    } else {
-        s
-    };
-    if s.starts_with('@') {
-        return matches!(
-            s,
-            "@yearly" | "@annually" | "@monthly" | "@weekly" | "@daily" | "@midnight" | "@hourly"
-        ) || s.starts_with("@every ");
-    }
-    let fields: Vec<&str> = s.split_whitespace().collect();
-    fields.len() == 5
-        && fields.iter().all(|f| {
-            f.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | '/' | ',' | '-' | '?'))
-        })
 }
 
 fn service(spec: &Value, errs: &mut Errs) {
