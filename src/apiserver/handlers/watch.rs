@@ -38,11 +38,9 @@ impl Render {
                     json!({"resourceVersion": rv}),
                 )
             }
-            _ => obj.clone(),
+            _ => return plain_line(ty, obj),
         };
-        let mut s = json!({"type": ty, "object": object}).to_string();
-        s.push('\n');
-        Bytes::from(s)
+        plain_line(ty, &object)
     }
 
     fn bookmark(&self, rev: i64, initial_end: bool) -> Bytes {
@@ -53,6 +51,18 @@ impl Render {
         let obj = json!({"kind": self.kind.kind, "apiVersion": self.kind.api_version(), "metadata": meta});
         self.line("BOOKMARK", &obj)
     }
+}
+
+/// `{"type":…,"object":…}\n`, serialising `obj` in place (no copy of the object).
+fn plain_line(ty: &str, obj: &Value) -> Bytes {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(b"{\"type\":");
+    // Serialising a str or a Value into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, ty);
+    out.extend_from_slice(b",\"object\":");
+    let _ = serde_json::to_writer(&mut out, obj);
+    out.extend_from_slice(b"}\n");
+    Bytes::from(out)
 }
 
 fn error_line(e: &ApiError) -> Bytes {
@@ -174,8 +184,15 @@ pub async fn watch(api: &Api, req: Req) -> Result<Reply, ApiError> {
 }
 
 fn event_line(render: &Render, filter: &Filter, ev: crate::store::Event) -> Option<Bytes> {
-    let prev = ev.prev_kv.as_ref().and_then(|kv| from_kv(kv).ok());
-    let prev_match = prev.as_ref().is_some_and(|p| filter.matches(p));
+    // Without selectors only the previous object's existence matters for a put: skip
+    // decoding it (each watcher decodes every event, so this halves the fan-out cost).
+    let prev = match (&ev.kind, filter.is_empty()) {
+        (EventType::Put, true) => ev.prev_kv.as_ref().map(|_| Value::Null),
+        _ => ev.prev_kv.as_ref().and_then(|kv| from_kv(kv).ok()),
+    };
+    let prev_match = prev
+        .as_ref()
+        .is_some_and(|p| filter.is_empty() || filter.matches(p));
     match ev.kind {
         EventType::Delete => {
             let mut obj = prev?;
