@@ -183,7 +183,46 @@ pub async fn watch(api: &Api, req: Req) -> Result<Reply, ApiError> {
     })
 }
 
+/// Rendered plain event lines shared by every watcher of the same event: with many watchers
+/// on one resource, decoding and encoding each event once instead of once per watcher is most
+/// of the fan-out cost. Keyed by (key, mod revision, type): one store event per key and
+/// revision, so a hit is always the same bytes.
+type LineKey = (Vec<u8>, i64, &'static str);
+
+fn shared_lines() -> &'static std::sync::Mutex<std::collections::HashMap<LineKey, Bytes>> {
+    static LINES: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<LineKey, Bytes>>> =
+        std::sync::OnceLock::new();
+    LINES.get_or_init(Default::default)
+}
+
+/// Lines kept at most (~1–2 MiB); the map is simply emptied when full.
+const SHARED_LINES: usize = 1024;
+
 fn event_line(render: &Render, filter: &Filter, ev: crate::store::Event) -> Option<Bytes> {
+    if render.table.is_some() || !filter.is_empty() {
+        return render_event(render, filter, ev);
+    }
+    // Without selectors the type depends only on the event itself.
+    let ty = match (&ev.kind, ev.prev_kv.is_some()) {
+        (EventType::Delete, _) => "DELETED",
+        (EventType::Put, false) => "ADDED",
+        (EventType::Put, true) => "MODIFIED",
+    };
+    let key = (ev.kv.key.clone(), ev.kv.mod_revision, ty);
+    let lines = shared_lines();
+    if let Some(line) = lines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Some(line.clone());
+    }
+    let line = render_event(render, filter, ev)?;
+    let mut map = lines.lock().unwrap_or_else(|p| p.into_inner());
+    if map.len() >= SHARED_LINES {
+        map.clear();
+    }
+    map.insert(key, line.clone());
+    Some(line)
+}
+
+fn render_event(render: &Render, filter: &Filter, ev: crate::store::Event) -> Option<Bytes> {
     // Without selectors only the previous object's existence matters for a put: skip
     // decoding it (each watcher decodes every event, so this halves the fan-out cost).
     let prev = match (&ev.kind, filter.is_empty()) {
