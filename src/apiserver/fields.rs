@@ -8,7 +8,7 @@ use super::status::Cause;
 use k8s_openapi::api;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 macro_rules! builtin_types {
     ($m:ident, $($g:literal, $v:literal, $k:literal => $t:ty;)*) => {
@@ -16,7 +16,8 @@ macro_rules! builtin_types {
             match (group, version, kind) {
                 $(($g, $v, $k) => Some(match obj {
                     None => Ok(schemars::SchemaGenerator::default().into_root_schema_for::<$t>().to_value()),
-                    Some(o) => serde_json::from_value::<$t>(o.clone()).map(|_| Value::Null).map_err(|e| e.to_string()),
+                    // Deserialise from the borrowed value: no copy of the request object.
+                    Some(o) => <$t as serde::Deserialize>::deserialize(o).map(|_| Value::Null).map_err(|e| e.to_string()),
                 }),)*
                 _ => None,
             }
@@ -66,16 +67,20 @@ builtin_types! {
     "scheduling.k8s.io", "v1", "PriorityClass" => api::scheduling::v1::PriorityClass;
 }
 
-type SchemaCache = Mutex<HashMap<(String, String, String), Option<Value>>>;
+type SchemaCache = Mutex<HashMap<(String, String, String), Option<Arc<Value>>>>;
 
-fn cached_schema(group: &str, version: &str, kind: &str) -> Option<Value> {
+/// A kind's generated schema, shared: the Pod schema with its `$defs` is large, and copying it
+/// on every request dominated the cost of a create.
+fn cached_schema(group: &str, version: &str, kind: &str) -> Option<Arc<Value>> {
     static CACHE: OnceLock<SchemaCache> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let key = (group.to_string(), version.to_string(), kind.to_string());
     if let Some(v) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
         return v.clone();
     }
-    let schema = builtin(group, version, kind, None).and_then(Result::ok);
+    let schema = builtin(group, version, kind, None)
+        .and_then(Result::ok)
+        .map(Arc::new);
     cache
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -188,9 +193,9 @@ pub fn prune_builtin(group: &str, version: &str, kind: &str, obj: &mut Value) ->
     let Some(schema) = cached_schema(group, version, kind) else {
         return vec![];
     };
-    let defs = schema.get("$defs").cloned().unwrap_or(Value::Null);
+    let defs = schema.get("$defs").unwrap_or(&Value::Null);
     let mut out = Vec::new();
-    prune_unknown(&schema, &defs, obj, "", 0, &mut out);
+    prune_unknown(&schema, defs, obj, "", 0, &mut out);
     out
 }
 

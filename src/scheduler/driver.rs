@@ -1,10 +1,12 @@
 //! The scheduling loop: a serial controller over pods that filters, scores and binds each
 //! pending pod, and reports unschedulable ones (`PodScheduled=False`, `FailedScheduling`).
 //!
-//! Owns: the assumed-pod cache (bindings the informer has not seen yet). May call: the API
-//! server (`pods/binding`, `pods/status`, events).
+//! Owns: the decision loop and the watch feeding the scheduler [`Cache`] (node views and
+//! bindings the watch has not shown yet). May call: the API server (`pods/binding`,
+//! `pods/status`, events).
 
-use super::resources::{NodeInfo, build_node_infos, is_terminal};
+use super::cache::{Cache, pod_key};
+use super::resources::is_terminal;
 use super::{SCHEDULER_NAME, filters, score};
 use crate::controllers::runtime::{Ctx, Error, NORMAL, WARNING, run_controller, serial_config};
 use futures::StreamExt;
@@ -12,12 +14,11 @@ use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// How long a binding we made is trusted before the informer must confirm it.
@@ -27,14 +28,9 @@ const ASSUME_TTL: Duration = Duration::from_secs(30);
 /// loop, bounded so a burst of thousands of pods cannot flood the API server.
 const BIND_POOL: usize = 32;
 
-/// A binding we made: the pod, its node, and when.
-type Assumed = (Arc<Pod>, String, Instant);
-
 pub(super) struct State {
-    nodes: Store<Node>,
-    pods: Store<Pod>,
-    /// pod key → (pod, node, when).
-    assumed: Mutex<HashMap<String, Assumed>>,
+    /// Node views kept from the node and pod watches, plus our assumed bindings.
+    cache: Arc<Mutex<Cache>>,
     /// Pods that did not fit last time; node/pod changes retry everything only if any.
     unschedulable: Arc<Mutex<HashSet<String>>>,
     /// Permits for in-flight bindings (see `BIND_POOL`).
@@ -43,14 +39,6 @@ pub(super) struct State {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn key(pod: &Pod) -> String {
-    format!(
-        "{}/{}",
-        pod.metadata.namespace.as_deref().unwrap_or(""),
-        pod.metadata.name.as_deref().unwrap_or("")
-    )
 }
 
 fn needs_scheduling(pod: &Pod) -> bool {
@@ -81,74 +69,64 @@ pub fn unschedulable_message(total: usize, reasons: &[Vec<String>]) -> String {
     )
 }
 
-fn snapshot(state: &State) -> (Vec<NodeInfo>, Vec<Arc<Pod>>) {
-    let nodes = state.nodes.state();
-    let pods = state.pods.state();
-    let mut assumed = state.assumed.lock().unwrap_or_else(|p| p.into_inner());
-    // Look up only the assumed pods in the cache (not a key map of every pod per decision).
-    let bound: HashMap<String, bool> = assumed
-        .iter()
-        .filter_map(|(k, (p, _, _))| {
-            let r = reflector::ObjectRef::<Pod>::from(p.as_ref());
-            let cached = state.pods.get(&r)?;
-            // A pod re-created under the same name (StatefulSet members) is not the one we
-            // assumed: forget the old assumption or the new pod would wait for its expiry.
-            if cached.metadata.uid != p.metadata.uid {
-                return None;
-            }
-            let b = cached
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.as_deref())
-                .is_some_and(|n| !n.is_empty());
-            Some((k.clone(), b))
-        })
-        .collect();
-    // Forget assumptions the informer confirmed (bound or gone) or that expired.
-    assumed.retain(|k, (_, _, at)| bound.get(k) == Some(&false) && at.elapsed() < ASSUME_TTL);
-    let extra: Vec<(Arc<Pod>, String)> = assumed
-        .values()
-        .map(|(p, n, _)| (p.clone(), n.clone()))
-        .collect();
-    (build_node_infos(&nodes, &pods, &extra), pods)
+/// The outcome of one decision, computed under the cache lock.
+enum Decision {
+    /// Already counted on a node (bound, or our binding is in flight).
+    Placed,
+    /// No node fits: the upstream-worded message.
+    Unschedulable(String),
+    /// Bind to this node (already assumed in the cache).
+    Bind(String),
 }
 
-async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx<State>>) -> Result<Action, Error> {
-    let k = key(&pod);
-    if !needs_scheduling(&pod) {
-        lock(&ctx.data.unschedulable).remove(&k);
-        return Ok(Action::await_change());
+fn decide(cache: &Mutex<Cache>, pod: &Arc<Pod>, k: &str) -> Decision {
+    let mut cache = lock(cache);
+    // Forget bindings never confirmed (a binding that failed silently).
+    cache.expire(ASSUME_TTL);
+    if cache.is_placed(k) {
+        return Decision::Placed;
     }
-    // The snapshot also forgets expired assumptions (a binding that failed).
-    let (infos, _) = snapshot(&ctx.data);
-    if lock(&ctx.data.assumed).contains_key(&k) {
-        return Ok(Action::requeue(ASSUME_TTL));
-    }
+    let infos = cache.infos();
     let mut feasible = Vec::new();
     let mut reasons = Vec::new();
-    for n in &infos {
-        let r = filters::filter(&pod, n, &infos);
+    for n in infos {
+        let r = filters::filter(pod, n, infos);
         if r.is_empty() {
             feasible.push(n);
         } else {
             reasons.push(r);
         }
     }
-    let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let Some(i) = score::best(&pod, &feasible) else {
-        lock(&ctx.data.unschedulable).insert(k.clone());
-        let msg = unschedulable_message(infos.len(), &reasons);
-        report_unschedulable(&api, &pod, &msg, &ctx).await?;
-        // Node and pod changes also trigger a retry; this is the safety net.
-        return Ok(Action::requeue(Duration::from_secs(15)));
+    let Some(i) = score::best(pod, &feasible) else {
+        return Decision::Unschedulable(unschedulable_message(infos.len(), &reasons));
     };
-    lock(&ctx.data.unschedulable).remove(&k);
     let node = feasible[i].name().to_string();
     // Assume first, bind in the background (as upstream does): the next decision already
     // counts this pod on its node, and the serial loop does not wait for the API round trip.
-    lock(&ctx.data.assumed).insert(k.clone(), (pod.clone(), node.clone(), Instant::now()));
+    cache.assume(pod.clone(), &node);
+    Decision::Bind(node)
+}
+
+async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx<State>>) -> Result<Action, Error> {
+    let k = pod_key(&pod);
+    if !needs_scheduling(&pod) {
+        lock(&ctx.data.unschedulable).remove(&k);
+        return Ok(Action::await_change());
+    }
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let node = match decide(&ctx.data.cache, &pod, &k) {
+        Decision::Placed => return Ok(Action::requeue(ASSUME_TTL)),
+        Decision::Unschedulable(msg) => {
+            lock(&ctx.data.unschedulable).insert(k.clone());
+            report_unschedulable(&api, &pod, &msg, &ctx).await?;
+            // Node and pod changes also trigger a retry; this is the safety net.
+            return Ok(Action::requeue(Duration::from_secs(15)));
+        }
+        Decision::Bind(node) => node,
+    };
+    lock(&ctx.data.unschedulable).remove(&k);
     let ctx2 = ctx.clone();
     // Wait for a permit here: when the pool is full the decision loop slows to the API
     // server's pace instead of queueing unbounded work.
@@ -201,7 +179,7 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx<State>>) -> Result<Action, Error>
             Err(e) => {
                 tracing::debug!(pod = %k, error = %e, "binding failed; will retry");
                 // Forget the assumption; the requeue below retries the pod.
-                lock(&ctx2.data.assumed).remove(&k);
+                lock(&ctx2.data.cache).forget(&k);
             }
         }
     });
@@ -238,62 +216,122 @@ async fn report_unschedulable(
     Ok(())
 }
 
+/// Feed node and pod watch events into the cache; retry unschedulable pods (through `retry`)
+/// when a node changes or a pod goes away. Adds a permit to `ready` after each watch's first
+/// complete list.
+async fn feed_cache(
+    client: kube::Client,
+    cache: Arc<Mutex<Cache>>,
+    unschedulable: Arc<Mutex<HashSet<String>>>,
+    retry: futures::channel::mpsc::Sender<()>,
+    ready: Arc<tokio::sync::Semaphore>,
+) {
+    let kick = |retry: &mut futures::channel::mpsc::Sender<()>| {
+        if !lock(&unschedulable).is_empty() {
+            let _ = retry.try_send(());
+        }
+    };
+    let nodes = {
+        let (cache, ready, mut retry) = (cache.clone(), ready.clone(), retry.clone());
+        let mut listing: Vec<Arc<Node>> = Vec::new();
+        let mut first = true;
+        watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .for_each(move |e| {
+                match e {
+                    Ok(watcher::Event::Apply(n)) => lock(&cache).apply_node(Arc::new(n)),
+                    Ok(watcher::Event::Delete(n)) => {
+                        lock(&cache).delete_node(n.metadata.name.as_deref().unwrap_or(""))
+                    }
+                    Ok(watcher::Event::Init) => listing.clear(),
+                    Ok(watcher::Event::InitApply(n)) => listing.push(Arc::new(n)),
+                    Ok(watcher::Event::InitDone) => {
+                        lock(&cache).reset_nodes(std::mem::take(&mut listing));
+                        if std::mem::take(&mut first) {
+                            ready.add_permits(1);
+                        }
+                    }
+                    Err(_) => return futures::future::ready(()),
+                }
+                kick(&mut retry);
+                futures::future::ready(())
+            })
+    };
+    let pods = {
+        let mut retry = retry;
+        let mut listing: Vec<Arc<Pod>> = Vec::new();
+        let mut first = true;
+        watcher(Api::<Pod>::all(client), watcher::Config::default())
+            .default_backoff()
+            .for_each(move |e| {
+                match e {
+                    Ok(watcher::Event::Apply(p)) => lock(&cache).apply_pod(Arc::new(p)),
+                    Ok(watcher::Event::Delete(p)) => {
+                        lock(&cache).delete_pod(&p);
+                        // Pod deletions free room: retry everything then.
+                        kick(&mut retry);
+                    }
+                    Ok(watcher::Event::Init) => listing.clear(),
+                    Ok(watcher::Event::InitApply(p)) => listing.push(Arc::new(p)),
+                    Ok(watcher::Event::InitDone) => {
+                        lock(&cache).reset_pods(std::mem::take(&mut listing));
+                        if std::mem::take(&mut first) {
+                            ready.add_permits(1);
+                        }
+                    }
+                    Err(_) => {}
+                }
+                futures::future::ready(())
+            })
+    };
+    futures::future::join(nodes, pods).await;
+}
+
 /// Run the scheduling loop until `shutdown`.
 pub(super) async fn run(client: kube::Client, shutdown: CancellationToken) {
-    let (nodes, writer) = reflector::store();
-    let node_events = reflector::reflector(
-        writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff(),
-    );
-    // Pod deletions free room: retry everything then, as on any node change.
-    let pod_deletions = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .filter_map(|e| async move { matches!(e, Ok(watcher::Event::Delete(_))).then_some(()) });
     let (tx, rx) = futures::channel::mpsc::channel::<()>(16);
     let unschedulable: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let trig = {
-        let waiting = unschedulable.clone();
-        let waiting2 = unschedulable.clone();
+    let cache: Arc<Mutex<Cache>> = Arc::default();
+    let ready = Arc::new(tokio::sync::Semaphore::new(0));
+    let feed = {
+        let feed = feed_cache(
+            client.clone(),
+            cache.clone(),
+            unschedulable.clone(),
+            tx,
+            ready.clone(),
+        );
         let shutdown = shutdown.clone();
-        let mut tx_nodes = tx.clone();
-        let mut tx_pods = tx;
         tokio::spawn(async move {
-            let nodes_fut = node_events.for_each(|_| {
-                if !lock(&waiting).is_empty() {
-                    let _ = tx_nodes.try_send(());
-                }
-                async {}
-            });
-            let pods_fut = pod_deletions.for_each(|_| {
-                if !lock(&waiting2).is_empty() {
-                    let _ = tx_pods.try_send(());
-                }
-                async {}
-            });
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                _ = futures::future::join(nodes_fut, pods_fut) => {}
+                _ = feed => {}
             }
         })
     };
     let controller = Controller::new(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .with_config(serial_config())
         .reconcile_all_on(rx);
-    let pods = controller.store();
-    if nodes.wait_until_ready().await.is_err() {
-        return;
+    // Decide only on complete node and pod lists.
+    tokio::select! {
+        _ = shutdown.cancelled() => {
+            feed.abort();
+            return;
+        }
+        r = ready.acquire_many(2) => if r.is_err() {
+            feed.abort();
+            return;
+        }
     }
     let ctx = Ctx::new(
         client,
         SCHEDULER_NAME,
         State {
-            nodes,
-            pods,
-            assumed: Mutex::new(HashMap::new()),
+            cache,
             unschedulable,
             binds: Arc::new(tokio::sync::Semaphore::new(BIND_POOL)),
         },
     );
     run_controller(controller, reconcile, ctx, shutdown).await;
-    trig.abort();
+    feed.abort();
 }

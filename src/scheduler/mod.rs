@@ -4,6 +4,7 @@
 //! ([`driver`]) that feeds pending pods through them one at a time. May call: the API server as
 //! a client (through the shared controller runtime); never the store.
 
+mod cache;
 mod driver;
 pub mod filters;
 pub mod resources;

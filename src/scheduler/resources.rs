@@ -123,7 +123,22 @@ pub const NONZERO_DEFAULTS: (f64, f64) = (100.0, 200.0 * 1024.0 * 1024.0);
 
 /// A pod's requests with the non-zero defaults applied: (millicores, bytes).
 pub fn nonzero_requests(pod: &Pod) -> (f64, f64) {
-    let r = pod_requests(pod);
+    nonzero_of(&pod_requests(pod))
+}
+
+fn has_required_anti_affinity(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .is_some_and(|t| !t.is_empty())
+}
+
+fn nonzero_of(r: &Resources) -> (f64, f64) {
     (
         if r.milli_cpu > 0.0 {
             r.milli_cpu
@@ -159,32 +174,68 @@ impl NodeInfo {
 
     /// Account for a pod placed on this node.
     pub fn add_pod(&mut self, pod: Arc<Pod>) {
-        // Parse the requests once per pod (this runs for every pod on every decision).
         let r = pod_requests(&pod);
-        self.nonzero_requested.0 += if r.milli_cpu > 0.0 {
-            r.milli_cpu
-        } else {
-            NONZERO_DEFAULTS.0
-        };
-        self.nonzero_requested.1 += if r.memory > 0.0 {
-            r.memory
-        } else {
-            NONZERO_DEFAULTS.1
-        };
+        let nz = nonzero_of(&r);
+        self.nonzero_requested.0 += nz.0;
+        self.nonzero_requested.1 += nz.1;
         self.requested.add(&r);
-        let anti = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.affinity.as_ref())
-            .and_then(|a| a.pod_anti_affinity.as_ref())
-            .and_then(|a| {
-                a.required_during_scheduling_ignored_during_execution
-                    .as_ref()
-            })
-            .is_some_and(|t| !t.is_empty());
-        self.anti_affinity_pods += usize::from(anti);
+        self.anti_affinity_pods += usize::from(has_required_anti_affinity(&pod));
         self.used_ports.extend(host_ports(&pod));
         self.pods.push(pod);
+    }
+
+    /// Stop accounting for a pod placed earlier with [`NodeInfo::add_pod`] (same `Arc`);
+    /// whether it was there.
+    pub fn remove_pod(&mut self, pod: &Arc<Pod>) -> bool {
+        let Some(i) = self.pods.iter().position(|p| Arc::ptr_eq(p, pod)) else {
+            return false;
+        };
+        self.pods.remove(i);
+        // Recount from the remaining pods (a node holds ≤ ~110): subtracting floats would drift
+        // from what a fresh count gives.
+        self.recount();
+        true
+    }
+
+    /// Swap a placed pod (same `Arc` as added) for its newer version; recounts only when
+    /// what the node accounts for changed. Whether `old` was there.
+    pub fn replace_pod(&mut self, old: &Arc<Pod>, new: Arc<Pod>) -> bool {
+        let Some(i) = self.pods.iter().position(|p| Arc::ptr_eq(p, old)) else {
+            return false;
+        };
+        let same = pod_requests(old) == pod_requests(&new)
+            && host_ports(old) == host_ports(&new)
+            && has_required_anti_affinity(old) == has_required_anti_affinity(&new);
+        self.pods[i] = new;
+        if !same {
+            self.recount();
+        }
+        true
+    }
+
+    /// Forget every pod (the scheduler cache re-adds them after a relist).
+    pub fn clear_pods(&mut self) {
+        self.pods.clear();
+        self.recount();
+    }
+
+    fn recount(&mut self) {
+        let pods = std::mem::take(&mut self.pods);
+        self.requested = Resources::default();
+        self.used_ports.clear();
+        self.nonzero_requested = (0.0, 0.0);
+        self.anti_affinity_pods = 0;
+        for p in pods {
+            self.add_pod(p);
+        }
+    }
+
+    /// Replace the node object (labels, taints, allocatable), keeping its pods.
+    pub fn set_node(&mut self, node: Arc<Node>) {
+        let pods = std::mem::take(&mut self.pods);
+        *self = Self::new(node);
+        self.pods = pods;
+        self.recount();
     }
 
     /// The node's name.

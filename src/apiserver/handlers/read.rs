@@ -212,12 +212,13 @@ pub async fn list(api: &Api, req: Req) -> Result<Reply, ApiError> {
         let include = crate::apiserver::tables::include_object(req.query.get("includeObject"));
         return Ok(Reply::ok(table(&req.kind, &items, include, meta)));
     }
-    Ok(Reply::ok(json!({
-        "kind": format!("{}List", req.kind.kind),
-        "apiVersion": req.kind.api_version(),
-        "metadata": meta,
-        "items": items,
-    })))
+    // Built by hand: `json!` would serialise `items` into a deep copy of every object.
+    let mut list = serde_json::Map::new();
+    list.insert("kind".into(), json!(format!("{}List", req.kind.kind)));
+    list.insert("apiVersion".into(), json!(req.kind.api_version()));
+    list.insert("metadata".into(), meta);
+    list.insert("items".into(), Value::Array(items));
+    Ok(Reply::ok(Value::Object(list)))
 }
 
 #[cfg(test)]

@@ -38,11 +38,9 @@ impl Render {
                     json!({"resourceVersion": rv}),
                 )
             }
-            _ => obj.clone(),
+            _ => return plain_line(ty, obj),
         };
-        let mut s = json!({"type": ty, "object": object}).to_string();
-        s.push('\n');
-        Bytes::from(s)
+        plain_line(ty, &object)
     }
 
     fn bookmark(&self, rev: i64, initial_end: bool) -> Bytes {
@@ -53,6 +51,18 @@ impl Render {
         let obj = json!({"kind": self.kind.kind, "apiVersion": self.kind.api_version(), "metadata": meta});
         self.line("BOOKMARK", &obj)
     }
+}
+
+/// `{"type":…,"object":…}\n`, serialising `obj` in place (no copy of the object).
+fn plain_line(ty: &str, obj: &Value) -> Bytes {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(b"{\"type\":");
+    // Serialising a str or a Value into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, ty);
+    out.extend_from_slice(b",\"object\":");
+    let _ = serde_json::to_writer(&mut out, obj);
+    out.extend_from_slice(b"}\n");
+    Bytes::from(out)
 }
 
 fn error_line(e: &ApiError) -> Bytes {
@@ -173,9 +183,55 @@ pub async fn watch(api: &Api, req: Req) -> Result<Reply, ApiError> {
     })
 }
 
+/// Rendered plain event lines shared by every watcher of the same event: with many watchers
+/// on one resource, decoding and encoding each event once instead of once per watcher is most
+/// of the fan-out cost. Keyed by (key, mod revision, type): one store event per key and
+/// revision, so a hit is always the same bytes.
+type LineKey = (Vec<u8>, i64, &'static str);
+
+fn shared_lines() -> &'static std::sync::Mutex<std::collections::HashMap<LineKey, Bytes>> {
+    static LINES: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<LineKey, Bytes>>> =
+        std::sync::OnceLock::new();
+    LINES.get_or_init(Default::default)
+}
+
+/// Lines kept at most (~1–2 MiB); the map is simply emptied when full.
+const SHARED_LINES: usize = 1024;
+
 fn event_line(render: &Render, filter: &Filter, ev: crate::store::Event) -> Option<Bytes> {
-    let prev = ev.prev_kv.as_ref().and_then(|kv| from_kv(kv).ok());
-    let prev_match = prev.as_ref().is_some_and(|p| filter.matches(p));
+    if render.table.is_some() || !filter.is_empty() {
+        return render_event(render, filter, ev);
+    }
+    // Without selectors the type depends only on the event itself.
+    let ty = match (&ev.kind, ev.prev_kv.is_some()) {
+        (EventType::Delete, _) => "DELETED",
+        (EventType::Put, false) => "ADDED",
+        (EventType::Put, true) => "MODIFIED",
+    };
+    let key = (ev.kv.key.clone(), ev.kv.mod_revision, ty);
+    let lines = shared_lines();
+    if let Some(line) = lines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Some(line.clone());
+    }
+    let line = render_event(render, filter, ev)?;
+    let mut map = lines.lock().unwrap_or_else(|p| p.into_inner());
+    if map.len() >= SHARED_LINES {
+        map.clear();
+    }
+    map.insert(key, line.clone());
+    Some(line)
+}
+
+fn render_event(render: &Render, filter: &Filter, ev: crate::store::Event) -> Option<Bytes> {
+    // Without selectors only the previous object's existence matters for a put: skip
+    // decoding it (each watcher decodes every event, so this halves the fan-out cost).
+    let prev = match (&ev.kind, filter.is_empty()) {
+        (EventType::Put, true) => ev.prev_kv.as_ref().map(|_| Value::Null),
+        _ => ev.prev_kv.as_ref().and_then(|kv| from_kv(kv).ok()),
+    };
+    let prev_match = prev
+        .as_ref()
+        .is_some_and(|p| filter.is_empty() || filter.matches(p));
     match ev.kind {
         EventType::Delete => {
             let mut obj = prev?;

@@ -181,13 +181,14 @@ pub(crate) fn render(columns: &[Col], rows: Vec<Value>) -> Value {
             })
         })
         .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": {},
-        "columnDefinitions": defs,
-        "rows": rows,
-    })
+    // Built by hand: `json!` would serialise `rows` into a deep copy.
+    let mut t = Map::new();
+    t.insert("kind".into(), json!("Table"));
+    t.insert("apiVersion".into(), json!("meta.k8s.io/v1"));
+    t.insert("metadata".into(), json!({}));
+    t.insert("columnDefinitions".into(), Value::Array(defs));
+    t.insert("rows".into(), Value::Array(rows));
+    Value::Object(t)
 }
 
 pub(crate) fn row(cells: Vec<Value>, obj: &Value, include: IncludeObject) -> Value {
@@ -200,14 +201,11 @@ pub(crate) fn row(cells: Vec<Value>, obj: &Value, include: IncludeObject) -> Val
         }
         IncludeObject::Metadata => {
             let meta = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
-            r.insert(
-                "object".into(),
-                json!({
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": meta,
-                }),
-            );
+            let mut partial = Map::new();
+            partial.insert("kind".into(), json!("PartialObjectMetadata"));
+            partial.insert("apiVersion".into(), json!("meta.k8s.io/v1"));
+            partial.insert("metadata".into(), meta);
+            r.insert("object".into(), Value::Object(partial));
         }
     }
     Value::Object(r)

@@ -15,7 +15,8 @@
 //!   inside raft); the outcome is the local `StateMachine::apply` of that entry. An entry is
 //!   applied on every member or on none (one accepted by a cut-off leader is dropped), so a
 //!   waiting proposer must time out.
-//! - Entries reach `apply` only after they and the commit index are fdatasynced here.
+//! - Entries reach `apply` only after they are fdatasynced here (the commit index is written
+//!   lazily: it is volatile state, re-learnt after a restart).
 //!   After a crash, every committed entry above the state machine's `applied_index()` is
 //!   applied again; if the state machine is behind the last snapshot it is `restore`d first.
 //! - `read_index` returns an index that is safe to read at once it is applied locally;

@@ -6,11 +6,12 @@
 //!
 //! Each `Ready` is handled in raft-rs's documented order, with one deliberate refinement:
 //! committed entries are applied *after* the entries and HardState of the same Ready are
-//! fdatasynced, so the commit index is always durable before anything is applied (raft-rs
-//! allows applying earlier; we trade a little latency for the invariant). Order:
-//! send messages → install snapshot → persist entries + HardState (one fdatasync) → apply
-//! committed entries → answer ReadIndex → send persisted messages → advance → persist the
-//! light ready's commit → send its messages → apply its committed entries → advance_apply.
+//! fdatasynced (raft-rs allows applying earlier; we trade a little latency for the
+//! invariant). Order: send messages → install snapshot → persist entries + HardState (one
+//! fdatasync) → apply committed entries → answer ReadIndex → send persisted messages →
+//! advance → record the light ready's commit (written with the next WAL frame, no fdatasync
+//! of its own: the commit index is volatile in Raft) → send its messages → apply its
+//! committed entries → advance_apply.
 //!
 //! It runs on a plain thread (not a tokio task) because the WAL's fdatasync and the state
 //! machine's sled writes block.

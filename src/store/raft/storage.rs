@@ -25,6 +25,8 @@ pub struct WalStorage {
     snapshot: SnapshotMetadata,
     /// Entries above `snapshot.index`, consecutive.
     entries: Vec<Entry>,
+    /// `hard_state.commit` moved past what the WAL holds (see [`WalStorage::set_commit`]).
+    commit_unsaved: bool,
     /// Set when raft asked for a snapshot that the stored one cannot serve (it predates the
     /// requesting member); the loop then compacts at the applied index, and raft retries.
     snapshot_wanted: AtomicBool,
@@ -43,6 +45,7 @@ impl WalStorage {
             hard_state: r.hard_state,
             snapshot: r.snapshot,
             entries: r.entries,
+            commit_unsaved: false,
             snapshot_wanted: AtomicBool::new(false),
         })
     }
@@ -52,7 +55,8 @@ impl WalStorage {
         &self.snapshot
     }
 
-    /// The durable HardState.
+    /// The HardState (its commit index may be ahead of the WAL's, see
+    /// [`WalStorage::set_commit`]).
     pub fn hard_state(&self) -> &HardState {
         &self.hard_state
     }
@@ -94,10 +98,14 @@ impl WalStorage {
         }
         let mut b = Batch::default();
         b.entries(entries)?;
-        if let Some(hs) = hs {
-            b.hard_state(hs)?;
+        match hs {
+            Some(hs) => b.hard_state(hs)?,
+            // Carry a commit index recorded since the last frame.
+            None if self.commit_unsaved => b.hard_state(&self.hard_state)?,
+            None => {}
         }
         self.wal.commit(b)?;
+        self.commit_unsaved = false;
         if let Some(first) = entries.first() {
             let keep = (first.index - self.snapshot.index - 1) as usize;
             self.entries.truncate(keep);
@@ -109,17 +117,21 @@ impl WalStorage {
         Ok(())
     }
 
-    /// Durably record a new commit index.
+    /// Record a new commit index. It reaches the WAL with the next frame (entries, a
+    /// HardState, a compaction) instead of costing an fdatasync of its own per Ready: the
+    /// commit index is volatile state in Raft. Every entry it covers is already durable in
+    /// the log, and after a crash the member learns the index again (a single voter commits
+    /// its whole log on becoming leader); an applied index above the stored commit is
+    /// accepted at start-up and the entries up to it are not applied twice.
     ///
     /// # Errors
-    /// On write errors.
+    /// None today; kept fallible for the callers.
     pub fn set_commit(&mut self, commit: u64) -> Result<()> {
-        if commit <= self.hard_state.commit {
-            return Ok(());
+        if commit > self.hard_state.commit {
+            self.hard_state.commit = commit;
+            self.commit_unsaved = true;
         }
-        let mut hs = self.hard_state.clone();
-        hs.commit = commit;
-        self.persist(&[], Some(&hs))
+        Ok(())
     }
 
     /// Install a snapshot received from the leader: file first, then the WAL record; all
@@ -137,6 +149,7 @@ impl WalStorage {
         b.install(&meta)?;
         b.hard_state(&hs)?;
         self.wal.commit(b)?;
+        self.commit_unsaved = false;
         self.hard_state = hs;
         self.entries.clear();
         self.snapshot = meta;
@@ -166,6 +179,7 @@ impl WalStorage {
         b.compact(&meta)?;
         b.hard_state(&self.hard_state)?;
         self.wal.commit(b)?;
+        self.commit_unsaved = false;
         let drop = (index - self.snapshot.index) as usize;
         self.entries.drain(..drop.min(self.entries.len()));
         self.snapshot = meta;
@@ -321,5 +335,28 @@ mod tests {
         let snap = s.snapshot(0, 1).unwrap();
         assert_eq!(&snap.data[..], b"snap");
         assert_eq!(snap.get_metadata().index, 3);
+    }
+
+    #[test]
+    fn a_commit_index_is_written_with_the_next_frame_not_on_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = WalStorage::open(dir.path(), 1 << 20, None).unwrap();
+            let mut hs = HardState::default();
+            hs.term = 1;
+            s.persist(&[entry(1, 1), entry(2, 1)], Some(&hs)).unwrap();
+            s.set_commit(2).unwrap();
+            assert_eq!(s.hard_state().commit, 2);
+        }
+        // Not written yet: a crash here loses only the (volatile) commit index.
+        let mut s = WalStorage::open(dir.path(), 1 << 20, None).unwrap();
+        assert_eq!(s.hard_state().commit, 0);
+        assert_eq!(s.last_index().unwrap(), 2);
+        s.set_commit(2).unwrap();
+        s.persist(&[entry(3, 1)], None).unwrap();
+        drop(s);
+        let s = WalStorage::open(dir.path(), 1 << 20, None).unwrap();
+        assert_eq!(s.hard_state().commit, 2);
+        assert_eq!(s.last_index().unwrap(), 3);
     }
 }
