@@ -240,7 +240,7 @@ fn get_watch_prints_an_object_created_after_it_started() {
         if let Some(line) = rx
             .recv_timeout(std::time::Duration::from_millis(500))
             .ok()
-            .filter(|l| !l.starts_with("NAME"))
+            .filter(|l| !l.starts_with("NAME") && !l.starts_with("kube-root-ca.crt"))
         {
             assert!(line.starts_with('w'), "{line}");
             seen = true;
@@ -713,4 +713,94 @@ fn explain_reads_the_openapi_v3_documents() {
     );
     let out = ts.ok(KUBECTL, &["explain", "widgets.spec.size"]);
     assert!(out.contains("size <integer>"), "{out}");
+}
+
+#[test]
+fn services_get_addresses_from_the_service_cidr_and_unique_node_ports() {
+    let ts = TestServer::start_with(&["--service-cidr", "10.96.0.0/16"]);
+    let ip = |name: &str| {
+        ts.ok(
+            KUBECTL,
+            &["get", "svc", name, "-o", "jsonpath={.spec.clusterIP}"],
+        )
+    };
+    assert_eq!(ip("kubernetes"), "10.96.0.1");
+    ts.ok(
+        KUBECTL,
+        &["create", "service", "nodeport", "np", "--tcp=80:8080"],
+    );
+    let np_ip = ip("np");
+    assert!(
+        np_ip.starts_with("10.96.") && np_ip != "10.96.0.1",
+        "{np_ip}"
+    );
+    let port: u32 = ts
+        .ok(
+            KUBECTL,
+            &[
+                "get",
+                "svc",
+                "np",
+                "-o",
+                "jsonpath={.spec.ports[0].nodePort}",
+            ],
+        )
+        .parse()
+        .unwrap();
+    assert!((30000..=32767).contains(&port), "{port}");
+    let taken = ts.fails(
+        KUBECTL,
+        &[
+            "create",
+            "service",
+            "nodeport",
+            "np2",
+            "--tcp=80:8080",
+            &format!("--node-port={port}"),
+        ],
+    );
+    assert!(
+        taken.contains("provided port is already allocated"),
+        "{taken}"
+    );
+    let outside = ts.fails(
+        KUBECTL,
+        &[
+            "create",
+            "service",
+            "clusterip",
+            "odd",
+            "--tcp=80",
+            "--clusterip=10.43.0.50",
+        ],
+    );
+    assert!(outside.contains("not in the valid range"), "{outside}");
+    // Deleting the Service releases its address and port for others.
+    ts.ok(KUBECTL, &["delete", "svc", "np"]);
+    ts.ok(
+        KUBECTL,
+        &[
+            "create",
+            "service",
+            "clusterip",
+            "same",
+            "--tcp=80",
+            &format!("--clusterip={np_ip}"),
+        ],
+    );
+    ts.ok(
+        KUBECTL,
+        &[
+            "create",
+            "service",
+            "nodeport",
+            "np2",
+            "--tcp=80:8080",
+            &format!("--node-port={port}"),
+        ],
+    );
+    assert_eq!(ip("same"), np_ip);
+    // Nothing from the refused creates was stored.
+    let names = ts.ok(KUBECTL, &["get", "svc", "-o", "name"]);
+    assert!(!names.contains("service/odd"), "{names}");
 }

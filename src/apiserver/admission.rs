@@ -242,75 +242,40 @@ fn ip_to_u32(s: &str) -> Option<u32> {
     s.parse::<std::net::Ipv4Addr>().ok().map(u32::from)
 }
 
-/// Allocate what the API server owns: a ClusterIP for Services.
-pub async fn allocate(api: &Api, kind: &ResourceKind, obj: &mut Value) -> Result<(), ApiError> {
+/// Allocate what the API server owns: a Service's ClusterIP and node ports (see
+/// [`super::allocator`]). The reservations are released again if the object is not stored.
+pub async fn allocate(
+    api: &Api,
+    kind: &ResourceKind,
+    obj: &mut Value,
+) -> Result<super::allocator::Reservations, ApiError> {
     if !(kind.group.is_empty() && kind.plural == "services") {
-        return Ok(());
-    }
-    if obj.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName") {
-        return Ok(());
-    }
-    let wanted = obj
-        .pointer("/spec/clusterIP")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if wanted == "None" {
-        set_default(obj, "/spec/clusterIPs", json!(["None"]));
-        return Ok(());
+        return Ok(Default::default());
     }
     let (services, _) = list_all(api, kind, None, 0).await?;
-    let used: std::collections::HashSet<u32> = services
+    let taken_ips: std::collections::HashSet<u32> = services
         .iter()
         .filter_map(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str))
         .filter_map(ip_to_u32)
         .collect();
-    let ip = if !wanted.is_empty() {
-        let Some(n) = ip_to_u32(wanted) else {
-            return Err(ApiError::invalid(
-                "",
-                "Service",
-                "",
-                &[Cause {
-                    reason: "FieldValueInvalid".into(),
-                    message: format!("Invalid value: {wanted:?}: must be a valid IP address"),
-                    field: "spec.clusterIP".into(),
-                }],
-            ));
-        };
-        if used.contains(&n) {
-            let name = obj
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            return Err(ApiError::invalid(
-                "",
-                "Service",
-                name,
-                &[Cause {
-                    reason: "FieldValueInvalid".into(),
-                    message: format!(
-                        "Invalid value: []string{{{wanted:?}}}: failed to allocate IP {wanted}: provided IP is already allocated"
-                    ),
-                    field: "spec.clusterIPs".into(),
-                }],
-            ));
-        }
-        wanted.to_string()
-    } else {
-        // 10.43.0.0/16: .0.1 is the kubernetes service, .0.10 cluster DNS; pick the lowest free
-        // address from .0.11 upwards (a random start would spread, but lowest is predictable).
-        let base = u32::from(std::net::Ipv4Addr::new(10, 43, 0, 0));
-        let Some(n) = (11..65534).map(|o| base + o).find(|n| !used.contains(n)) else {
-            return Err(ApiError::internal("range 10.43.0.0/16 is full"));
-        };
-        std::net::Ipv4Addr::from(n).to_string()
-    };
-    obj["spec"]["clusterIP"] = json!(ip);
-    obj["spec"]["clusterIPs"] = json!([ip]);
-    set_default(obj, "/spec/ipFamilies", json!(["IPv4"]));
-    set_default(obj, "/spec/ipFamilyPolicy", json!("SingleStack"));
-    set_default(obj, "/spec/internalTrafficPolicy", json!("Cluster"));
-    Ok(())
+    let taken_ports: std::collections::HashSet<u32> = services
+        .iter()
+        .filter_map(|s| s.pointer("/spec/ports").and_then(Value::as_array))
+        .flatten()
+        .filter_map(|p| p.get("nodePort").and_then(Value::as_u64))
+        .map(|p| p as u32)
+        .collect();
+    let held = super::allocator::allocate_service(api, obj, &taken_ips, &taken_ports).await?;
+    let headless = obj.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
+    if headless {
+        set_default(obj, "/spec/clusterIPs", json!(["None"]));
+    }
+    if obj.pointer("/spec/type").and_then(Value::as_str) != Some("ExternalName") {
+        set_default(obj, "/spec/ipFamilies", json!(["IPv4"]));
+        set_default(obj, "/spec/ipFamilyPolicy", json!("SingleStack"));
+        set_default(obj, "/spec/internalTrafficPolicy", json!("Cluster"));
+    }
+    Ok(held)
 }
 
 /// Side effects of a successful create/update.
@@ -324,8 +289,11 @@ pub async fn after_write(api: &Api, kind: &ResourceKind) {
 
 /// Side effects of a completed delete: a namespace takes its content with it; a CRD takes its
 /// custom resources.
-pub async fn after_delete(api: &Api, kind: &ResourceKind, _ns: Option<&str>, name: &str) {
+pub async fn after_delete(api: &Api, kind: &ResourceKind, ns: Option<&str>, name: &str) {
     let result = match (kind.group.as_str(), kind.plural.as_str()) {
+        ("", "services") => {
+            super::allocator::release_service(api, ns.unwrap_or_default(), name).await
+        }
         ("", "namespaces") => delete_namespace_content(api, name).await,
         ("apiextensions.k8s.io", _) => delete_crd_content(api, name).await,
         _ => Ok(()),

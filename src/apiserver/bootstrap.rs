@@ -1,5 +1,5 @@
 //! Objects every cluster has from its first start: the four system namespaces and the
-//! `kubernetes` Service in `default` (ClusterIP 10.43.0.1).
+//! `kubernetes` Service in `default` (the first address of `--service-cidr`).
 
 use super::handlers::{Api, Query, Req, handle};
 use super::status::ApiError;
@@ -56,7 +56,7 @@ pub async fn ensure_defaults(api: &Api) -> Result<(), ApiError> {
             "kind": "Service",
             "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
             "spec": {
-                "clusterIP": "10.43.0.1",
+                "clusterIP": api.service_range.first().to_string(),
                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
                 "sessionAffinity": "None",
                 "type": "ClusterIP"

@@ -9,6 +9,7 @@
 //! `object` (metadata helpers), `registry` (kinds), `tables` (Table output), `selectors`.
 
 mod admission;
+pub mod allocator;
 pub mod auth;
 mod bootstrap;
 pub mod bootstrap_endpoints;
@@ -57,6 +58,7 @@ pub struct ApiServerConfig {
 pub async fn new_api(
     backend: Arc<dyn storage::Backend>,
     service_account_key_pem: Option<&str>,
+    service_range: allocator::ServiceRange,
 ) -> Result<Arc<Api>, status::ApiError> {
     let tokens = match service_account_key_pem {
         Some(pem) => Some(
@@ -71,6 +73,7 @@ pub async fn new_api(
         tokens,
         openapi: Default::default(),
         kubelet: Default::default(),
+        service_range,
     });
     // A fresh raft member needs a moment to elect itself: retry what the store cannot answer
     // yet (503/504) for a while.

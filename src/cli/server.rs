@@ -24,7 +24,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             etcd_client_url(&args),
         );
     }
+    let service_range = crate::apiserver::allocator::ServiceRange::parse(&args.service_cidr)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--service-cidr {:?} is not an IPv4 CIDR between /8 and /30",
+                args.service_cidr
+            )
+        })?;
     let mut extra_sans = args.tls_san.clone();
+    // In-cluster clients reach the API through the `kubernetes` Service's address.
+    extra_sans.push(service_range.first().to_string());
     if !args.bind_address.is_unspecified() {
         extra_sans.push(args.bind_address.to_string());
     }
@@ -118,7 +127,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         pki.clone(),
     ));
     let backend: Arc<dyn crate::apiserver::storage::Backend> = Arc::new(store);
-    let api = crate::apiserver::new_api(backend, Some(&pki.service_account_key_pem))
+    let api = crate::apiserver::new_api(backend, Some(&pki.service_account_key_pem), service_range)
         .await
         .map_err(|e| anyhow::anyhow!("cannot initialise the API: {e}"))?;
     // pods/log, exec, attach reach node agents with the kubelet-client certificate.

@@ -217,6 +217,9 @@ pub struct LeaseTimings {
     pub duration: Duration,
     /// How often the holder renews.
     pub renew: Duration,
+    /// How often a candidate tries to take the lease (upstream's retry period, 2 s): a
+    /// successor starts at most this long after the lease expires.
+    pub retry: Duration,
 }
 
 impl Default for LeaseTimings {
@@ -224,6 +227,7 @@ impl Default for LeaseTimings {
         Self {
             duration: Duration::from_secs(15),
             renew: Duration::from_secs(5),
+            retry: Duration::from_secs(2),
         }
     }
 }
@@ -257,7 +261,7 @@ pub async fn lead<F, Fut>(
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(timings.renew) => {}
+                _ = tokio::time::sleep(timings.retry) => {}
             }
         }
         tracing::info!(lease = name, %identity, "became leader");

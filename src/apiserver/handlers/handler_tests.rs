@@ -7,7 +7,7 @@ use serde_json::json;
 
 async fn api() -> (Arc<Api>, MemoryBackend) {
     let mem = MemoryBackend::new();
-    let api = crate::apiserver::new_api(Arc::new(mem.clone()), None)
+    let api = crate::apiserver::new_api(Arc::new(mem.clone()), None, Default::default())
         .await
         .unwrap();
     (api, mem)

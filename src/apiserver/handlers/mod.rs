@@ -33,6 +33,8 @@ pub struct Api {
     pub openapi: crate::apiserver::openapi_docs::OpenApiCache,
     /// Client of node agents for `pods/log`, `pods/exec`, `pods/attach` (set at start).
     pub kubelet: std::sync::OnceLock<crate::apiserver::kubelet_client::KubeletDialer>,
+    /// `--service-cidr`: where Service ClusterIPs come from.
+    pub service_range: crate::apiserver::allocator::ServiceRange,
 }
 
 /// Decoded query string (last value wins).

@@ -192,12 +192,24 @@ pub(crate) async fn create_object(
         // Report the duplicate before allocation errors (a taken ClusterIP), as upstream does.
         return Err(ApiError::already_exists(&kind.group, &kind.plural, &name));
     }
-    admission::allocate(api, kind, &mut obj).await?;
-    admission::charge_quota(api, kind, &obj, false).await?;
-    warnings.extend(admission::warnings(kind, &obj));
-    let Some(rev) = put_if(api, &key, 0, &obj).await? else {
-        return Err(ApiError::already_exists(&kind.group, &kind.plural, &name));
+    let reservations = admission::allocate(api, kind, &mut obj).await?;
+    let stored = async {
+        admission::charge_quota(api, kind, &obj, false).await?;
+        match put_if(api, &key, 0, &obj).await? {
+            Some(rev) => Ok(rev),
+            None => Err(ApiError::already_exists(&kind.group, &kind.plural, &name)),
+        }
+    }
+    .await;
+    let rev = match stored {
+        Ok(rev) => rev,
+        Err(e) => {
+            // Nothing was stored: give the ClusterIP and node ports back.
+            reservations.release(api).await;
+            return Err(e);
+        }
     };
+    warnings.extend(admission::warnings(kind, &obj));
     set_resource_version(&mut obj, rev);
     admission::after_write(api, kind).await;
     Ok(Reply::Json {

@@ -1,5 +1,5 @@
 //! `--cluster-reset`: turn this member's data directory into a new one-member group, keeping
-//! its data (replayed up to the local commit index) or replacing it by a snapshot file.
+//! its data (the local raft log replayed in full) or replacing it by a snapshot file.
 //!
 //! Order matters so that a bad snapshot or a crash never costs data:
 //! 1. everything is read and verified first (the snapshot file completely; or the local state

@@ -20,9 +20,14 @@ use crate::store::state_machine::{CommittedEntry, StateMachine};
 /// WAL segment size used for the new log (the same default as [`super::RaftConfig`]).
 const SEGMENT: u64 = 64 << 20;
 
-/// Brings `sm` up to everything the raft log in `dir` has committed: restores the log's
-/// snapshot if the state machine is behind it, then applies the committed entries above its
-/// applied index. Returns the commit index reached.
+/// Brings `sm` up to everything the raft log in `dir` holds: restores the log's snapshot if
+/// the state machine is behind it, then applies the entries above its applied index. Returns
+/// the index reached.
+///
+/// The whole durable log is replayed, not only up to the commit index on disk: that index is
+/// written with the next WAL frame (volatile state in raft), so it may lag writes already
+/// acknowledged. This is what restarting as a one-member group would commit anyway; an entry
+/// beyond the true commit point was never acknowledged to its client, so keeping it is allowed.
 ///
 /// # Errors
 /// On I/O errors or a corrupt log or snapshot.
@@ -38,7 +43,7 @@ pub fn catch_up(dir: &Path, sm: &mut dyn StateMachine) -> Result<u64> {
         let (_, sm_data) = snapshot::decode(&data)?;
         sm.restore(sm_data, snap_index)?;
     }
-    let commit = storage.hard_state().commit.min(storage.last());
+    let commit = storage.last();
     let from = sm.applied_index() + 1;
     if commit >= from {
         let entries = storage
