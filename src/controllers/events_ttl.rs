@@ -30,7 +30,6 @@ pub fn last_write(ev: &Value) -> Option<jiff::Timestamp> {
         "/lastTimestamp",
         "/eventTime",
         "/series/lastObservedTime",
-        "/deprecatedLastTimestamp",
     ]
     .iter()
     .filter_map(|p| ev.pointer(p).and_then(Value::as_str))
