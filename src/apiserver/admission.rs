@@ -464,7 +464,7 @@ pub async fn charge_quota(
                 cur["status"]["used"][k] = json!(format(k, *v));
             }
             let key = qkind.key(Some(ns), &qname);
-            if super::handlers::put_if(api, &key, rev, &cur)
+            if super::handlers::put_if(api, &qkind, &key, rev, &cur)
                 .await?
                 .is_some()
             {

@@ -16,6 +16,7 @@ pub mod bootstrap_endpoints;
 mod compactor;
 pub mod defaults;
 pub mod discovery;
+pub(crate) mod event_versions;
 mod fields;
 pub mod handlers;
 pub mod kubelet_client;

@@ -62,17 +62,20 @@ pub fn now_rfc3339() -> String {
         .to_string()
 }
 
-/// The object stored at a key, with `resourceVersion` = its mod revision.
-pub fn from_kv(kv: &crate::store::KeyValue) -> Result<Value, ApiError> {
-    let mut v: Value = serde_json::from_slice(&kv.value)
+/// The object of `kind` stored at a key, in `kind`'s version, with `resourceVersion` = its
+/// mod revision.
+pub fn from_kv(kind: &ResourceKind, kv: &crate::store::KeyValue) -> Result<Value, ApiError> {
+    let v: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("stored object is corrupt: {e}")))?;
+    let mut v = kind.from_storage(v);
     set_resource_version(&mut v, kv.mod_revision);
     Ok(v)
 }
 
-/// Serialize for storage (resourceVersion is not stored; it is the mod revision).
-pub fn to_stored(obj: &Value) -> Vec<u8> {
-    let mut o = obj.clone();
+/// Serialize an object of `kind` for storage, in its stored version (resourceVersion is not
+/// stored; it is the mod revision).
+pub fn to_stored(kind: &ResourceKind, obj: &Value) -> Vec<u8> {
+    let mut o = kind.to_storage(obj.clone());
     if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
         m.remove("selfLink");

@@ -76,6 +76,30 @@ impl ResourceKind {
         ]
     }
 
+    /// Whether objects of this kind are stored in another version's form (only
+    /// `events.k8s.io/v1` Events, stored as `core/v1` Events as upstream does).
+    pub fn converts(&self) -> bool {
+        self.group == "events.k8s.io" && self.plural == "events" && self.crd.is_none()
+    }
+
+    /// A stored object as this kind's version presents it.
+    pub fn from_storage(&self, obj: Value) -> Value {
+        if self.converts() {
+            super::event_versions::core_to_events(obj)
+        } else {
+            obj
+        }
+    }
+
+    /// An object of this kind's version in its stored form.
+    pub fn to_storage(&self, obj: Value) -> Value {
+        if self.converts() {
+            super::event_versions::events_to_core(obj)
+        } else {
+            obj
+        }
+    }
+
     /// Store key of one object.
     pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
         match namespace {
@@ -167,6 +191,9 @@ fn builtin_kinds() -> Vec<Arc<ResourceKind>> {
                 } else if group == "autoscaling" {
                     // Both autoscaling versions are views of one stored object (as upstream).
                     "/registry/horizontalpodautoscalers/".to_string()
+                } else if group == "events.k8s.io" {
+                    // One store of Events, in core/v1 form (as upstream): see `to_storage`.
+                    "/registry/events/".to_string()
                 } else {
                     format!("/registry/{group}/{plural}/")
                 };

@@ -166,7 +166,13 @@ impl FieldSelector {
 
     pub fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(k, eq, want)| {
-            let ptr = format!("/{}", k.replace('.', "/"));
+            let ptr = match k.as_str() {
+                // core/v1 Events select `source` by its component, as upstream.
+                "source" if obj.get("source").is_some_and(Value::is_object) => {
+                    "/source/component".to_string()
+                }
+                _ => format!("/{}", k.replace('.', "/")),
+            };
             let got = match obj.pointer(&ptr) {
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Null) | None => String::new(),
@@ -223,5 +229,12 @@ mod tests {
                 .matches(&pod)
         );
         assert!(FieldSelector::parse("bogus").is_err());
+    }
+
+    #[test]
+    fn an_event_source_selector_matches_the_source_component() {
+        let ev = json!({"source": {"component": "kubelet", "host": "n1"}});
+        assert!(FieldSelector::parse("source=kubelet").unwrap().matches(&ev));
+        assert!(!FieldSelector::parse("source=n1").unwrap().matches(&ev));
     }
 }

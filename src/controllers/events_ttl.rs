@@ -1,6 +1,6 @@
 //! Events expiry: events not written for longer than the TTL (1 h by default, upstream's
-//! `--event-ttl`) are deleted, `core/v1` and `events.k8s.io/v1` alike (they are stored apart
-//! here).
+//! `--event-ttl`) are deleted. `events.k8s.io/v1` Events are a view of the same stored
+//! objects, so one sweep of `core/v1` Events covers both.
 //!
 //! Upstream attaches every event to an etcd lease. We sweep periodically from the controllers
 //! instead: the store's leases are not reachable through the API server (the only component
@@ -30,7 +30,6 @@ pub fn last_write(ev: &Value) -> Option<jiff::Timestamp> {
         "/lastTimestamp",
         "/eventTime",
         "/series/lastObservedTime",
-        "/deprecatedLastTimestamp",
     ]
     .iter()
     .filter_map(|p| ev.pointer(p).and_then(Value::as_str))
@@ -47,10 +46,7 @@ pub fn expired(ev: &Value, ttl: Duration, now: jiff::Timestamp) -> bool {
 }
 
 async fn sweep(client: &Client, ttl: Duration) -> Result<usize, kube::Error> {
-    let kinds = [
-        ApiResource::erase::<k8s_openapi::api::core::v1::Event>(&()),
-        ApiResource::erase::<k8s_openapi::api::events::v1::Event>(&()),
-    ];
+    let kinds = [ApiResource::erase::<k8s_openapi::api::core::v1::Event>(&())];
     let now = jiff::Timestamp::now();
     let mut deleted = 0;
     for ar in &kinds {

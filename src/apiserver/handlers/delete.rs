@@ -141,7 +141,7 @@ async fn delete_one(api: &Api, req: &Req, name: &str, o: &Opts) -> Result<(u16, 
             if o.dry_run {
                 return Ok((200, obj));
             }
-            match put_if(api, &kind.key(ns, name), rev, &obj).await? {
+            match put_if(api, kind, &kind.key(ns, name), rev, &obj).await? {
                 Some(new_rev) => {
                     set_resource_version(&mut obj, new_rev);
                     return Ok((200, obj));
@@ -177,7 +177,7 @@ async fn delete_one(api: &Api, req: &Req, name: &str, o: &Opts) -> Result<(u16, 
                 return Ok((200, obj));
             }
             let key = kind.key(ns, name);
-            match put_if(api, &key, rev, &obj).await? {
+            match put_if(api, kind, &key, rev, &obj).await? {
                 Some(new_rev) => {
                     set_resource_version(&mut obj, new_rev);
                     let code = if extra == Some("foregroundDeletion") {

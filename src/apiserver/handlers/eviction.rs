@@ -133,7 +133,7 @@ async fn charge(api: &Api, ns: &str, pod: &str, raw: Value) -> Result<bool, ApiE
     }
     cur["status"]["disruptedPods"][pod] = json!(now_rfc3339());
     let key = kind.key(Some(ns), &name);
-    match put_if(api, &key, rev, &cur).await? {
+    match put_if(api, &kind, &key, rev, &cur).await? {
         Some(_) => Ok(true),
         None => Ok(false),
     }
@@ -168,7 +168,7 @@ async fn mark_disruption_target(
             }
             None => pod["status"]["conditions"] = json!([cond]),
         }
-        if put_if(api, &req.kind.key(Some(ns), name), rev, &pod)
+        if put_if(api, &req.kind, &req.kind.key(Some(ns), name), rev, &pod)
             .await?
             .is_some()
         {

@@ -405,3 +405,101 @@ async fn a_watch_with_a_label_selector_sees_objects_enter_and_leave_it() {
     }
     assert_eq!(types, ["ADDED", "DELETED"]);
 }
+
+#[tokio::test]
+async fn both_event_versions_are_views_of_one_stored_core_event() {
+    let (api, mem) = api().await;
+    let get = http::Method::GET;
+    let watch = |group: &str| {
+        req(
+            &api,
+            group,
+            "events",
+            Some("default"),
+            None,
+            "watch=true&resourceVersion=1",
+            json!({}),
+        )
+    };
+    let Reply::Stream {
+        rx: mut core_rx, ..
+    } = handle(&api, &get, watch("")).await.unwrap()
+    else {
+        panic!("not a stream")
+    };
+    let Reply::Stream { rx: mut ev_rx, .. } =
+        handle(&api, &get, watch("events.k8s.io")).await.unwrap()
+    else {
+        panic!("not a stream")
+    };
+    let event = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "e1"}, "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingController": "example.com/op", "reportingInstance": "op-0",
+        "action": "Sync", "reason": "Synced", "type": "Normal", "note": "done",
+        "regarding": {"kind": "Pod", "name": "p"}});
+    let (code, created) = body(
+        handle(
+            &api,
+            &http::Method::POST,
+            req(
+                &api,
+                "events.k8s.io",
+                "events",
+                Some("default"),
+                None,
+                "",
+                event,
+            ),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["regarding"]["name"], "p");
+
+    // Stored once, in core/v1 form, under the core prefix.
+    let stored = mem
+        .range(RangeRequest {
+            key: b"/registry/events/default/e1".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let raw: Value = serde_json::from_slice(&stored.kvs[0].value).unwrap();
+    assert_eq!(raw["apiVersion"], "v1");
+    assert_eq!(raw["involvedObject"]["name"], "p");
+    assert_eq!(raw["message"], "done");
+
+    let (_, core) = body(
+        handle(
+            &api,
+            &get,
+            req(
+                &api,
+                "",
+                "events",
+                Some("default"),
+                Some("e1"),
+                "",
+                json!({}),
+            ),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(core["reportingComponent"], "example.com/op");
+    assert_eq!(core["metadata"]["uid"], created["metadata"]["uid"]);
+
+    // Each watcher of the one key sees its own version.
+    let line = |b: Bytes| serde_json::from_slice::<Value>(&b).unwrap();
+    let c = line(core_rx.recv().await.unwrap());
+    let e = line(ev_rx.recv().await.unwrap());
+    assert_eq!(
+        (c["type"].as_str(), e["type"].as_str()),
+        (Some("ADDED"), Some("ADDED"))
+    );
+    assert_eq!(c["object"]["apiVersion"], "v1");
+    assert_eq!(c["object"]["message"], "done");
+    assert_eq!(e["object"]["apiVersion"], "events.k8s.io/v1");
+    assert_eq!(e["object"]["note"], "done");
+}

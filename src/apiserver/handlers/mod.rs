@@ -198,13 +198,14 @@ pub(crate) async fn get_obj(
         .kvs
         .first()
         .ok_or_else(|| ApiError::not_found(&kind.group, &kind.plural, name))?;
-    Ok((from_kv(kv)?, kv.mod_revision))
+    Ok((from_kv(kind, kv)?, kv.mod_revision))
 }
 
-/// Write `obj` at `key` iff its mod revision is still `expect` (0 = must not exist).
+/// Write `obj` (of `kind`, in its version) at `key` iff its mod revision is still `expect` (0 = must not exist).
 /// Returns the new revision, or `None` when the compare failed.
 pub(crate) async fn put_if(
     api: &Api,
+    kind: &ResourceKind,
     key: &str,
     expect: i64,
     obj: &Value,
@@ -220,7 +221,7 @@ pub(crate) async fn put_if(
             }],
             success: vec![RequestOp::Put(PutRequest {
                 key: key.as_bytes().to_vec(),
-                value: to_stored(obj),
+                value: to_stored(kind, obj),
                 ..Default::default()
             })],
             failure: vec![],

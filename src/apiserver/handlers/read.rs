@@ -55,7 +55,7 @@ pub async fn list_all(
         .await?;
     let mut items = Vec::with_capacity(resp.kvs.len());
     for kv in &resp.kvs {
-        items.push(from_kv(kv)?);
+        items.push(from_kv(kind, kv)?);
     }
     let rev = if revision > 0 {
         revision

@@ -199,7 +199,8 @@ fn shared_lines() -> &'static std::sync::Mutex<std::collections::HashMap<LineKey
 const SHARED_LINES: usize = 1024;
 
 fn event_line(render: &Render, filter: &Filter, ev: crate::store::Event) -> Option<Bytes> {
-    if render.table.is_some() || !filter.is_empty() {
+    // Lines are shared by store key, so only between watchers of the stored version.
+    if render.table.is_some() || !filter.is_empty() || render.kind.converts() {
         return render_event(render, filter, ev);
     }
     // Without selectors the type depends only on the event itself.
@@ -227,7 +228,10 @@ fn render_event(render: &Render, filter: &Filter, ev: crate::store::Event) -> Op
     // decoding it (each watcher decodes every event, so this halves the fan-out cost).
     let prev = match (&ev.kind, filter.is_empty()) {
         (EventType::Put, true) => ev.prev_kv.as_ref().map(|_| Value::Null),
-        _ => ev.prev_kv.as_ref().and_then(|kv| from_kv(kv).ok()),
+        _ => ev
+            .prev_kv
+            .as_ref()
+            .and_then(|kv| from_kv(&render.kind, kv).ok()),
     };
     let prev_match = prev
         .as_ref()
@@ -239,7 +243,7 @@ fn render_event(render: &Render, filter: &Filter, ev: crate::store::Event) -> Op
             prev_match.then(|| render.line("DELETED", &obj))
         }
         EventType::Put => {
-            let obj = from_kv(&ev.kv).ok()?;
+            let obj = from_kv(&render.kind, &ev.kv).ok()?;
             let now_match = filter.matches(&obj);
             let ty = match (prev.is_some(), prev_match, now_match) {
                 (false, _, true) => "ADDED",

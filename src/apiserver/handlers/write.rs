@@ -195,7 +195,7 @@ pub(crate) async fn create_object(
     let reservations = admission::allocate(api, kind, &mut obj).await?;
     let stored = async {
         admission::charge_quota(api, kind, &obj, false).await?;
-        match put_if(api, &key, 0, &obj).await? {
+        match put_if(api, kind, &key, 0, &obj).await? {
             Some(rev) => Ok(rev),
             None => Err(ApiError::already_exists(&kind.group, &kind.plural, &name)),
         }
@@ -385,7 +385,7 @@ pub(crate) async fn commit_update(
             warnings,
         });
     }
-    let Some(rev) = put_if(api, &key, cur_rev, &out).await? else {
+    let Some(rev) = put_if(api, kind, &key, cur_rev, &out).await? else {
         return Err(ApiError::conflict(&kind.group, &kind.plural, &name));
     };
     set_resource_version(&mut out, rev);

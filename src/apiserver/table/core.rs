@@ -7,6 +7,17 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 pub(super) fn printer(group: &str, kind: &str) -> Option<Printer> {
+    if group == "events.k8s.io" && kind == "Event" {
+        // Upstream prints both versions of an Event from the one internal (core) form.
+        let mut p = printer("", "Event")?;
+        p.cells = |e, now| {
+            event_cells(
+                &crate::apiserver::event_versions::events_to_core(e.clone()),
+                now,
+            )
+        };
+        return Some(p);
+    }
     if !group.is_empty() {
         return None;
     }
