@@ -10,6 +10,7 @@
 //! default, [`ensure_server_pki_renewing`]); CA certificates are never re-issued. Agents
 //! get a fresh node certificate from the server at every start.
 
+pub mod accept_any;
 pub mod bundle;
 mod certs;
 mod etcd;

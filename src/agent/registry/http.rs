@@ -56,7 +56,9 @@ fn build_tls(host: &str, cfg: Option<&TlsConfig>) -> Result<rustls::ClientConfig
     let builder = if cfg.is_some_and(|c| c.insecure_skip_verify) {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(SkipVerify(provider)))
+            .with_custom_certificate_verifier(Arc::new(
+                crate::pki::accept_any::AcceptAnyServerCert(provider),
+            ))
     } else {
         let mut roots = rustls::RootCertStore::empty();
         if let Ok(pem) = std::fs::read(SYSTEM_ROOTS) {
@@ -87,52 +89,6 @@ fn build_tls(host: &str, cfg: Option<&TlsConfig>) -> Result<rustls::ClientConfig
                 .map_err(|e| tls_err(host, e))
         }
         None => Ok(builder.with_no_client_auth()),
-    }
-}
-
-/// `insecure_skip_verify`: the handshake signature is still checked, the chain is not.
-#[derive(Debug)]
-struct SkipVerify(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for SkipVerify {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
