@@ -1,8 +1,8 @@
 //! One worker per pod, the only place that acts on that pod's containers (so actions on a
 //! pod never interleave): sandbox (namespaces + CNI + /etc files + volumes), init
-//! containers in order, then the containers; restartPolicy with CrashLoopBackOff; stop
-//! with SIGTERM, grace period, SIGKILL and full cleanup; re-adoption of running
-//! containers after an agent restart; the pod status, published on a `watch` channel.
+//! containers in order, then the containers; postStart hooks; restartPolicy with
+//! CrashLoopBackOff; stop with preStop hooks, SIGTERM, grace period, SIGKILL and full
+//! cleanup; re-adoption of running containers after an agent restart; the pod status, published on a `watch` channel.
 //!
 //! Owns: the pod's lifecycle on this node. May call: [`ContainerRuntime`], [`PodNetwork`],
 //! the pod helpers in [`crate::agent::pod`]. Never the API (the sync layer writes status).
@@ -145,6 +145,17 @@ struct Worker {
 
 fn now_ts() -> jiff::Timestamp {
     jiff::Timestamp::now()
+}
+
+/// The terminated reason of an exit, as upstream: `OOMKilled`, `Completed` or `Error`.
+fn exit_reason(e: &ExitInfo) -> &'static str {
+    if e.oom_killed {
+        "OOMKilled"
+    } else if e.exit_code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    }
 }
 
 fn ts_of(t: Option<SystemTime>) -> jiff::Timestamp {
@@ -359,6 +370,7 @@ impl Worker {
                     let exit = state.exit.unwrap_or(ExitInfo {
                         exit_code: 255,
                         exited_at: None,
+                        oom_killed: false,
                     });
                     c.view.state = CState::Running { started_at };
                     self.on_exit(&id, Ok(exit)).await;
@@ -420,8 +432,7 @@ impl Worker {
         let (exit_code, finished_at, reason) = match exit {
             Ok(e) => {
                 let code = e.exit_code as i32;
-                let reason = if code == 0 { "Completed" } else { "Error" };
-                (code, ts_of(e.exited_at), reason)
+                (code, ts_of(e.exited_at), exit_reason(&e))
             }
             Err(_) => (137, now_ts(), "ContainerStatusUnknown"),
         };
@@ -701,7 +712,8 @@ impl Worker {
         c.view.started_once = true;
         c.view.state = CState::Running { started_at };
         Self::arm_probes(c);
-        self.spawn_waiter(id);
+        self.spawn_waiter(id.clone());
+        self.post_start(i, &id).await;
     }
 
     fn fail_start(&mut self, i: usize, reason: &str, message: String) {
@@ -719,6 +731,9 @@ impl Worker {
         let key = pod::pod_key(&self.pod);
         info!(pod = %key, grace = grace.as_secs(), "stopping pod");
         let rt = self.deps.runtime.clone();
+        let begun = tokio::time::Instant::now();
+        // preStop hooks run first, inside the grace period.
+        self.pre_stop(grace).await;
         let running: Vec<String> = self
             .ctrs
             .iter()
@@ -733,7 +748,10 @@ impl Worker {
                 warn!(id = %id, error = %e, "sigterm");
             }
         }
-        let deadline = tokio::time::Instant::now() + grace;
+        // Like upstream, a preStop hook that used up the grace period still leaves the
+        // containers 2 s between SIGTERM and SIGKILL.
+        let deadline =
+            (begun + grace).max(tokio::time::Instant::now() + grace.min(Duration::from_secs(2)));
         while self
             .ctrs
             .iter()
@@ -786,13 +804,13 @@ impl Worker {
         if let Some(c) = self.ctrs.iter_mut().find(|c| c.id.as_deref() == Some(id))
             && let CState::Running { started_at } = c.view.state.clone()
         {
-            let (code, at) = match exit {
-                Ok(e) => (e.exit_code as i32, ts_of(e.exited_at)),
-                Err(_) => (137, now_ts()),
+            let (code, at, reason) = match exit {
+                Ok(e) => (e.exit_code as i32, ts_of(e.exited_at), exit_reason(&e)),
+                Err(_) => (137, now_ts(), "Error"),
             };
             c.view.state = CState::Terminated {
                 exit_code: code,
-                reason: if code == 0 { "Completed" } else { "Error" }.into(),
+                reason: reason.into(),
                 started_at,
                 finished_at: at,
             };
@@ -800,6 +818,7 @@ impl Worker {
     }
 }
 
+mod hooks;
 mod probing;
 mod pulling;
 #[cfg(test)]

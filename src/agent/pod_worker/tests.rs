@@ -298,7 +298,10 @@ async fn failed_liveness_probe_restarts_the_container() {
     *e.rt.exec_exit_code.lock().unwrap() = 1;
     let mut h = spawn(probed_pod("livenessProbe", 2), e.deps.clone());
     let st = wait_status(&mut h, "restarted after liveness failure", |s| {
-        running(s, "app") && ctr(s, "app").restart_count >= 1
+        s.container_statuses
+            .iter()
+            .flatten()
+            .any(|c| c.restart_count >= 1)
     })
     .await;
     let last = ctr(&st, "app").last_state.unwrap().terminated.unwrap();
@@ -448,4 +451,126 @@ async fn if_not_present_uses_a_local_image_and_always_pulls_with_the_pod_secrets
     assert!(e.events.all().iter().any(|(r, m)| r == "Pulled"
         && m.starts_with("Successfully pulled image \"r.example:5000/app:1\" in ")
         && m.ends_with("Image size: 1234 bytes.")));
+}
+
+fn hooked_pod(lifecycle: serde_json::Value) -> Arc<Pod> {
+    Arc::new(
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "default", "uid": "0000-1111"},
+            "spec": {"restartPolicy": "Always", "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "app", "image": "busybox", "command": ["sleep", "1d"],
+                    "lifecycle": lifecycle}]}
+        }))
+        .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn post_start_hook_runs_in_the_started_container() {
+    let e = env(Duration::from_secs(1));
+    let mut h = spawn(
+        hooked_pod(serde_json::json!({"postStart": {"exec": {"command": ["hello"]}}})),
+        e.deps.clone(),
+    );
+    wait_status(&mut h, "app running", |s| running(s, "app")).await;
+    let id = pod::container_id("0000-1111", "app", 0);
+    let calls = e.rt.calls();
+    let started = calls.iter().position(|c| *c == FakeCall::Start(id.clone()));
+    let hooked = calls
+        .iter()
+        .position(|c| *c == FakeCall::Exec(id.clone(), vec!["hello".into()]));
+    assert!(started.unwrap() < hooked.unwrap());
+    assert!(!calls.iter().any(|c| matches!(c, FakeCall::Kill(..))));
+    assert!(!e.events.all().iter().any(|(r, _)| r.contains("Hook")));
+}
+
+#[tokio::test]
+async fn failed_post_start_hook_kills_the_container_with_an_event() {
+    let e = env(Duration::from_millis(100));
+    *e.rt.exec_exit_code.lock().unwrap() = 1;
+    let mut h = spawn(
+        hooked_pod(serde_json::json!({"postStart": {"exec": {"command": ["fail"]}}})),
+        e.deps.clone(),
+    );
+    let st = wait_status(&mut h, "restarted after the hook failed", |s| {
+        s.container_statuses
+            .iter()
+            .flatten()
+            .any(|c| c.restart_count >= 1)
+    })
+    .await;
+    let last = ctr(&st, "app").last_state.unwrap().terminated.unwrap();
+    assert_eq!(last.exit_code, 128 + 9);
+    let id = pod::container_id("0000-1111", "app", 0);
+    assert!(e.rt.calls().contains(&FakeCall::Kill(id, 9)));
+    assert!(
+        e.events
+            .all()
+            .iter()
+            .any(|(r, m)| r == "FailedPostStartHook" && m.contains("exit code 1"))
+    );
+}
+
+#[tokio::test]
+async fn pre_stop_hook_runs_before_sigterm_and_failures_are_events() {
+    let e = env(Duration::from_secs(1));
+    let mut h = spawn(
+        hooked_pod(serde_json::json!({"preStop": {"exec": {"command": ["bye"]}}})),
+        e.deps.clone(),
+    );
+    wait_status(&mut h, "app running", |s| running(s, "app")).await;
+    *e.rt.exec_exit_code.lock().unwrap() = 2;
+    h.terminate(None);
+    tokio::time::timeout(Duration::from_secs(10), h.terminated())
+        .await
+        .unwrap();
+    let id = pod::container_id("0000-1111", "app", 0);
+    let calls = e.rt.calls();
+    let hooked = calls
+        .iter()
+        .position(|c| *c == FakeCall::Exec(id.clone(), vec!["bye".into()]));
+    let termed = calls
+        .iter()
+        .position(|c| *c == FakeCall::Kill(id.clone(), 15));
+    assert!(hooked.unwrap() < termed.unwrap());
+    assert!(e.events.all().iter().any(|(r, _)| r == "FailedPreStopHook"));
+    assert!(e.rt.container_ids().is_empty());
+}
+
+#[tokio::test]
+async fn pre_stop_sleep_is_cut_short_by_the_grace_period() {
+    let e = env(Duration::from_secs(1));
+    let mut h = spawn(
+        hooked_pod(serde_json::json!({"preStop": {"sleep": {"seconds": 30}}})),
+        e.deps.clone(),
+    );
+    wait_status(&mut h, "app running", |s| running(s, "app")).await;
+    let t0 = Instant::now();
+    h.terminate(Some(Duration::from_secs(1)));
+    tokio::time::timeout(Duration::from_secs(10), h.terminated())
+        .await
+        .unwrap();
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_secs(1), "the sleep ran: {took:?}");
+    assert!(took < Duration::from_secs(5), "bounded by grace: {took:?}");
+    let id = pod::container_id("0000-1111", "app", 0);
+    assert!(e.rt.calls().contains(&FakeCall::Kill(id, 15)));
+}
+
+#[tokio::test]
+async fn an_oom_killed_exit_is_reported_as_oom_killed() {
+    let e = env(Duration::from_secs(1));
+    let mut h = spawn(pod("Never", false), e.deps.clone());
+    wait_status(&mut h, "app running", |s| running(s, "app")).await;
+    let id = pod::container_id("0000-1111", "app", 0);
+    e.rt.oom.lock().unwrap().push(id.clone());
+    e.rt.exit(&id, 137);
+    let st = wait_status(&mut h, "terminated", |s| {
+        ctr(s, "app").state.is_some_and(|s| s.terminated.is_some())
+    })
+    .await;
+    let t = ctr(&st, "app").state.unwrap().terminated.unwrap();
+    assert_eq!(t.reason.as_deref(), Some("OOMKilled"));
+    assert_eq!(t.exit_code, 137);
+    assert_eq!(st.phase.as_deref(), Some("Failed"));
 }
