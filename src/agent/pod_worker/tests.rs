@@ -574,3 +574,88 @@ async fn an_oom_killed_exit_is_reported_as_oom_killed() {
     assert_eq!(t.exit_code, 137);
     assert_eq!(st.phase.as_deref(), Some("Failed"));
 }
+
+fn sidecar_pod() -> Arc<Pod> {
+    Arc::new(
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "default", "uid": "0000-1111"},
+            "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+                "initContainers": [
+                    {"name": "side", "image": "busybox", "command": ["s"], "restartPolicy": "Always"},
+                    {"name": "init2", "image": "busybox", "command": ["i"]}
+                ],
+                "containers": [{"name": "app", "image": "busybox", "command": ["a"]}]}
+        }))
+        .unwrap(),
+    )
+}
+
+fn init_status(st: &PodStatus, name: &str) -> k8s_openapi::api::core::v1::ContainerStatus {
+    st.init_container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == name)
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn sidecars_start_in_order_restart_and_stop_after_the_containers_finish() {
+    let e = env(Duration::from_millis(100));
+    let mut h = spawn(sidecar_pod(), e.deps.clone());
+    // The next init container starts while the sidecar keeps running.
+    let st = wait_status(&mut h, "init2 running", |s| running(s, "init2")).await;
+    assert!(running(&st, "side"));
+    let side = init_status(&st, "side");
+    assert_eq!((side.started, side.ready), (Some(true), true));
+    assert!(!init_status(&st, "init2").ready);
+    e.rt.exit(&pod::container_id("0000-1111", "init2", 0), 0);
+    let st = wait_status(&mut h, "app running", |s| running(s, "app")).await;
+    assert_eq!(st.phase.as_deref(), Some("Running"));
+    // A sidecar that exits is restarted, even with restartPolicy Never.
+    e.rt.exit(&pod::container_id("0000-1111", "side", 0), 1);
+    wait_status(&mut h, "sidecar restarted", |s| {
+        running(s, "side") && init_status(s, "side").restart_count == 1
+    })
+    .await;
+    // The app finishing completes the pod; the sidecar is stopped, not restarted.
+    e.rt.exit(&pod::container_id("0000-1111", "app", 0), 0);
+    let st = wait_status(&mut h, "pod succeeded, sidecar stopped", |s| {
+        s.phase.as_deref() == Some("Succeeded") && !running(s, "side")
+    })
+    .await;
+    assert_eq!(init_status(&st, "side").restart_count, 1);
+    let side1 = pod::container_id("0000-1111", "side", 1);
+    assert!(e.rt.calls().contains(&FakeCall::Kill(side1, 15)));
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !e.net.active.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("sandbox released after the sidecar stopped");
+}
+
+#[tokio::test]
+async fn sidecars_are_terminated_after_the_containers_on_deletion() {
+    let e = env(Duration::from_secs(1));
+    let mut h = spawn(sidecar_pod(), e.deps.clone());
+    wait_status(&mut h, "init2 running", |s| running(s, "init2")).await;
+    e.rt.exit(&pod::container_id("0000-1111", "init2", 0), 0);
+    wait_status(&mut h, "app running", |s| running(s, "app")).await;
+    h.terminate(None);
+    tokio::time::timeout(Duration::from_secs(10), h.terminated())
+        .await
+        .unwrap();
+    let calls = e.rt.calls();
+    let app = pod::container_id("0000-1111", "app", 0);
+    let side = pod::container_id("0000-1111", "side", 0);
+    let app_at = calls
+        .iter()
+        .position(|c| *c == FakeCall::Kill(app.clone(), 15));
+    let side_at = calls
+        .iter()
+        .position(|c| *c == FakeCall::Kill(side.clone(), 15));
+    assert!(app_at.unwrap() < side_at.unwrap(), "{calls:?}");
+    assert!(e.rt.container_ids().is_empty());
+}
