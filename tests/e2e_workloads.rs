@@ -1,7 +1,7 @@
 //! End to end with a real `k3rs server` running its built-in agent on a real containerd
 //! (needs root): a Deployment of busybox pods serving HTTP, `kubectl logs` (with `-f`),
 //! `kubectl exec` (output and exit codes), a kill -9 restart that re-adopts running
-//! pods, lifecycle hooks and OOMKilled. One server for the whole file: it is heavy.
+//! pods, lifecycle hooks, OOMKilled and sidecars. One server for the whole file: it is heavy.
 
 mod common;
 
@@ -491,6 +491,24 @@ spec:
     imagePullPolicy: Never
     command: ["/bin/sh", "-c", "x=$(head -c 64m /dev/zero | tr '\\0' a); echo ${#x}"]
     resources: {limits: {memory: 16Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: sidecar}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: side
+    image: k3rs.test/busybox:1
+    imagePullPolicy: Never
+    restartPolicy: Always
+    command: ["/bin/sh", "-c", "exec sleep 3600"]
+  containers:
+  - name: c
+    image: k3rs.test/busybox:1
+    imagePullPolicy: Never
+    command: ["/bin/sh", "-c", "sleep 1"]
 "#;
 
 fn restarts_probes_endpoints_and_cleanup(server: &Server, dir: &Path) {
@@ -604,7 +622,13 @@ fn restarts_probes_endpoints_and_cleanup(server: &Server, dir: &Path) {
     let t = terminated("oom");
     assert_eq!(t["reason"], "OOMKilled", "{t}");
     assert_eq!(t["exitCode"], 137, "{t}");
-    server.ok(&["delete", "pod", "hooks", "badhook", "oom"]);
+    // A sidecar runs beside the container and is stopped once it finished.
+    wait_for("sidecar pod succeeded", server, 30, || {
+        let p = pod_json(server, "sidecar");
+        p["status"]["phase"] == "Succeeded"
+            && !p["status"]["initContainerStatuses"][0]["state"]["terminated"].is_null()
+    });
+    server.ok(&["delete", "pod", "hooks", "badhook", "oom", "sidecar"]);
     // preStop ran before the container was stopped.
     assert_eq!(
         std::fs::read_to_string(hook_dir.join("pre")).unwrap_or_default(),
