@@ -1,7 +1,7 @@
 //! End to end with a real `k3rs server` running its built-in agent on a real containerd
 //! (needs root): a Deployment of busybox pods serving HTTP, `kubectl logs` (with `-f`),
-//! `kubectl exec` (output and exit codes), and a kill -9 restart that re-adopts running
-//! pods. One server for the whole file: it is heavy.
+//! `kubectl exec` (output and exit codes), a kill -9 restart that re-adopts running
+//! pods, lifecycle hooks, OOMKilled and sidecars. One server for the whole file: it is heavy.
 
 mod common;
 
@@ -446,7 +446,74 @@ fn pod_json(server: &Server, name: &str) -> serde_json::Value {
     serde_json::from_str(&server.ok(&["get", "pod", name, "-o", "json"])).unwrap()
 }
 
+/// postStart/preStop hooks (writing to a hostPath), a failing postStart hook, and a
+/// container over its memory limit.
+const HOOK_SCENARIOS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hooks}
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: c
+    image: k3rs.test/busybox:1
+    imagePullPolicy: Never
+    command: ["/bin/sh", "-c", "exec sleep 3600"]
+    volumeMounts: [{name: out, mountPath: /out}]
+    lifecycle:
+      postStart: {exec: {command: ["/bin/sh", "-c", "echo started > /out/post"]}}
+      preStop: {exec: {command: ["/bin/sh", "-c", "echo stopping > /out/pre"]}}
+  volumes: [{name: out, hostPath: {path: HOOKDIR, type: DirectoryOrCreate}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: badhook}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: k3rs.test/busybox:1
+    imagePullPolicy: Never
+    command: ["/bin/sh", "-c", "exec sleep 3600"]
+    lifecycle:
+      postStart: {exec: {command: ["/bin/sh", "-c", "exit 3"]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: oom}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: k3rs.test/busybox:1
+    imagePullPolicy: Never
+    command: ["/bin/sh", "-c", "x=$(head -c 64m /dev/zero | tr '\\0' a); echo ${#x}"]
+    resources: {limits: {memory: 16Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: sidecar}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: side
+    image: k3rs.test/busybox:1
+    imagePullPolicy: Never
+    restartPolicy: Always
+    command: ["/bin/sh", "-c", "exec sleep 3600"]
+  containers:
+  - name: c
+    image: k3rs.test/busybox:1
+    imagePullPolicy: Never
+    command: ["/bin/sh", "-c", "sleep 1"]
+"#;
+
 fn restarts_probes_endpoints_and_cleanup(server: &Server, dir: &Path) {
+    let hook_dir = dir.join("hooks");
+    server.apply(&HOOK_SCENARIOS.replace("HOOKDIR", hook_dir.to_str().unwrap()));
     server.apply(POD_SCENARIOS);
 
     // A crashing container shows CrashLoopBackOff, and its restart count keeps growing.
@@ -537,6 +604,36 @@ fn restarts_probes_endpoints_and_cleanup(server: &Server, dir: &Path) {
     wait_for("configmap update in the pod", server, 30, || {
         read_greeting() == "two"
     });
+
+    // postStart ran in the started container; a failing one kills it with an event.
+    wait_for("postStart hook output", server, 30, || {
+        std::fs::read_to_string(hook_dir.join("post")).is_ok_and(|s| s == "started\n")
+    });
+    let terminated = |name: &str| -> serde_json::Value {
+        pod_json(server, name)["status"]["containerStatuses"][0]["state"]["terminated"].clone()
+    };
+    wait_for("failed postStart kills the container", server, 30, || {
+        terminated("badhook")["exitCode"] == 137
+    });
+    let events = server.ok(&["get", "events", "-o", "json"]);
+    assert!(events.contains("FailedPostStartHook"), "{events}");
+    // A container over its memory limit is OOMKilled.
+    wait_for("OOMKilled", server, 30, || !terminated("oom").is_null());
+    let t = terminated("oom");
+    assert_eq!(t["reason"], "OOMKilled", "{t}");
+    assert_eq!(t["exitCode"], 137, "{t}");
+    // A sidecar runs beside the container and is stopped once it finished.
+    wait_for("sidecar pod succeeded", server, 30, || {
+        let p = pod_json(server, "sidecar");
+        p["status"]["phase"] == "Succeeded"
+            && !p["status"]["initContainerStatuses"][0]["state"]["terminated"].is_null()
+    });
+    server.ok(&["delete", "pod", "hooks", "badhook", "oom", "sidecar"]);
+    // preStop ran before the container was stopped.
+    assert_eq!(
+        std::fs::read_to_string(hook_dir.join("pre")).unwrap_or_default(),
+        "stopping\n"
+    );
 
     // Deleting everything leaves no container, task, netns or IP allocation.
     let all: serde_json::Value =

@@ -1,8 +1,8 @@
 //! One worker per pod, the only place that acts on that pod's containers (so actions on a
 //! pod never interleave): sandbox (namespaces + CNI + /etc files + volumes), init
-//! containers in order, then the containers; restartPolicy with CrashLoopBackOff; stop
-//! with SIGTERM, grace period, SIGKILL and full cleanup; re-adoption of running
-//! containers after an agent restart; the pod status, published on a `watch` channel.
+//! containers in order, then the containers; postStart hooks; restartPolicy with
+//! CrashLoopBackOff; stop with preStop hooks, SIGTERM, grace period, SIGKILL and full
+//! cleanup; re-adoption of running containers after an agent restart; the pod status, published on a `watch` channel.
 //!
 //! Owns: the pod's lifecycle on this node. May call: [`ContainerRuntime`], [`PodNetwork`],
 //! the pod helpers in [`crate::agent::pod`]. Never the API (the sync layer writes status).
@@ -141,10 +141,23 @@ struct Worker {
     tracker: status::Tracker,
     /// When configMap/secret volumes were last re-read from the API.
     volumes_synced: Instant,
+    /// Sidecars were signalled after the containers finished.
+    sidecars_stopping: bool,
 }
 
 fn now_ts() -> jiff::Timestamp {
     jiff::Timestamp::now()
+}
+
+/// The terminated reason of an exit, as upstream: `OOMKilled`, `Completed` or `Error`.
+fn exit_reason(e: &ExitInfo) -> &'static str {
+    if e.oom_killed {
+        "OOMKilled"
+    } else if e.exit_code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    }
 }
 
 fn ts_of(t: Option<SystemTime>) -> jiff::Timestamp {
@@ -165,11 +178,13 @@ impl Worker {
             .chain(spec.containers.iter().map(|c| (false, c)))
         {
             let image = c.image.clone().unwrap_or_default();
+            let mut view = CtrView::new(&c.name, init, &image);
+            view.sidecar = init && c.restart_policy.as_deref() == Some("Always");
             ctrs.push(Ctr {
                 spec: c.clone(),
                 probes: Vec::new(),
                 pull_policy: PullPolicy::from_k8s(c.image_pull_policy.as_deref(), &image),
-                view: CtrView::new(&c.name, init, &image),
+                view,
                 attempt: 0,
                 id: None,
                 since: None,
@@ -190,6 +205,7 @@ impl Worker {
             status_tx,
             tracker: status::Tracker::new(now_ts()),
             volumes_synced: Instant::now(),
+            sidecars_stopping: false,
         }
     }
 
@@ -359,6 +375,7 @@ impl Worker {
                     let exit = state.exit.unwrap_or(ExitInfo {
                         exit_code: 255,
                         exited_at: None,
+                        oom_killed: false,
                     });
                     c.view.state = CState::Running { started_at };
                     self.on_exit(&id, Ok(exit)).await;
@@ -401,7 +418,11 @@ impl Worker {
         });
     }
 
-    fn should_restart(&self, init: bool, exit_code: i32) -> bool {
+    fn should_restart(&self, init: bool, sidecar: bool, exit_code: i32) -> bool {
+        if sidecar {
+            // Sidecars always restart, until the pod is finished.
+            return !status::is_finished(&self.tracker);
+        }
         match self.restart_policy().as_str() {
             "Never" => false,
             "OnFailure" => exit_code != 0,
@@ -420,15 +441,15 @@ impl Worker {
         let (exit_code, finished_at, reason) = match exit {
             Ok(e) => {
                 let code = e.exit_code as i32;
-                let reason = if code == 0 { "Completed" } else { "Error" };
-                (code, ts_of(e.exited_at), reason)
+                (code, ts_of(e.exited_at), exit_reason(&e))
             }
             Err(_) => (137, now_ts(), "ContainerStatusUnknown"),
         };
         let init = self.ctrs[i].view.init;
         self.ctrs[i].probes.clear();
         self.ctrs[i].view.probe_ready = None;
-        let restart = self.should_restart(init, exit_code);
+        let sidecar = self.ctrs[i].view.sidecar;
+        let restart = self.should_restart(init, sidecar, exit_code);
         let c = &mut self.ctrs[i];
         info!(pod = %pod::pod_key(&self.pod), container = %c.view.name, exit_code, restart, "container exited");
         let terminated = CState::Terminated {
@@ -458,7 +479,10 @@ impl Worker {
     /// One pass towards the desired state.
     async fn sync(&mut self) {
         if status::is_finished(&self.tracker) {
-            self.release_sandbox().await;
+            // Sidecars stop once the containers finished; the sandbox goes after them.
+            if !self.stop_sidecars().await {
+                self.release_sandbox().await;
+            }
             return;
         }
         if self.sandbox.is_none() {
@@ -478,33 +502,84 @@ impl Worker {
                 }
             }
         }
-        // Init containers, strictly in order; nothing else starts until all succeeded.
-        for i in 0..self.ctrs.len() {
-            if !self.ctrs[i].view.init {
-                continue;
-            }
-            match &self.ctrs[i].view.state {
-                CState::Terminated { exit_code: 0, .. } => continue,
-                CState::Terminated { .. } | CState::Running { .. } => return,
-                CState::Waiting { .. } => {
+        if self.start_inits().await {
+            for i in 0..self.ctrs.len() {
+                if !self.ctrs[i].view.init
+                    && matches!(self.ctrs[i].view.state, CState::Waiting { .. })
+                {
                     self.try_start(i).await;
-                    return;
                 }
-            }
-        }
-        for i in 0..self.ctrs.len() {
-            if !self.ctrs[i].view.init && matches!(self.ctrs[i].view.state, CState::Waiting { .. })
-            {
-                self.try_start(i).await;
             }
         }
         self.run_probes().await;
         self.resync_volumes().await;
         // Finished pods give their IP back right away (status keeps podIP).
         self.publish();
-        if status::is_finished(&self.tracker) {
+        if status::is_finished(&self.tracker) && !self.stop_sidecars().await {
             self.release_sandbox().await;
         }
+    }
+
+    /// Init containers, strictly in order; true once the containers may start (all
+    /// succeeded or, for sidecars, started and past their startup probe). Once the
+    /// containers ran, sidecars are just restarted.
+    async fn start_inits(&mut self) -> bool {
+        let initialized = self
+            .ctrs
+            .iter()
+            .any(|c| !c.view.init && c.view.started_once);
+        for i in 0..self.ctrs.len() {
+            let v = &self.ctrs[i].view;
+            if !v.init || (initialized && !v.sidecar) {
+                continue;
+            }
+            if matches!(v.state, CState::Waiting { .. }) {
+                self.try_start(i).await;
+            }
+            let v = &self.ctrs[i].view;
+            let passed = match &v.state {
+                CState::Running { .. } => v.sidecar && v.startup_done,
+                CState::Terminated { exit_code: 0, .. } => !v.sidecar,
+                _ => false,
+            };
+            if !passed && !initialized {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// After the containers finished: SIGTERM the running sidecars (SIGKILL after the
+    /// grace period). True while some still run.
+    async fn stop_sidecars(&mut self) -> bool {
+        let running: Vec<String> = self
+            .ctrs
+            .iter()
+            .filter(|c| c.view.sidecar && matches!(c.view.state, CState::Running { .. }))
+            .filter_map(|c| c.id.clone())
+            .collect();
+        if running.is_empty() {
+            return false;
+        }
+        if !self.sidecars_stopping {
+            self.sidecars_stopping = true;
+            let rt = self.deps.runtime.clone();
+            let grace = self.grace();
+            for id in &running {
+                let _ = rt
+                    .kill_container(id, nix::sys::signal::Signal::SIGTERM as i32)
+                    .await;
+            }
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                for id in running {
+                    let _ = rt
+                        .kill_container(&id, nix::sys::signal::Signal::SIGKILL as i32)
+                        .await;
+                }
+            });
+        }
+        true
     }
 
     /// Re-reads configMap/secret volumes every ~10 s (the worker wakes at least that often)
@@ -701,7 +776,8 @@ impl Worker {
         c.view.started_once = true;
         c.view.state = CState::Running { started_at };
         Self::arm_probes(c);
-        self.spawn_waiter(id);
+        self.spawn_waiter(id.clone());
+        self.post_start(i, &id).await;
     }
 
     fn fail_start(&mut self, i: usize, reason: &str, message: String) {
@@ -719,29 +795,37 @@ impl Worker {
         let key = pod::pod_key(&self.pod);
         info!(pod = %key, grace = grace.as_secs(), "stopping pod");
         let rt = self.deps.runtime.clone();
-        let running: Vec<String> = self
-            .ctrs
-            .iter()
-            .filter(|c| matches!(c.view.state, CState::Running { .. }))
-            .filter_map(|c| c.id.clone())
-            .collect();
-        for id in &running {
-            if let Err(e) = rt
-                .kill_container(id, nix::sys::signal::Signal::SIGTERM as i32)
-                .await
-            {
-                warn!(id = %id, error = %e, "sigterm");
+        let begun = tokio::time::Instant::now();
+        // preStop hooks run first, inside the grace period.
+        self.pre_stop(grace).await;
+        // Like upstream, a preStop hook that used up the grace period still leaves the
+        // containers 2 s between SIGTERM and SIGKILL.
+        let deadline =
+            (begun + grace).max(tokio::time::Instant::now() + grace.min(Duration::from_secs(2)));
+        // The containers first, then the sidecars they may depend on.
+        for sidecars in [false, true] {
+            let running: Vec<String> = self
+                .ctrs
+                .iter()
+                .filter(|c| c.view.sidecar == sidecars)
+                .filter(|c| matches!(c.view.state, CState::Running { .. }))
+                .filter_map(|c| c.id.clone())
+                .collect();
+            for id in &running {
+                if let Err(e) = rt
+                    .kill_container(id, nix::sys::signal::Signal::SIGTERM as i32)
+                    .await
+                {
+                    warn!(id = %id, error = %e, "sigterm");
+                }
             }
-        }
-        let deadline = tokio::time::Instant::now() + grace;
-        while self
-            .ctrs
-            .iter()
-            .any(|c| matches!(c.view.state, CState::Running { .. }))
-        {
-            match tokio::time::timeout_at(deadline, self.exits_rx.recv()).await {
-                Ok(Some((id, exit))) => self.mark_stopped(&id, exit),
-                _ => break,
+            while self.ctrs.iter().any(|c| {
+                c.view.sidecar == sidecars && matches!(c.view.state, CState::Running { .. })
+            }) {
+                match tokio::time::timeout_at(deadline, self.exits_rx.recv()).await {
+                    Ok(Some((id, exit))) => self.mark_stopped(&id, exit),
+                    _ => break,
+                }
             }
         }
         // remove_container SIGKILLs whatever is still running.
@@ -786,13 +870,13 @@ impl Worker {
         if let Some(c) = self.ctrs.iter_mut().find(|c| c.id.as_deref() == Some(id))
             && let CState::Running { started_at } = c.view.state.clone()
         {
-            let (code, at) = match exit {
-                Ok(e) => (e.exit_code as i32, ts_of(e.exited_at)),
-                Err(_) => (137, now_ts()),
+            let (code, at, reason) = match exit {
+                Ok(e) => (e.exit_code as i32, ts_of(e.exited_at), exit_reason(&e)),
+                Err(_) => (137, now_ts(), "Error"),
             };
             c.view.state = CState::Terminated {
                 exit_code: code,
-                reason: if code == 0 { "Completed" } else { "Error" }.into(),
+                reason: reason.into(),
                 started_at,
                 finished_at: at,
             };
@@ -800,6 +884,7 @@ impl Worker {
     }
 }
 
+mod hooks;
 mod probing;
 mod pulling;
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Container probes (startup, liveness, readiness): exec via the runtime, httpGet and
-//! tcpSocket against the pod IP, with the probe's timing and thresholds.
+//! Container probes (startup, liveness, readiness): exec via the runtime, httpGet,
+//! tcpSocket and grpc (see [`grpc`]) against the pod IP, with the probe's timing and thresholds.
 //!
 //! Owns: running one probe and the per-probe counters. May call: the container runtime
 //! (exec) and the pod network (TCP).
@@ -185,8 +185,15 @@ pub async fn run(
             Err(_) => Err("probe timed out".into()),
         };
     }
-    Err("probe type not supported (grpc probes are not implemented)".into())
+    if let Some(g) = &probe.grpc {
+        let port = u16::try_from(g.port).map_err(|_| format!("bad port {}", g.port))?;
+        let service = g.service.clone().unwrap_or_default();
+        return grpc::check(SocketAddr::new(ip, port), &service, timeout).await;
+    }
+    Err("probe has no exec, httpGet, tcpSocket or grpc action".into())
 }
+
+mod grpc;
 
 #[cfg(test)]
 mod tests {

@@ -36,6 +36,8 @@ pub enum CState {
 pub struct CtrView {
     pub name: String,
     pub init: bool,
+    /// An init container with `restartPolicy: Always` (runs alongside the containers).
+    pub sidecar: bool,
     pub image: String,
     pub image_id: String,
     pub container_id: Option<String>,
@@ -54,6 +56,7 @@ impl CtrView {
         CtrView {
             name: name.into(),
             init,
+            sidecar: false,
             image: image.into(),
             image_id: String::new(),
             container_id: None,
@@ -171,16 +174,24 @@ impl Tracker {
     ) -> PodStatus {
         let inits: Vec<&&CtrView> = views.iter().filter(|v| v.init).collect();
         let regular: Vec<&&CtrView> = views.iter().filter(|v| !v.init).collect();
-        let initialized = inits
-            .iter()
-            .all(|v| matches!(v.state, CState::Terminated { exit_code: 0, .. }));
-        let init_failed = inits
-            .iter()
-            .any(|v| matches!(v.state, CState::Terminated { exit_code, .. } if exit_code != 0));
+        let sidecars: Vec<&&CtrView> = inits.iter().copied().filter(|v| v.sidecar).collect();
+        // Sidecars count once started (and past their startup probe while running).
+        let initialized = inits.iter().all(|v| {
+            if v.sidecar {
+                v.started_once && (v.startup_done || !matches!(v.state, CState::Running { .. }))
+            } else {
+                matches!(v.state, CState::Terminated { exit_code: 0, .. })
+            }
+        });
+        let init_failed = inits.iter().any(|v| {
+            !v.sidecar && matches!(v.state, CState::Terminated { exit_code, .. } if exit_code != 0)
+        });
+        let runs_ready = |v: &&&CtrView| {
+            matches!(v.state, CState::Running { .. }) && v.probe_ready != Some(false)
+        };
         let all_running = !regular.is_empty()
-            && regular
-                .iter()
-                .all(|v| matches!(v.state, CState::Running { .. }) && v.probe_ready != Some(false));
+            && regular.iter().all(runs_ready)
+            && sidecars.iter().all(runs_ready);
         let all_done = !regular.is_empty()
             && regular
                 .iter()
@@ -256,7 +267,7 @@ impl Tracker {
                 image: v.image.clone(),
                 image_id: v.image_id.clone(),
                 container_id: v.container_id.as_ref().map(|i| format!("containerd://{i}")),
-                ready: running && !v.init && v.probe_ready != Some(false),
+                ready: running && (!v.init || v.sidecar) && v.probe_ready != Some(false),
                 restart_count: v.restarts,
                 started: Some(running && v.startup_done),
                 state: Some(state_of(&state, v.container_id.as_ref())),

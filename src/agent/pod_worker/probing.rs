@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 impl Worker {
     /// Fresh probe state for a new run of `c`.
     pub(super) fn arm_probes(c: &mut Ctr) {
-        c.probes = if c.view.init {
+        c.probes = if c.view.init && !c.view.sidecar {
             Vec::new()
         } else {
             probe::probes_of(&c.spec, Instant::now())

@@ -22,7 +22,7 @@ pub(super) struct ImageFailure {
 }
 
 impl Worker {
-    fn field_path(&self, i: usize) -> Option<String> {
+    pub(super) fn field_path(&self, i: usize) -> Option<String> {
         let c = &self.ctrs[i].view;
         let list = if c.init {
             "initContainers"
@@ -32,7 +32,7 @@ impl Worker {
         Some(format!("spec.{list}{{{}}}", c.name))
     }
 
-    fn event(&self, i: usize, kind: Kind, reason: &str, message: String) {
+    pub(super) fn event(&self, i: usize, kind: Kind, reason: &str, message: String) {
         self.deps
             .events
             .emit(&self.pod, self.field_path(i), kind, reason, message);

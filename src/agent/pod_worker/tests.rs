@@ -298,7 +298,10 @@ async fn failed_liveness_probe_restarts_the_container() {
     *e.rt.exec_exit_code.lock().unwrap() = 1;
     let mut h = spawn(probed_pod("livenessProbe", 2), e.deps.clone());
     let st = wait_status(&mut h, "restarted after liveness failure", |s| {
-        running(s, "app") && ctr(s, "app").restart_count >= 1
+        s.container_statuses
+            .iter()
+            .flatten()
+            .any(|c| c.restart_count >= 1)
     })
     .await;
     let last = ctr(&st, "app").last_state.unwrap().terminated.unwrap();
@@ -448,4 +451,211 @@ async fn if_not_present_uses_a_local_image_and_always_pulls_with_the_pod_secrets
     assert!(e.events.all().iter().any(|(r, m)| r == "Pulled"
         && m.starts_with("Successfully pulled image \"r.example:5000/app:1\" in ")
         && m.ends_with("Image size: 1234 bytes.")));
+}
+
+fn hooked_pod(lifecycle: serde_json::Value) -> Arc<Pod> {
+    Arc::new(
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "default", "uid": "0000-1111"},
+            "spec": {"restartPolicy": "Always", "terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "app", "image": "busybox", "command": ["sleep", "1d"],
+                    "lifecycle": lifecycle}]}
+        }))
+        .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn post_start_hook_runs_in_the_started_container() {
+    let e = env(Duration::from_secs(1));
+    let mut h = spawn(
+        hooked_pod(serde_json::json!({"postStart": {"exec": {"command": ["hello"]}}})),
+        e.deps.clone(),
+    );
+    wait_status(&mut h, "app running", |s| running(s, "app")).await;
+    let id = pod::container_id("0000-1111", "app", 0);
+    let calls = e.rt.calls();
+    let started = calls.iter().position(|c| *c == FakeCall::Start(id.clone()));
+    let hooked = calls
+        .iter()
+        .position(|c| *c == FakeCall::Exec(id.clone(), vec!["hello".into()]));
+    assert!(started.unwrap() < hooked.unwrap());
+    assert!(!calls.iter().any(|c| matches!(c, FakeCall::Kill(..))));
+    assert!(!e.events.all().iter().any(|(r, _)| r.contains("Hook")));
+}
+
+#[tokio::test]
+async fn failed_post_start_hook_kills_the_container_with_an_event() {
+    let e = env(Duration::from_millis(100));
+    *e.rt.exec_exit_code.lock().unwrap() = 1;
+    let mut h = spawn(
+        hooked_pod(serde_json::json!({"postStart": {"exec": {"command": ["fail"]}}})),
+        e.deps.clone(),
+    );
+    let st = wait_status(&mut h, "restarted after the hook failed", |s| {
+        s.container_statuses
+            .iter()
+            .flatten()
+            .any(|c| c.restart_count >= 1)
+    })
+    .await;
+    let last = ctr(&st, "app").last_state.unwrap().terminated.unwrap();
+    assert_eq!(last.exit_code, 128 + 9);
+    let id = pod::container_id("0000-1111", "app", 0);
+    assert!(e.rt.calls().contains(&FakeCall::Kill(id, 9)));
+    assert!(
+        e.events
+            .all()
+            .iter()
+            .any(|(r, m)| r == "FailedPostStartHook" && m.contains("exit code 1"))
+    );
+}
+
+#[tokio::test]
+async fn pre_stop_hook_runs_before_sigterm_and_failures_are_events() {
+    let e = env(Duration::from_secs(1));
+    let mut h = spawn(
+        hooked_pod(serde_json::json!({"preStop": {"exec": {"command": ["bye"]}}})),
+        e.deps.clone(),
+    );
+    wait_status(&mut h, "app running", |s| running(s, "app")).await;
+    *e.rt.exec_exit_code.lock().unwrap() = 2;
+    h.terminate(None);
+    tokio::time::timeout(Duration::from_secs(10), h.terminated())
+        .await
+        .unwrap();
+    let id = pod::container_id("0000-1111", "app", 0);
+    let calls = e.rt.calls();
+    let hooked = calls
+        .iter()
+        .position(|c| *c == FakeCall::Exec(id.clone(), vec!["bye".into()]));
+    let termed = calls
+        .iter()
+        .position(|c| *c == FakeCall::Kill(id.clone(), 15));
+    assert!(hooked.unwrap() < termed.unwrap());
+    assert!(e.events.all().iter().any(|(r, _)| r == "FailedPreStopHook"));
+    assert!(e.rt.container_ids().is_empty());
+}
+
+#[tokio::test]
+async fn pre_stop_sleep_is_cut_short_by_the_grace_period() {
+    let e = env(Duration::from_secs(1));
+    let mut h = spawn(
+        hooked_pod(serde_json::json!({"preStop": {"sleep": {"seconds": 30}}})),
+        e.deps.clone(),
+    );
+    wait_status(&mut h, "app running", |s| running(s, "app")).await;
+    let t0 = Instant::now();
+    h.terminate(Some(Duration::from_secs(1)));
+    tokio::time::timeout(Duration::from_secs(10), h.terminated())
+        .await
+        .unwrap();
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_secs(1), "the sleep ran: {took:?}");
+    assert!(took < Duration::from_secs(5), "bounded by grace: {took:?}");
+    let id = pod::container_id("0000-1111", "app", 0);
+    assert!(e.rt.calls().contains(&FakeCall::Kill(id, 15)));
+}
+
+#[tokio::test]
+async fn an_oom_killed_exit_is_reported_as_oom_killed() {
+    let e = env(Duration::from_secs(1));
+    let mut h = spawn(pod("Never", false), e.deps.clone());
+    wait_status(&mut h, "app running", |s| running(s, "app")).await;
+    let id = pod::container_id("0000-1111", "app", 0);
+    e.rt.oom.lock().unwrap().push(id.clone());
+    e.rt.exit(&id, 137);
+    let st = wait_status(&mut h, "terminated", |s| {
+        ctr(s, "app").state.is_some_and(|s| s.terminated.is_some())
+    })
+    .await;
+    let t = ctr(&st, "app").state.unwrap().terminated.unwrap();
+    assert_eq!(t.reason.as_deref(), Some("OOMKilled"));
+    assert_eq!(t.exit_code, 137);
+    assert_eq!(st.phase.as_deref(), Some("Failed"));
+}
+
+fn sidecar_pod() -> Arc<Pod> {
+    Arc::new(
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "default", "uid": "0000-1111"},
+            "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+                "initContainers": [
+                    {"name": "side", "image": "busybox", "command": ["s"], "restartPolicy": "Always"},
+                    {"name": "init2", "image": "busybox", "command": ["i"]}
+                ],
+                "containers": [{"name": "app", "image": "busybox", "command": ["a"]}]}
+        }))
+        .unwrap(),
+    )
+}
+
+fn init_status(st: &PodStatus, name: &str) -> k8s_openapi::api::core::v1::ContainerStatus {
+    st.init_container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == name)
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn sidecars_start_in_order_restart_and_stop_after_the_containers_finish() {
+    let e = env(Duration::from_millis(100));
+    let mut h = spawn(sidecar_pod(), e.deps.clone());
+    // The next init container starts while the sidecar keeps running.
+    let st = wait_status(&mut h, "init2 running", |s| running(s, "init2")).await;
+    assert!(running(&st, "side"));
+    let side = init_status(&st, "side");
+    assert_eq!((side.started, side.ready), (Some(true), true));
+    assert!(!init_status(&st, "init2").ready);
+    e.rt.exit(&pod::container_id("0000-1111", "init2", 0), 0);
+    let st = wait_status(&mut h, "app running", |s| running(s, "app")).await;
+    assert_eq!(st.phase.as_deref(), Some("Running"));
+    // A sidecar that exits is restarted, even with restartPolicy Never.
+    e.rt.exit(&pod::container_id("0000-1111", "side", 0), 1);
+    wait_status(&mut h, "sidecar restarted", |s| {
+        running(s, "side") && init_status(s, "side").restart_count == 1
+    })
+    .await;
+    // The app finishing completes the pod; the sidecar is stopped, not restarted.
+    e.rt.exit(&pod::container_id("0000-1111", "app", 0), 0);
+    let st = wait_status(&mut h, "pod succeeded, sidecar stopped", |s| {
+        s.phase.as_deref() == Some("Succeeded") && !running(s, "side")
+    })
+    .await;
+    assert_eq!(init_status(&st, "side").restart_count, 1);
+    let side1 = pod::container_id("0000-1111", "side", 1);
+    assert!(e.rt.calls().contains(&FakeCall::Kill(side1, 15)));
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !e.net.active.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("sandbox released after the sidecar stopped");
+}
+
+#[tokio::test]
+async fn sidecars_are_terminated_after_the_containers_on_deletion() {
+    let e = env(Duration::from_secs(1));
+    let mut h = spawn(sidecar_pod(), e.deps.clone());
+    wait_status(&mut h, "init2 running", |s| running(s, "init2")).await;
+    e.rt.exit(&pod::container_id("0000-1111", "init2", 0), 0);
+    wait_status(&mut h, "app running", |s| running(s, "app")).await;
+    h.terminate(None);
+    tokio::time::timeout(Duration::from_secs(10), h.terminated())
+        .await
+        .unwrap();
+    let calls = e.rt.calls();
+    let app = pod::container_id("0000-1111", "app", 0);
+    let side = pod::container_id("0000-1111", "side", 0);
+    let app_at = calls
+        .iter()
+        .position(|c| *c == FakeCall::Kill(app.clone(), 15));
+    let side_at = calls
+        .iter()
+        .position(|c| *c == FakeCall::Kill(side.clone(), 15));
+    assert!(app_at.unwrap() < side_at.unwrap(), "{calls:?}");
+    assert!(e.rt.container_ids().is_empty());
 }

@@ -345,6 +345,8 @@ impl Containerd {
                 let exit = (status == TaskStatus::Stopped).then(|| ExitInfo {
                     exit_code: p.exit_status,
                     exited_at: to_system_time(p.exited_at),
+                    oom_killed: p.exit_status == 137
+                        && super::oom::oom_killed(container.spec.as_ref()),
                 });
                 (status, p.pid, exit)
             }
@@ -373,9 +375,21 @@ impl Containerd {
             .await
             .map_err(|e| RuntimeError::grpc("task wait", e))?
             .into_inner();
+        // SIGKILLed task: ask its cgroup (still there until the task is deleted) whether
+        // the OOM killer did it.
+        let oom_killed = exec_id.is_empty() && r.exit_status == 137 && {
+            let c = self
+                .containers()
+                .get(self.req(GetContainerRequest { id: id.into() }, None)?)
+                .await
+                .ok()
+                .and_then(|c| c.into_inner().container);
+            super::oom::oom_killed(c.as_ref().and_then(|c| c.spec.as_ref()))
+        };
         Ok(ExitInfo {
             exit_code: r.exit_status,
             exited_at: to_system_time(r.exited_at),
+            oom_killed,
         })
     }
 

@@ -42,6 +42,8 @@ pub struct FakeRuntime {
     pub missing_images: Mutex<Vec<String>>,
     /// Exit code every exec returns (to test exec probes).
     pub exec_exit_code: Mutex<u32>,
+    /// Containers whose next exit is reported as OOM-killed.
+    pub oom: Mutex<Vec<String>>,
 }
 
 impl FakeRuntime {
@@ -80,6 +82,11 @@ impl FakeRuntime {
             let info = ExitInfo {
                 exit_code: code,
                 exited_at: Some(SystemTime::now()),
+                oom_killed: self
+                    .oom
+                    .lock()
+                    .map(|o| o.contains(&id.to_string()))
+                    .unwrap_or(false),
             };
             c.state.status = TaskStatus::Stopped;
             c.state.exit = Some(info);

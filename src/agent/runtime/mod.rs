@@ -14,6 +14,7 @@ mod fake;
 mod images;
 mod listing;
 pub mod logger;
+mod oom;
 mod pull;
 pub mod spec;
 mod supervisor;
@@ -121,6 +122,8 @@ pub enum TaskStatus {
 pub struct ExitInfo {
     pub exit_code: u32,
     pub exited_at: Option<SystemTime>,
+    /// The cgroup's OOM killer fired (reason `OOMKilled` instead of `Error`).
+    pub oom_killed: bool,
 }
 
 /// A container as the runtime sees it.
