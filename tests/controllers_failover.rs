@@ -2,103 +2,29 @@
 //! killed with SIGKILL, another server takes the lease, and a Deployment scaled after the kill
 //! converges to exactly its replica count (no pod created twice by two leaders).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use common::cluster::ClusterServer as Server;
 use std::time::{Duration, Instant};
 
-struct Server {
-    child: Child,
-    dir: PathBuf,
-    url: String,
-    name: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port(ip: &str) -> u16 {
-    let l = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
-    l.local_addr().unwrap().port()
-}
-
-impl Server {
-    fn start(dir: &Path, ip: &str, name: &str, extra: &[&str]) -> Server {
-        std::fs::create_dir_all(dir).unwrap();
-        let port = free_port(ip);
-        let log = std::fs::File::create(dir.join("server.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_k3rs"))
-            .args(["server", "--disable-agent", "--bind-address", ip])
-            .args(["--node-name", name])
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args(["--https-listen-port", &port.to_string()])
-            .args(["--raft-listen-port", &free_port(ip).to_string()])
-            .args(["--etcd-listen-address", &format!("{ip}:{}", free_port(ip))])
-            .arg("--write-kubeconfig")
-            .arg(dir.join("kubeconfig.yaml"))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let s = Server {
-            child,
-            dir: dir.to_path_buf(),
-            url: format!("https://{ip}:{port}"),
-            name: name.to_string(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if s.dir.join("kubeconfig.yaml").exists()
-                && s.kubectl(&["get", "--raw", "/readyz"]).status.success()
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "server not ready: {}", s.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        s
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
-    }
-
-    fn token(&self) -> String {
-        std::fs::read_to_string(self.dir.join("data/server/token"))
-            .unwrap()
-            .trim()
-            .to_string()
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new("kubectl")
-            .env("KUBECONFIG", self.dir.join("kubeconfig.yaml"))
-            .args(["--request-timeout=5s"])
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn out(&self, args: &[&str]) -> String {
-        String::from_utf8_lossy(&self.kubectl(args).stdout).into_owned()
-    }
+/// kubectl's stdout as text.
+fn stdout(s: &Server, args: &[&str]) -> String {
+    String::from_utf8_lossy(&s.kubectl(args).stdout).into_owned()
 }
 
 fn holder(s: &Server) -> String {
-    s.out(&[
-        "get",
-        "lease",
-        "-n",
-        "kube-system",
-        "k3rs-controllers",
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ])
+    stdout(
+        s,
+        &[
+            "get",
+            "lease",
+            "-n",
+            "kube-system",
+            "k3rs-controllers",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+    )
 }
 
 /// Pods of the deployment that are not being deleted.
@@ -199,6 +125,6 @@ fn killing_the_controller_leader_hands_the_lease_over_and_scaling_still_converge
         assert_eq!(live_pods(survivor), Some(5), "pod count moved");
         std::thread::sleep(Duration::from_millis(400));
     }
-    let rs = survivor.out(&["get", "rs", "-l", "app=fo", "-o", "name"]);
+    let rs = stdout(survivor, &["get", "rs", "-l", "app=fo", "-o", "name"]);
     assert_eq!(rs.lines().count(), 1, "one replica set: {rs}");
 }

@@ -4,81 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use common::cluster::ClusterServer as Server;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-struct Server {
-    child: Child,
-    dir: PathBuf,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port(ip: &str) -> u16 {
-    let l = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
-    l.local_addr().unwrap().port()
-}
-
-impl Server {
-    fn start(dir: &Path, ip: &str, name: &str, extra: &[&str]) -> Server {
-        std::fs::create_dir_all(dir).unwrap();
-        let port = free_port(ip);
-        let log = std::fs::File::create(dir.join("server.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_k3rs"))
-            .args(["server", "--disable-agent", "--bind-address", ip])
-            .args(["--node-name", name])
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args(["--https-listen-port", &port.to_string()])
-            .args(["--raft-listen-port", &free_port(ip).to_string()])
-            .args(["--etcd-listen-address", &format!("{ip}:{}", free_port(ip))])
-            .arg("--write-kubeconfig")
-            .arg(dir.join("kubeconfig.yaml"))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let s = Server {
-            child,
-            dir: dir.to_path_buf(),
-            url: format!("https://{ip}:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if s.dir.join("kubeconfig.yaml").exists()
-                && s.kubectl(&["get", "--raw", "/readyz"]).status.success()
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "server not ready: {}", s.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        s
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
-    }
-
-    fn token(&self) -> String {
-        std::fs::read_to_string(self.dir.join("data/server/token"))
-            .unwrap()
-            .trim()
-            .to_string()
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        kubectl_with(&self.dir.join("kubeconfig.yaml"), args)
-    }
-}
 
 fn kubectl_with(kubeconfig: &Path, args: &[&str]) -> Output {
     Command::new("kubectl")
