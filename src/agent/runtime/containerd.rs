@@ -490,31 +490,7 @@ impl Containerd {
         cmd: &[String],
         timeout: Duration,
     ) -> Result<ExecOutput, RuntimeError> {
-        let container = self
-            .containers()
-            .get(self.req(GetContainerRequest { id: id.into() }, None)?)
-            .await
-            .map_err(|e| RuntimeError::grpc("container get", e))?
-            .into_inner()
-            .container
-            .ok_or_else(|| RuntimeError::NotFound(id.into()))?;
-        let spec: serde_json::Value = container
-            .spec
-            .as_ref()
-            .map(|a| serde_json::from_slice(&a.value))
-            .transpose()
-            .map_err(|source| RuntimeError::Json {
-                what: format!("spec of {id}"),
-                source,
-            })?
-            .unwrap_or_default();
-        // The exec inherits the container's user, env, cwd and capabilities.
-        let mut process = spec
-            .get("process")
-            .cloned()
-            .unwrap_or_else(|| serde_json::json!({}));
-        process["args"] = serde_json::json!(cmd);
-        process["terminal"] = serde_json::json!(false);
+        let process = self.exec_process_spec(id, cmd, false).await?;
         let exec_id = format!("exec-{}", uuid::Uuid::new_v4().simple());
         let out = self.options.scratch_dir.join(format!("{exec_id}.out"));
         let uri = format!("file://{}", out.display());
@@ -666,6 +642,43 @@ impl ContainerRuntime for Containerd {
         output: tokio::sync::mpsc::Sender<super::ExecChunk>,
     ) -> RuntimeFuture<'a, u32> {
         self.do_exec_interactive(id, req, input, output).boxed()
+    }
+}
+
+impl Containerd {
+    /// The OCI process of an exec in container `id`: the container's own process (user, env,
+    /// cwd, capabilities are inherited) with `cmd` as arguments.
+    pub(super) async fn exec_process_spec(
+        &self,
+        id: &str,
+        cmd: &[String],
+        tty: bool,
+    ) -> Result<serde_json::Value, RuntimeError> {
+        let container = self
+            .containers()
+            .get(self.req(GetContainerRequest { id: id.into() }, None)?)
+            .await
+            .map_err(|e| RuntimeError::grpc("container get", e))?
+            .into_inner()
+            .container
+            .ok_or_else(|| RuntimeError::NotFound(id.into()))?;
+        let spec: serde_json::Value = container
+            .spec
+            .as_ref()
+            .map(|a| serde_json::from_slice(&a.value))
+            .transpose()
+            .map_err(|source| RuntimeError::Json {
+                what: format!("spec of {id}"),
+                source,
+            })?
+            .unwrap_or_default();
+        let mut process = spec
+            .get("process")
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({}));
+        process["args"] = serde_json::json!(cmd);
+        process["terminal"] = serde_json::json!(tty);
+        Ok(process)
     }
 }
 

@@ -13,8 +13,8 @@ use super::containerd::{Containerd, PROCESS_TYPE};
 use super::error::RuntimeError;
 use super::{ExecChunk, ExecInput, ExecRequest};
 use containerd_client::services::v1::{
-    CloseIoRequest, DeleteProcessRequest, ExecProcessRequest, GetContainerRequest, KillRequest,
-    ResizePtyRequest, StartRequest,
+    CloseIoRequest, DeleteProcessRequest, ExecProcessRequest, KillRequest, ResizePtyRequest,
+    StartRequest,
 };
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -96,30 +96,7 @@ impl Containerd {
         cmd: &[String],
         tty: bool,
     ) -> Result<Vec<u8>, RuntimeError> {
-        let container = self
-            .containers()
-            .get(self.req(GetContainerRequest { id: id.into() }, None)?)
-            .await
-            .map_err(|e| RuntimeError::grpc("container get", e))?
-            .into_inner()
-            .container
-            .ok_or_else(|| RuntimeError::NotFound(id.into()))?;
-        let spec: serde_json::Value = container
-            .spec
-            .as_ref()
-            .map(|a| serde_json::from_slice(&a.value))
-            .transpose()
-            .map_err(|source| RuntimeError::Json {
-                what: format!("spec of {id}"),
-                source,
-            })?
-            .unwrap_or_default();
-        let mut process = spec
-            .get("process")
-            .cloned()
-            .unwrap_or_else(|| serde_json::json!({}));
-        process["args"] = serde_json::json!(cmd);
-        process["terminal"] = serde_json::json!(tty);
+        let mut process = self.exec_process_spec(id, cmd, tty).await?;
         if tty {
             // Like the CRI: a terminal needs TERM for line editing to work.
             let env = process["env"].as_array().cloned().unwrap_or_default();
