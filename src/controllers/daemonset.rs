@@ -8,7 +8,7 @@
 //! server.
 
 use super::controller_revision::{self as history, NewRevision, POD_HASH_LABEL};
-use super::pods::{availability, claim, controller_ref, is_ready};
+use super::pods::{claim, controller_ref, is_available, is_ready};
 use super::runtime::{Ctx, Error, NORMAL, WARNING, deleting, describe, run_controller};
 use super::{ControllersConfig, labels};
 use crate::scheduler::filters::{node_matches_pod, tolerated};
@@ -340,14 +340,7 @@ pub struct State {
 type C = Ctx<State>;
 
 fn view(p: &Pod, hash: &str, min_ready: i32, recheck: &mut Option<i64>) -> PodView {
-    let available = match availability(p, min_ready) {
-        Ok(()) => true,
-        Err(Some(left)) => {
-            *recheck = Some(recheck.map_or(left, |r| r.min(left)));
-            false
-        }
-        Err(None) => false,
-    };
+    let available = is_available(p, min_ready, recheck);
     PodView {
         name: p.name_any(),
         updated: p.labels().get(POD_HASH_LABEL).map(String::as_str) == Some(hash),

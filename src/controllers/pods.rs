@@ -61,6 +61,19 @@ pub fn availability(pod: &Pod, min_ready_seconds: i32) -> Result<(), Option<i64>
     }
 }
 
+/// Whether `pod` is available now; when it is Ready but not yet for `min_ready_seconds`,
+/// `recheck` keeps the earliest number of seconds after which to look again.
+pub fn is_available(pod: &Pod, min_ready_seconds: i32, recheck: &mut Option<i64>) -> bool {
+    match availability(pod, min_ready_seconds) {
+        Ok(()) => true,
+        Err(Some(left)) => {
+            *recheck = Some(recheck.map_or(left, |r| r.min(left)));
+            false
+        }
+        Err(None) => false,
+    }
+}
+
 /// A controller ownerReference pointing at `owner`.
 pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
     OwnerReference {

@@ -3,7 +3,7 @@
 //!
 //! Owns: ReplicaSet pods and `ReplicaSet.status`. May call: the API server.
 
-use super::pods::{availability, claim, controller_ref, is_active, is_ready};
+use super::pods::{claim, controller_ref, is_active, is_available, is_ready};
 use super::runtime::{Ctx, Error, NORMAL, WARNING, deleting, describe, run_controller};
 use super::{ControllersConfig, labels};
 use futures::{StreamExt, stream};
@@ -247,10 +247,8 @@ async fn update_status(rs: &ReplicaSet, pods: &[Pod], ctx: &C) -> Result<Action,
         if is_ready(p) {
             ready += 1;
         }
-        match availability(p, min_ready) {
-            Ok(()) => available += 1,
-            Err(Some(left)) => recheck = Some(recheck.map_or(left, |r| r.min(left))),
-            Err(None) => {}
+        if is_available(p, min_ready, &mut recheck) {
+            available += 1;
         }
     }
     let old = rs.status.clone().unwrap_or_default();

@@ -8,7 +8,7 @@
 //! call: the API server.
 
 use super::controller_revision::{self as history, NewRevision, POD_HASH_LABEL};
-use super::pods::{availability, claim, controller_ref, is_ready};
+use super::pods::{claim, controller_ref, is_available, is_ready};
 use super::runtime::{Ctx, Error, NORMAL, WARNING, deleting, describe, run_controller};
 use super::{ControllersConfig, labels};
 use k8s_openapi::api::apps::v1::{
@@ -179,15 +179,7 @@ pub fn revision_for<'a>(ordinal: i32, o: &Ordering, current: &'a str, update: &'
 fn member(p: &Pod, min_ready: i32, recheck: &mut Option<i64>) -> Member {
     let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
     let running = phase == Some("Running");
-    let available = running
-        && match availability(p, min_ready) {
-            Ok(()) => true,
-            Err(Some(left)) => {
-                *recheck = Some(recheck.map_or(left, |r| r.min(left)));
-                false
-            }
-            Err(None) => false,
-        };
+    let available = running && is_available(p, min_ready, recheck);
     Member {
         name: p.name_any(),
         revision: p.labels().get(POD_HASH_LABEL).cloned().unwrap_or_default(),
