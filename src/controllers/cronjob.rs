@@ -7,7 +7,6 @@
 
 use super::ControllersConfig;
 use super::cronjob_util::{self as util, SCHEDULED_ANNOTATION};
-use super::job::event_about;
 use super::job_util::{condition, finished};
 use super::pods::{controller_of, controller_ref};
 use super::runtime::{Ctx, Error, NORMAL, WARNING, run_controller};
@@ -78,7 +77,8 @@ async fn delete_job(api: &Api<Job>, cj: &CronJob, j: &Job, ctx: &C) -> Result<()
         Err(e) => return Err(e.into()),
     }
     let note = format!("Deleted job {}", j.name_any());
-    event_about(ctx, cj, j, NORMAL, "SuccessfulDelete", note).await;
+    ctx.event_related(cj, j, NORMAL, "SuccessfulDelete", note)
+        .await;
     Ok(())
 }
 
@@ -130,7 +130,8 @@ async fn reconcile(trigger: Arc<CronJob>, ctx: Arc<C>) -> Result<Action, Error> 
                 "Failed"
             };
             let note = format!("Saw completed job: {}, condition: {cond}", j.name_any());
-            event_about(&ctx, &cj, j, NORMAL, "SawCompletedJob", note).await;
+            ctx.event_related(&cj, j, NORMAL, "SawCompletedJob", note)
+                .await;
         }
         if condition(j, "Complete").is_some() {
             let done = j.status.as_ref().and_then(|s| s.completion_time.clone());
@@ -309,7 +310,8 @@ async fn schedule(
         }
     };
     let note = format!("Created job {}", created.name_any());
-    event_about(ctx, cj, &created, NORMAL, "SuccessfulCreate", note).await;
+    ctx.event_related(cj, &created, NORMAL, "SuccessfulCreate", note)
+        .await;
     active.push(job_ref(&created));
     status.last_schedule_time = Some(Time(t.timestamp()));
     Ok(next)

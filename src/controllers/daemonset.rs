@@ -8,8 +8,9 @@
 //! server.
 
 use super::controller_revision::{self as history, NewRevision, POD_HASH_LABEL};
+use super::pod_control;
 use super::pods::{claim, controller_ref, is_available, is_ready};
-use super::runtime::{Ctx, Error, NORMAL, WARNING, deleting, describe, run_controller};
+use super::runtime::{Ctx, Error, NORMAL, deleting, describe, run_controller};
 use super::{ControllersConfig, labels};
 use crate::scheduler::filters::{node_matches_pod, tolerated};
 use crate::scheduler::resources::NodeInfo;
@@ -20,7 +21,7 @@ use k8s_openapi::api::core::v1::{
     PodSpec, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -527,31 +528,11 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<C>) -> Result<Action, Error> {
             Err(e) => return Err(e.into()),
         }
     }
+    let mut pods = Vec::with_capacity(todo.create_on.len());
     for node in &todo.create_on {
-        let pod = new_pod(&ds, &hash, node)?;
-        match pods_api.create(&PostParams::default(), &pod).await {
-            Ok(p) => {
-                ctx.event_related(
-                    ds.as_ref(),
-                    &p,
-                    NORMAL,
-                    "SuccessfulCreate",
-                    format!("Created pod: {}", p.name_any()),
-                )
-                .await
-            }
-            Err(e) => {
-                ctx.event(
-                    ds.as_ref(),
-                    WARNING,
-                    "FailedCreate",
-                    format!("Error creating: {e}"),
-                )
-                .await;
-                return Err(e.into());
-            }
-        }
+        pods.push(new_pod(&ds, &hash, node)?);
     }
+    pod_control::create_pods(&ctx, ds.as_ref(), &pods_api, pods).await?;
 
     // Old history no pod uses any more.
     let live_hashes: HashSet<&str> = owned

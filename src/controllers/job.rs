@@ -11,14 +11,14 @@ use super::job_util::{
     self as util, FailureAction, TRACKING_FINALIZER, condition, failed, finish_time, index_of,
     succeeded, terminating, tracked,
 };
+use super::pod_control;
 use super::pods::{claim, is_ready};
 use super::runtime::{Ctx, Error, NORMAL, WARNING, describe, run_controller};
 use super::{ControllersConfig, labels};
-use futures::{StreamExt, stream};
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus, UncountedTerminatedPods};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -28,41 +28,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Parallel pod creations/deletions per reconcile.
-const BURST: usize = 32;
-
 /// Controller state.
 pub struct State {
     backoff_base: Duration,
 }
 
 type C = Ctx<State>;
-
-/// Publish an event about `obj` that concerns `related` (a pod or job). The related object
-/// keeps kube's recorder from folding events that differ only in their note ("Created pod: a",
-/// "Created pod: b") into one series, which would lose every name but the first.
-pub(super) async fn event_about<K, R, T>(
-    ctx: &Ctx<T>,
-    obj: &K,
-    related: &R,
-    type_: kube::runtime::events::EventType,
-    reason: &str,
-    note: String,
-) where
-    K: kube::Resource<DynamicType = ()>,
-    R: kube::Resource<DynamicType = ()>,
-{
-    let ev = kube::runtime::events::Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note),
-        action: reason.to_string(),
-        secondary: Some(related.object_ref(&())),
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
-        tracing::debug!(error = %e, reason, "cannot publish event");
-    }
-}
 
 /// Drop the tracking finalizer from `pod`. `Ok(true)`: it is gone (or so is the pod).
 pub(super) async fn release(api: &Api<Pod>, pod: &Pod) -> Result<bool, Error> {
@@ -102,27 +73,7 @@ pub(super) async fn release(api: &Api<Pod>, pod: &Pod) -> Result<bool, Error> {
 }
 
 async fn delete_pods(api: &Api<Pod>, job: &Job, victims: Vec<Pod>, ctx: &C) -> Result<(), Error> {
-    let results: Vec<(Pod, Result<(), kube::Error>)> = stream::iter(victims)
-        .map(|p| {
-            let api = api.clone();
-            async move {
-                let r = match api.delete(&p.name_any(), &DeleteParams::default()).await {
-                    Ok(_) => Ok(()),
-                    Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-                    Err(e) => Err(e),
-                };
-                (p, r)
-            }
-        })
-        .buffer_unordered(BURST)
-        .collect()
-        .await;
-    for (p, r) in results {
-        r?;
-        let note = format!("Deleted pod: {}", p.name_any());
-        event_about(ctx, job, &p, NORMAL, "SuccessfulDelete", note).await;
-    }
-    Ok(())
+    Ok(pod_control::delete_pods(ctx, job, api, victims).await?)
 }
 
 async fn create_pods(
@@ -138,27 +89,7 @@ async fn create_pods(
             field: "spec.template.spec",
         })?);
     }
-    let results: Vec<Result<Pod, kube::Error>> = stream::iter(pods)
-        .map(|pod| {
-            let api = api.clone();
-            async move { api.create(&PostParams::default(), &pod).await }
-        })
-        .buffer_unordered(BURST)
-        .collect()
-        .await;
-    for r in results {
-        match r {
-            Ok(p) => {
-                let note = format!("Created pod: {}", p.name_any());
-                event_about(ctx, job, &p, NORMAL, "SuccessfulCreate", note).await;
-            }
-            Err(e) => {
-                ctx.event(job, WARNING, "FailedCreate", format!("Error creating: {e}"))
-                    .await;
-                return Err(e.into());
-            }
-        }
-    }
+    pod_control::create_pods(ctx, job, api, pods).await?;
     Ok(())
 }
 

@@ -21,6 +21,7 @@ mod job_util;
 pub mod labels;
 mod namespace;
 mod node_lifecycle;
+mod pod_control;
 mod pods;
 mod replicaset;
 mod resourcequota;

@@ -3,13 +3,13 @@
 //!
 //! Owns: ReplicaSet pods and `ReplicaSet.status`. May call: the API server.
 
+use super::pod_control;
 use super::pods::{claim, controller_ref, is_active, is_available, is_ready};
-use super::runtime::{Ctx, Error, NORMAL, WARNING, deleting, describe, run_controller};
+use super::runtime::{Ctx, Error, deleting, describe, run_controller};
 use super::{ControllersConfig, labels};
-use futures::{StreamExt, stream};
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -18,9 +18,6 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// Parallel pod creations/deletions per reconcile.
-const BURST: usize = 64;
 
 /// Rank for deletion: smaller = less valuable = deleted first.
 fn deletion_rank(p: &Pod) -> (u8, u8, u8, i64, i64, i64) {
@@ -160,68 +157,11 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<C>) -> Result<Action, Error> {
     let have = owned.len();
     if have < want {
         let pod = new_pod(&rs)?;
-        let results: Vec<Result<Pod, kube::Error>> = stream::iter(0..want - have)
-            .map(|_| {
-                let api = pods_api.clone();
-                let pod = pod.clone();
-                async move { api.create(&PostParams::default(), &pod).await }
-            })
-            .buffer_unordered(BURST)
-            .collect()
-            .await;
-        for r in results {
-            match r {
-                // One event per pod (with the pod as related object), as upstream lists them.
-                Ok(p) => {
-                    ctx.event_related(
-                        rs.as_ref(),
-                        &p,
-                        NORMAL,
-                        "SuccessfulCreate",
-                        format!("Created pod: {}", p.name_any()),
-                    )
-                    .await
-                }
-                Err(e) => {
-                    ctx.event(
-                        rs.as_ref(),
-                        WARNING,
-                        "FailedCreate",
-                        format!("Error creating: {e}"),
-                    )
-                    .await;
-                    return Err(e.into());
-                }
-            }
-        }
+        let pods = vec![pod; want - have];
+        pod_control::create_pods(&ctx, rs.as_ref(), &pods_api, pods).await?;
     } else if have > want {
         let victims = pods_to_delete(owned.clone(), have - want);
-        let results: Vec<(Pod, Result<(), kube::Error>)> = stream::iter(victims)
-            .map(|p| {
-                let api = pods_api.clone();
-                async move {
-                    let r = match api.delete(&p.name_any(), &DeleteParams::default()).await {
-                        Ok(_) => Ok(()),
-                        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-                        Err(e) => Err(e),
-                    };
-                    (p, r)
-                }
-            })
-            .buffer_unordered(BURST)
-            .collect()
-            .await;
-        for (pod, r) in results {
-            r?;
-            ctx.event_related(
-                rs.as_ref(),
-                &pod,
-                NORMAL,
-                "SuccessfulDelete",
-                format!("Deleted pod: {}", pod.name_any()),
-            )
-            .await;
-        }
+        pod_control::delete_pods(&ctx, rs.as_ref(), &pods_api, victims).await?;
     }
     update_status(&rs, &owned, &ctx).await
 }
