@@ -10,17 +10,13 @@
 mod common;
 
 use common::images::build_busybox_image;
+use common::process::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 fn have(bin: &str) -> bool {

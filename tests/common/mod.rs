@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod images;
 pub mod process;
 
+use process::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -34,11 +35,6 @@ fn raft_port(dir: &Path) -> u16 {
     let p = free_port();
     std::fs::write(&f, p.to_string()).unwrap();
     p
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 impl TestServer {
