@@ -175,8 +175,11 @@ struct Session {
 
 impl Session {
     fn spawn(server: &Server, args: &[&str]) -> Session {
-        let mut child = server
-            .cmd(args)
+        Self::spawn_cmd(server.cmd(args))
+    }
+
+    fn spawn_cmd(mut cmd: Command) -> Session {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -266,7 +269,8 @@ spec:
     image: k3rs.test/busybox:1
     imagePullPolicy: Never
     stdin: true
-    command: ["/bin/sh", "-c", "echo ready; while read -r l; do echo \"got $l\"; done; echo eof"]
+    # Ticks on stderr: output that goes on while nobody is attached (and the agent is down).
+    command: ["/bin/sh", "-c", "(i=0; while true; do echo tick $i >&2; i=$((i+1)); sleep 1; done) & echo ready; while read -r l; do echo \"got $l\"; done; echo eof"]
 ---
 apiVersion: v1
 kind: Pod
@@ -336,6 +340,31 @@ fn attach_feeds_stdin_streams_output_to_every_client_and_survives_a_kill_9_resta
     });
     eprintln!("run -i --rm: {:?}", started.elapsed());
 
+    // `kubectl run -it --rm` on a terminal of its own (script(1) gives it one): raw mode,
+    // the terminal's size reaches the container's (resize), the exit code comes back.
+    let line = format!(
+        "stty cols 91 rows 33; exec kubectl --kubeconfig {} run t2 -it --rm --restart=Never \
+         --image {IMAGE} --image-pull-policy=Never -- sh",
+        server.kubeconfig().display()
+    );
+    let mut script = Command::new("script");
+    script.args(["-qefc", &line, "/dev/null"]);
+    let mut tty = Session::spawn_cmd(script);
+    tty.expect("If you don't see a command prompt", &server);
+    tty.send("busybox stty size; echo mark$((40+2)); exit 4\n");
+    let out = tty.expect("mark42", &server);
+    assert!(out.contains("33 91"), "{out:?}");
+    assert_eq!(
+        tty.finish().code(),
+        Some(4),
+        "kubectl run -it --rm exit status"
+    );
+    server.wait_for("pod t2 deleted", 30, |s| {
+        let out = s.kubectl(&["get", "pod", "t2"]);
+        String::from_utf8_lossy(&out.stderr).contains("NotFound")
+    });
+    eprintln!("run -it --rm: {:?}", started.elapsed());
+
     // attach -i: a line in, its echo out, to this client and to a second one.
     server.wait_running("echo");
     let mut a = Session::spawn(&server, &["attach", "-i", "echo"]);
@@ -359,10 +388,8 @@ fn attach_feeds_stdin_streams_output_to_every_client_and_survives_a_kill_9_resta
     drop(watcher);
     drop(b);
     let logs = server.ok(&["logs", "echo"]);
-    assert!(
-        logs.starts_with("ready\ngot ping\ngot more 1\n"),
-        "{logs:?}"
-    );
+    let stdout: Vec<&str> = logs.lines().filter(|l| !l.starts_with("tick")).collect();
+    assert_eq!(stdout[..3], ["ready", "got ping", "got more 1"], "{logs:?}");
 
     // tty: the shell runs on a terminal (kubectl cannot go raw without a terminal of its
     // own, so it asks for none; the container's setting decides, as the kubelet does).
@@ -390,8 +417,20 @@ fn attach_feeds_stdin_streams_output_to_every_client_and_survives_a_kill_9_resta
         "-o",
         "jsonpath={.status.containerStatuses[0].containerID}",
     ]);
+    let ticks = |logs: &str| {
+        logs.lines()
+            .filter_map(|l| l.strip_prefix("tick ")?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
+    };
+    let before_ticks = ticks(&server.ok(&["logs", "echo"]));
     server.kill9();
     server.spawn();
+    // The restarted agent reads the container's output again (no client attached).
+    server.wait_for("ticks logged after the restart", 30, |s| {
+        let out = s.kubectl(&["logs", "echo"]);
+        ticks(&String::from_utf8_lossy(&out.stdout)) > before_ticks + 2
+    });
     server.wait_for("the agent back", 60, |s| {
         s.kubectl(&["exec", "echo", "--", "echo", "hi"])
             .status
