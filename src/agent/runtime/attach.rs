@@ -39,7 +39,9 @@ impl Containerd {
         mut input: mpsc::Receiver<ExecInput>,
         output: mpsc::Sender<ExecChunk>,
     ) -> Result<bool, RuntimeError> {
-        let Some(live) = self.stdio.ensure(id)? else {
+        // Read again first if this agent has not yet (only while the task runs).
+        self.adopt_stdio(id).await;
+        let Some(live) = self.stdio.get(id) else {
             return Ok(false);
         };
         let mut out = live.out.subscribe();

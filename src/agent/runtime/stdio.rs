@@ -275,7 +275,12 @@ impl StdioHub {
 
     /// True when the agent is reading `id`'s output.
     pub fn is_live(&self, id: &str) -> bool {
-        self.live.lock().is_ok_and(|m| m.contains_key(id))
+        self.get(id).is_some()
+    }
+
+    /// `id`'s live stdio, if the agent is reading it.
+    pub fn get(&self, id: &str) -> Option<Arc<Live>> {
+        self.live.lock().ok().and_then(|m| m.get(id).cloned())
     }
 
     /// Creates `id`'s FIFOs and state before its task is created.
