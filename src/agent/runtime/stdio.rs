@@ -6,7 +6,7 @@
 //! directory `<scratch>/stdio/<container id>/` holds `stdin`, `stdout` (and `stderr`
 //! without a terminal) and `state.json` (the stdio settings and the CRI log file). The shim
 //! opens the FIFOs at task create and keeps its own writer on `stdin`, so the container's
-//! stdin stays open while the agent is down; [`Tasks.CloseIO`] ends it.
+//! stdin stays open while the agent is down; `Tasks.CloseIO` ends it.
 //!
 //! The agent is the reader: per container, one thread per output FIFO writes the CRI log
 //! (with [`super::logger`]) and fans each chunk out to the attached sessions; a task feeds
