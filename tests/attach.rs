@@ -351,9 +351,17 @@ fn attach_feeds_stdin_streams_output_to_every_client_and_survives_a_kill_9_resta
     script.args(["-qefc", &line, "/dev/null"]);
     let mut tty = Session::spawn_cmd(script);
     tty.expect("If you don't see a command prompt", &server);
-    tty.send("busybox stty size; echo mark$((40+2)); exit 4\n");
-    let out = tty.expect("mark42", &server);
-    assert!(out.contains("33 91"), "{out:?}");
+    tty.send("echo mark$((40+2))\n");
+    tty.expect("mark42", &server);
+    // kubectl sends the size plus one, then the size (to force a redraw), beside the
+    // input: ask until the last one is in.
+    let mut n = 0;
+    while !tty.saw("33 91", Duration::from_millis(500)) {
+        assert!(n < 40, "terminal size never arrived: {:?}", tty.seen);
+        n += 1;
+        tty.send("busybox stty size\n");
+    }
+    tty.send("exit 4\n");
     assert_eq!(
         tty.finish().code(),
         Some(4),

@@ -418,12 +418,31 @@ impl StdioHub {
         if !dir.exists() {
             return;
         }
-        for name in ["stdout", "stderr"] {
-            unblock(&dir.join(name));
-        }
-        if let Ok(mut map) = self.live.lock() {
-            let _ = std::fs::remove_dir_all(&dir);
-            map.remove(id);
+        let Some(live) = self.get(id) else {
+            if let Ok(_map) = self.live.lock() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            return;
+        };
+        // A reader thread may not have reached its `open` yet (a writer that comes too
+        // early finds no reader): retry until the readers are done; they remove the
+        // directory then. The task is deleted, so its shim's writers go away too.
+        let spawned = std::thread::Builder::new()
+            .name("stdio-forget".into())
+            .spawn(move || {
+                for _ in 0..100 {
+                    for name in ["stdout", "stderr"] {
+                        unblock(&dir.join(name));
+                    }
+                    if live.done.is_cancelled() {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                tracing::warn!(dir = %dir.display(), "container output readers did not end");
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(container = id, error = %e, "cannot release container output readers");
         }
     }
 }
