@@ -328,6 +328,28 @@ pub async fn handle(
                 },
                 None => None,
             };
+            // Only a running process can be attached to (the CRI's check and words).
+            if let Some((rt, id)) = &live {
+                use super::runtime::TaskStatus;
+                let status = rt
+                    .container_state(id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|s| s.status);
+                let state = match status {
+                    Some(TaskStatus::Running) => None,
+                    Some(TaskStatus::Created) => Some("CONTAINER_CREATED"),
+                    Some(TaskStatus::Stopped) => Some("CONTAINER_EXITED"),
+                    _ => Some("CONTAINER_UNKNOWN"),
+                };
+                if let Some(state) = state {
+                    return reply(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("container is in {state} state\n"),
+                    );
+                }
+            }
             if live.is_none()
                 && logs::log_file(&log_dir, &names.0, &names.1, &names.2, false).is_none()
             {
