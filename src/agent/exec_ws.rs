@@ -4,14 +4,17 @@
 //!
 //! Exec runs the command with the runtime's interactive exec: channel 0 feeds stdin (v5's
 //! close message on channel 255 ends it), channel 4 carries terminal sizes, channels 1/2
-//! carry stdout/stderr and channel 3 the closing `Status` (exit code). Attach follows the
-//! container's CRI log from its end (stdout on 1, stderr on 2): stdin is not connected to
-//! the container, because the log driver owns its stdio.
+//! carry stdout/stderr and channel 3 the closing `Status` (exit code). Attach streams the
+//! live output of a container created with `stdin` or `tty` and feeds it stdin and terminal
+//! sizes (the runtime's attach, see `runtime::attach` for `stdinOnce`); other containers'
+//! output only goes to their log driver, so attach follows their CRI log from its end
+//! (stdout on 1, stderr on 2) and ignores stdin, as the CRI ignores it for a container
+//! without one.
 //!
 //! Owns: the session pumps. May call: the runtime, [`super::logs`], [`super::websocket`].
 
 use super::logs;
-use super::runtime::{ContainerRuntime, ExecChunk, ExecInput, ExecRequest};
+use super::runtime::{AttachRequest, ContainerRuntime, ExecChunk, ExecInput, ExecRequest};
 use super::server::{Body, reply};
 use super::websocket as ws;
 use http_body_util::{BodyExt, Empty};
@@ -34,6 +37,9 @@ pub enum Target {
         req: ExecRequest,
     },
     Attach {
+        /// The runtime and the container's id, when known (else: the log only).
+        live: Option<(Arc<dyn ContainerRuntime>, String)>,
+        req: AttachRequest,
         log_dir: PathBuf,
         names: (String, String, String),
     },
@@ -208,13 +214,25 @@ async fn session(io: Io, target: Target) {
                 let _ = frames_tx.send(ws::close()).await;
             }
         }
-        Target::Attach { log_dir, names } => {
-            tokio::spawn(reader(r, None, frames_tx.clone(), left.clone()));
-            attach_logs(&log_dir, &names, &frames_tx, &left).await;
+        Target::Attach {
+            live,
+            req,
+            log_dir,
+            names,
+        } => {
+            let (in_tx, in_rx) = mpsc::channel(32);
+            tokio::spawn(reader(r, Some(in_tx), frames_tx.clone(), left.clone()));
+            let status = match attach_live(live, req, in_rx, &frames_tx, &left).await {
+                Ok(true) => ws::exit_status(0),
+                Ok(false) => {
+                    attach_logs(&log_dir, &names, &frames_tx, &left).await;
+                    ws::exit_status(0)
+                }
+                Err(e) => ws::failure_status(&format!("error attaching to container: {e}")),
+            };
             if !left.is_cancelled() {
-                let ok = ws::exit_status(0);
                 let _ = frames_tx
-                    .send(ws::channel(3, ok.to_string().as_bytes()))
+                    .send(ws::channel(3, status.to_string().as_bytes()))
                     .await;
                 let _ = frames_tx.send(ws::close()).await;
             }
@@ -223,6 +241,44 @@ async fn session(io: Io, target: Target) {
     drop(frames_tx);
     left.cancel();
     let _ = writer.await;
+}
+
+/// Runs the runtime's attach, forwarding its output until it ends or the client leaves;
+/// `false` when the container has no live stdio (nothing was sent).
+async fn attach_live(
+    live: Option<(Arc<dyn ContainerRuntime>, String)>,
+    req: AttachRequest,
+    input: mpsc::Receiver<ExecInput>,
+    frames: &mpsc::Sender<Vec<u8>>,
+    left: &CancellationToken,
+) -> Result<bool, super::runtime::RuntimeError> {
+    let Some((rt, id)) = live else {
+        return Ok(false);
+    };
+    let (out_tx, mut out_rx) = mpsc::channel::<ExecChunk>(16);
+    let run = tokio::spawn(async move { rt.attach(&id, &req, input, out_tx).await });
+    loop {
+        let chunk = tokio::select! {
+            c = out_rx.recv() => c,
+            _ = left.cancelled() => break,
+        };
+        let Some(chunk) = chunk else { break };
+        let f = match chunk {
+            ExecChunk::Stdout(d) => ws::channel(1, &d),
+            ExecChunk::Stderr(d) => ws::channel(2, &d),
+        };
+        if frames.send(f).await.is_err() {
+            break;
+        }
+    }
+    // Closing the output ends the runtime's session (the client left).
+    drop(out_rx);
+    match run.await {
+        Ok(r) => r,
+        Err(_) => Err(super::runtime::RuntimeError::Invalid(
+            "the attach task failed".into(),
+        )),
+    }
 }
 
 /// Streams new CRI records of the container's current log as raw output until the client

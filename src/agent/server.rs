@@ -14,7 +14,7 @@ use super::endpoint_tls;
 use super::exec_ws;
 use super::logs::{self, LogError, LogOptions};
 use super::pod;
-use super::runtime::{ContainerRuntime, ExecRequest};
+use super::runtime::{AttachRequest, ContainerRuntime, ExecRequest};
 use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
@@ -321,7 +321,38 @@ pub async fn handle(
         },
         (&Method::GET | &Method::POST, ["attach", ns, pod, container]) => {
             let names = (ns.to_string(), pod.to_string(), container.to_string());
-            if logs::log_file(&log_dir, &names.0, &names.1, &names.2, false).is_none() {
+            let live = match rt {
+                Some(rt) => match find_container(rt.as_ref(), ns, pod, container).await {
+                    Ok(id) => Some((rt, id)),
+                    Err(r) => return r,
+                },
+                None => None,
+            };
+            // Only a running process can be attached to (the CRI's check and words).
+            if let Some((rt, id)) = &live {
+                use super::runtime::TaskStatus;
+                let status = rt
+                    .container_state(id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|s| s.status);
+                let state = match status {
+                    Some(TaskStatus::Running) => None,
+                    Some(TaskStatus::Created) => Some("CONTAINER_CREATED"),
+                    Some(TaskStatus::Stopped) => Some("CONTAINER_EXITED"),
+                    _ => Some("CONTAINER_UNKNOWN"),
+                };
+                if let Some(state) = state {
+                    return reply(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("container is in {state} state\n"),
+                    );
+                }
+            }
+            if live.is_none()
+                && logs::log_file(&log_dir, &names.0, &names.1, &names.2, false).is_none()
+            {
                 return reply(
                     StatusCode::NOT_FOUND,
                     format!(
@@ -330,9 +361,14 @@ pub async fn handle(
                     ),
                 );
             }
+            let stdin = query_pairs(q.as_deref())
+                .iter()
+                .any(|(k, v)| k == "stdin" && (v == "true" || v == "1"));
             exec_ws::upgrade(
                 req,
                 exec_ws::Target::Attach {
+                    live,
+                    req: AttachRequest { stdin },
                     log_dir: log_dir.as_ref().clone(),
                     names,
                 },

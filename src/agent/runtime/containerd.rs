@@ -62,6 +62,8 @@ pub struct Containerd {
     pub(super) pulls: super::pull::Pulls,
     /// CRI log rotation handed to the log driver: (max bytes, max files); 0 bytes = never.
     log_rotation: (u64, u32),
+    /// FIFO stdio of interactive containers, see [`super::stdio`].
+    pub(super) stdio: super::stdio::StdioHub,
 }
 
 impl std::fmt::Debug for Containerd {
@@ -113,6 +115,7 @@ impl Containerd {
                 })?;
         std::fs::create_dir_all(&options.scratch_dir)
             .map_err(|e| RuntimeError::io(&options.scratch_dir, e))?;
+        let stdio = super::stdio::StdioHub::new(options.scratch_dir.join("stdio"));
         Ok(Containerd {
             channel,
             namespace: MetadataValue::from_static(NAMESPACE),
@@ -120,6 +123,7 @@ impl Containerd {
             images: Mutex::new(HashMap::new()),
             pulls: super::pull::Pulls::default(),
             log_rotation: (0, 5),
+            stdio,
         })
     }
 
@@ -290,20 +294,46 @@ impl Containerd {
         if let Some(dir) = c.log_path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| RuntimeError::io(dir, e))?;
         }
-        let uri = self.log_uri(&c.log_path);
-        self.tasks()
+        // Interactive containers get FIFOs the agent reads (the log driver has no stdin).
+        let stdio = super::stdio::StdioConfig::from_spec(&c.spec);
+        let paths = if stdio.interactive() {
+            let paths = self
+                .stdio
+                .prepare(&c.id, stdio, &c.log_path, self.log_rotation)?;
+            // Readers first: the shim's open of an output FIFO waits for one.
+            if let Err(e) = self.stdio.ensure(&c.id) {
+                self.stdio.forget(&c.id);
+                return Err(e);
+            }
+            paths
+        } else {
+            let uri = self.log_uri(&c.log_path);
+            super::stdio::StdioPaths {
+                stdin: String::new(),
+                stdout: uri.clone(),
+                stderr: uri,
+            }
+        };
+        let created = self
+            .tasks()
             .create(self.req(
                 CreateTaskRequest {
                     container_id: c.id.clone(),
                     rootfs: mounts,
-                    stdout: uri.clone(),
-                    stderr: uri,
+                    stdin: paths.stdin,
+                    stdout: paths.stdout,
+                    stderr: paths.stderr,
+                    terminal: stdio.tty,
                     ..Default::default()
                 },
                 None,
             )?)
             .await
-            .map_err(|e| RuntimeError::grpc("task create", e))?;
+            .map_err(|e| RuntimeError::grpc("task create", e));
+        if let Err(e) = created {
+            self.stdio.forget(&c.id);
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -458,6 +488,7 @@ impl Containerd {
             .await
             .map_err(|e| RuntimeError::grpc("snapshot remove", e));
         not_found_ok(r)?;
+        self.stdio.forget(id);
         Ok(())
     }
 
@@ -602,7 +633,12 @@ impl ContainerRuntime for Containerd {
     }
 
     fn wait_container<'a>(&'a self, id: &'a str) -> RuntimeFuture<'a, ExitInfo> {
-        self.do_wait(id, "").boxed()
+        async move {
+            // Adoption after an agent restart waits here first: read its FIFOs again.
+            self.adopt_stdio(id).await;
+            self.do_wait(id, "").await
+        }
+        .boxed()
     }
 
     fn container_state<'a>(&'a self, id: &'a str) -> RuntimeFuture<'a, Option<ContainerState>> {
@@ -642,6 +678,16 @@ impl ContainerRuntime for Containerd {
         output: tokio::sync::mpsc::Sender<super::ExecChunk>,
     ) -> RuntimeFuture<'a, u32> {
         self.do_exec_interactive(id, req, input, output).boxed()
+    }
+
+    fn attach<'a>(
+        &'a self,
+        id: &'a str,
+        req: &'a super::AttachRequest,
+        input: tokio::sync::mpsc::Receiver<super::ExecInput>,
+        output: tokio::sync::mpsc::Sender<super::ExecChunk>,
+    ) -> RuntimeFuture<'a, bool> {
+        self.do_attach(id, req, input, output).boxed()
     }
 }
 

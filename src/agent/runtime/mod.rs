@@ -5,6 +5,7 @@
 //! Owns: containerd supervision, image import/unpack, OCI spec construction, container and
 //! task lifecycle, exec, the CRI log writer. May call: containerd and the filesystem.
 
+mod attach;
 mod containerd;
 mod content;
 mod downward;
@@ -17,6 +18,7 @@ pub mod logger;
 mod oom;
 mod pull;
 pub mod spec;
+mod stdio;
 mod supervisor;
 mod tarball;
 
@@ -163,6 +165,13 @@ pub struct ExecRequest {
     pub tty: bool,
 }
 
+/// An attach to a container's main process (`kubectl attach`, `kubectl run -i`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttachRequest {
+    /// Connect the client's stdin (`-i`).
+    pub stdin: bool,
+}
+
 /// Client input to an interactive exec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecInput {
@@ -260,5 +269,20 @@ pub trait ContainerRuntime: Send + Sync {
                 "interactive exec is not supported by this runtime".into(),
             ))
         })
+    }
+    /// Attaches to the container's main process: streams its live output to `output` and,
+    /// per the container's `stdin`/`stdinOnce`/`tty`, feeds `input` to its stdin and
+    /// terminal, until the output ends, the session detaches or `output` is closed.
+    /// Returns `false` at once when the container has no live stdio (created without
+    /// `stdin` or `tty`: its output goes only to its log).
+    fn attach<'a>(
+        &'a self,
+        id: &'a str,
+        req: &'a AttachRequest,
+        input: tokio::sync::mpsc::Receiver<ExecInput>,
+        output: tokio::sync::mpsc::Sender<ExecChunk>,
+    ) -> RuntimeFuture<'a, bool> {
+        let _ = (id, req, input, output);
+        Box::pin(async { Ok(false) })
     }
 }

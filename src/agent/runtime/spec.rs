@@ -463,6 +463,7 @@ pub fn build(
     if sb.uts_ns.is_none() && !sb.host_network {
         spec["hostname"] = json!(sb.hostname);
     }
+    super::stdio::mark_spec(&mut spec, c);
     Ok(spec)
 }
 
