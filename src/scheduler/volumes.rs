@@ -78,7 +78,7 @@ pub(super) async fn check(
             continue;
         };
         let Some(pv) = pvs.get_opt(&volume).await? else {
-            return Ok(Err(format!("pvc(s) bound to non-existent pv(s)")));
+            return Ok(Err("pvc(s) bound to non-existent pv(s)".to_string()));
         };
         if let Some(sel) = pv
             .spec
