@@ -192,7 +192,10 @@ async fn set_volume_phase(
     if phase_of(pv) == phase {
         return Ok(false);
     }
-    let patch = json!({"status": {"phase": phase, "message": message}});
+    // Upstream (1.29+) stamps every phase change of a volume.
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
+    let patch =
+        json!({"status": {"phase": phase, "message": message, "lastPhaseTransitionTime": now}});
     api.patch_status(
         &pv.name_any(),
         &PatchParams::default(),
@@ -469,37 +472,48 @@ async fn reconcile_volume(
         }
         return Ok(Action::await_change());
     };
+    let Some(ref_uid) = r.uid.clone().filter(|u| !u.is_empty()) else {
+        // Reserved for a claim that has not taken it yet: the claim side binds it.
+        if set_volume_phase(&pvs, &pv, "Available", None).await? {
+            kick();
+        }
+        return Ok(Action::await_change());
+    };
     let ns = r.namespace.clone().unwrap_or_default();
     let name = r.name.clone().unwrap_or_default();
-    let ref_uid = r.uid.clone().filter(|u| !u.is_empty());
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
-    let claim = pvcs.get_opt(&name).await?;
-    let same = |c: &PersistentVolumeClaim| {
-        ref_uid
-            .as_deref()
-            .is_none_or(|u| Some(u) == c.metadata.uid.as_deref())
+    let claim = pvcs
+        .get_opt(&name)
+        .await?
+        .filter(|c| c.metadata.uid.as_deref() == Some(ref_uid.as_str()));
+    let Some(claim) = claim else {
+        return release(&ctx, &pvs, &pv).await;
     };
-    match claim {
-        Some(c) if same(&c) => {
-            let complete =
-                c.spec.as_ref().and_then(|s| s.volume_name.as_deref()) == Some(&pv.name_any());
-            if complete {
-                set_volume_phase(&pvs, &pv, "Bound", None).await?;
-            } else if set_volume_phase(&pvs, &pv, "Available", None).await? {
-                // Pre-bound to a claim that has not taken it yet.
-                kick();
-            }
-            Ok(Action::await_change())
+    let claimed = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.as_deref())
+        .unwrap_or("");
+    if claimed == pv.name_any() {
+        set_volume_phase(&pvs, &pv, "Bound", None).await?;
+    } else if claimed.is_empty() {
+        // Binding in progress (or undone by a user): the claim side completes it.
+        kick();
+    } else if pv.annotations().contains_key(BOUND_BY_CONTROLLER) {
+        // The claim took another volume: give this one back, as upstream's unbindVolume.
+        let mut next = (*pv).clone();
+        next.annotations_mut().remove(BOUND_BY_CONTROLLER);
+        if let Some(s) = next.spec.as_mut() {
+            s.claim_ref = None;
         }
-        _ if ref_uid.is_none() => {
-            // Pre-bound to a claim that does not exist (yet).
-            if set_volume_phase(&pvs, &pv, "Available", None).await? {
-                kick();
-            }
-            Ok(Action::await_change())
+        let next = pvs
+            .replace(&pv.name_any(), &PostParams::default(), &next)
+            .await?;
+        if set_volume_phase(&pvs, &next, "Available", None).await? {
+            kick();
         }
-        _ => release(&ctx, &pvs, &pv).await,
     }
+    Ok(Action::await_change())
 }
 
 /// The claim of a bound volume is gone: `Released`, then the reclaim policy.

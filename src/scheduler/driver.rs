@@ -306,6 +306,11 @@ pub(super) async fn run(client: kube::Client, shutdown: CancellationToken) {
     let cache: Arc<Mutex<Cache>> = Arc::default();
     let ready = Arc::new(tokio::sync::Semaphore::new(0));
     let feed = {
+        let claims = super::volumes::retry_on_bound_claims(
+            client.clone(),
+            tx.clone(),
+            unschedulable.clone(),
+        );
         let feed = feed_cache(
             client.clone(),
             cache.clone(),
@@ -313,6 +318,7 @@ pub(super) async fn run(client: kube::Client, shutdown: CancellationToken) {
             tx,
             ready.clone(),
         );
+        let feed = futures::future::join(feed, claims);
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {

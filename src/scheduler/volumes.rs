@@ -10,6 +10,8 @@ use super::filters::term_matches;
 use super::resources::NodeInfo;
 use k8s_openapi::api::core::v1::{NodeSelector, PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::Api;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 /// What a pod's volumes require of a node.
 #[derive(Debug, Default)]
@@ -96,11 +98,40 @@ pub(super) async fn check(
     Ok(Ok(out))
 }
 
+/// Retries the unschedulable pods (through `retry`) whenever a claim becomes bound, so a
+/// pod waiting for its claim is scheduled as soon as the binder is done.
+pub(super) async fn retry_on_bound_claims(
+    client: kube::Client,
+    mut retry: futures::channel::mpsc::Sender<()>,
+    waiting: Arc<Mutex<HashSet<String>>>,
+) {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let mut events = std::pin::pin!(
+        watcher(
+            Api::<PersistentVolumeClaim>::all(client),
+            watcher::Config::default()
+        )
+        .default_backoff()
+    );
+    while let Some(e) = events.next().await {
+        let bound = match e {
+            Ok(watcher::Event::Apply(c)) => {
+                c.status.and_then(|s| s.phase).as_deref() == Some("Bound")
+            }
+            _ => false,
+        };
+        let any_waiting = !waiting.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+        if bound && any_waiting {
+            let _ = retry.try_send(());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::Node;
-    use std::sync::Arc;
 
     fn node(name: &str, host: &str) -> NodeInfo {
         let n: Node = serde_json::from_value(serde_json::json!({
