@@ -7,7 +7,7 @@ mod common;
 use common::TestServer;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -440,6 +440,18 @@ async fn statefulset_orders_members_keeps_claims_and_rolls_by_partition() {
     let c = client(&ts).await;
     add_node(&c, "n1", json!([])).await;
     add_node(&c, "n2", json!([])).await;
+    // One volume per claim the sets create (www-web-0..2, www-db-0..2): pods with unbound
+    // claims are not scheduled.
+    let volumes: Api<PersistentVolume> = Api::all(c.clone());
+    for i in 0..6 {
+        let pv = json!({"metadata": {"name": format!("pv-{i}")},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                "hostPath": {"path": format!("/tmp/k3rs-sets-pv-{i}")}}});
+        volumes
+            .create(&PostParams::default(), &serde_json::from_value(pv).unwrap())
+            .await
+            .unwrap();
+    }
     let on = Arc::new(AtomicBool::new(false));
     let _kubelet = kubelet(c.clone(), on.clone());
     let sets: Api<StatefulSet> = Api::namespaced(c.clone(), "default");

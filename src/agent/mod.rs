@@ -23,6 +23,9 @@ pub mod server;
 pub mod sources;
 pub mod status;
 pub mod sync;
+pub mod volumes_claim;
+pub mod volumes_hostpath;
+pub mod volumes_token;
 pub mod websocket;
 
 use network::{Cni, CniConfig, CniNetwork, NetworkError};
@@ -301,7 +304,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     let network = Arc::new(CniNetwork::new(Cni::new(cni)?, &config.run_dir));
     let deps = pod_worker::Deps {
         events: Arc::new(events::ApiEvents::new(client.clone(), &config.node_name)),
-        sources: Some(Arc::new(sources::ApiSources(client.clone()))),
+        sources: Some(Arc::new(sources::ApiSources::new(client.clone()))),
         runtime: rt.clone(),
         network,
         config: Arc::new(pod::PodConfig {

@@ -204,12 +204,7 @@ pub fn prepare_volumes(cfg: &PodConfig, pod: &Pod) -> Result<HashMap<String, Pat
         let path = if v.empty_dir.is_some() {
             pod_dir(cfg, uid).join("volumes/empty-dir").join(&v.name)
         } else if let Some(h) = &v.host_path {
-            let p = PathBuf::from(&h.path);
-            if h.type_.as_deref() == Some("DirectoryOrCreate") {
-                std::fs::create_dir_all(&p).map_err(|e| format!("hostPath {}: {e}", h.path))?;
-            } else if !p.exists() && h.type_.as_deref().is_some_and(|t| !t.is_empty()) {
-                return Err(format!("hostPath {} does not exist", h.path));
-            }
+            let p = crate::agent::volumes_hostpath::check(&h.path, h.type_.as_deref())?;
             out.insert(v.name.clone(), p);
             continue;
         } else {

@@ -1,13 +1,18 @@
 //! Pod inputs that live in the API: ConfigMaps and Secrets for volumes, `env.valueFrom`
-//! and `envFrom`, plus downwardAPI files. Volume contents are written once when the pod
-//! sandbox is set up (updates of a ConfigMap are not propagated into running pods yet).
+//! and `envFrom`, downwardAPI files, bound service-account tokens (projected
+//! `serviceAccountToken`) and PersistentVolumeClaims. Volume files are written when the pod
+//! sandbox is set up and rewritten atomically by the pod worker's periodic resync, which
+//! also renews tokens (see [`crate::agent::volumes_token`]).
 //!
 //! Owns: turning those sources into files under the pod directory and env values.
 //! May call: the API server through [`PodSources`] (a kube client, or a map in tests).
 
+use crate::agent::volumes_token::{TokenCache, TokenSpec};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Pod, Secret, Volume};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Volume,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -15,7 +20,7 @@ use std::path::{Path, PathBuf};
 /// Key -> bytes of a ConfigMap or Secret.
 pub type Data = BTreeMap<String, Vec<u8>>;
 
-/// Where ConfigMaps and Secrets come from.
+/// Where ConfigMaps, Secrets, claims, volumes and tokens come from.
 pub trait PodSources: Send + Sync {
     fn config_map<'a>(
         &'a self,
@@ -27,10 +32,42 @@ pub trait PodSources: Send + Sync {
         ns: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<Data>, String>>;
+    /// A PersistentVolumeClaim.
+    fn claim<'a>(
+        &'a self,
+        _ns: &'a str,
+        _name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PersistentVolumeClaim>, String>> {
+        async { Err("persistentVolumeClaim volumes need API access".to_string()) }.boxed()
+    }
+    /// A PersistentVolume.
+    fn persistent_volume<'a>(
+        &'a self,
+        _name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PersistentVolume>, String>> {
+        async { Err("persistentVolumeClaim volumes need API access".to_string()) }.boxed()
+    }
+    /// A bound service-account token (cached and renewed by the implementation).
+    fn token<'a>(&'a self, _spec: &'a TokenSpec) -> BoxFuture<'a, Result<String, String>> {
+        async { Err("serviceAccountToken volumes need API access".to_string()) }.boxed()
+    }
 }
 
 /// Reads them from the API server.
-pub struct ApiSources(pub kube::Client);
+pub struct ApiSources {
+    client: kube::Client,
+    tokens: TokenCache,
+}
+
+impl ApiSources {
+    /// Sources read with `client`, with an empty token cache.
+    pub fn new(client: kube::Client) -> Self {
+        Self {
+            client,
+            tokens: TokenCache::default(),
+        }
+    }
+}
 
 impl PodSources for ApiSources {
     fn config_map<'a>(
@@ -39,7 +76,7 @@ impl PodSources for ApiSources {
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<Data>, String>> {
         async move {
-            let api: kube::Api<ConfigMap> = kube::Api::namespaced(self.0.clone(), ns);
+            let api: kube::Api<ConfigMap> = kube::Api::namespaced(self.client.clone(), ns);
             let cm = api.get_opt(name).await.map_err(|e| e.to_string())?;
             Ok(cm.map(|cm| {
                 let mut d: Data = cm
@@ -63,7 +100,7 @@ impl PodSources for ApiSources {
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<Data>, String>> {
         async move {
-            let api: kube::Api<Secret> = kube::Api::namespaced(self.0.clone(), ns);
+            let api: kube::Api<Secret> = kube::Api::namespaced(self.client.clone(), ns);
             let s = api.get_opt(name).await.map_err(|e| e.to_string())?;
             Ok(s.map(|s| {
                 let mut d: Data = s
@@ -80,6 +117,34 @@ impl PodSources for ApiSources {
         }
         .boxed()
     }
+
+    fn claim<'a>(
+        &'a self,
+        ns: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PersistentVolumeClaim>, String>> {
+        async move {
+            let api: kube::Api<PersistentVolumeClaim> =
+                kube::Api::namespaced(self.client.clone(), ns);
+            api.get_opt(name).await.map_err(|e| e.to_string())
+        }
+        .boxed()
+    }
+
+    fn persistent_volume<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PersistentVolume>, String>> {
+        async move {
+            let api: kube::Api<PersistentVolume> = kube::Api::all(self.client.clone());
+            api.get_opt(name).await.map_err(|e| e.to_string())
+        }
+        .boxed()
+    }
+
+    fn token<'a>(&'a self, spec: &'a TokenSpec) -> BoxFuture<'a, Result<String, String>> {
+        self.tokens.token(&self.client, spec).boxed()
+    }
 }
 
 /// In-memory sources for tests: `(namespace, name) -> data`.
@@ -87,6 +152,10 @@ impl PodSources for ApiSources {
 pub struct StaticSources {
     pub config_maps: HashMap<(String, String), Data>,
     pub secrets: HashMap<(String, String), Data>,
+    pub claims: HashMap<(String, String), PersistentVolumeClaim>,
+    pub volumes: HashMap<String, PersistentVolume>,
+    /// Token by service account name.
+    pub tokens: HashMap<String, String>,
 }
 
 impl PodSources for StaticSources {
@@ -111,6 +180,32 @@ impl PodSources for StaticSources {
             .get(&(ns.to_string(), name.to_string()))
             .cloned();
         async move { Ok(d) }.boxed()
+    }
+    fn claim<'a>(
+        &'a self,
+        ns: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PersistentVolumeClaim>, String>> {
+        let c = self
+            .claims
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned();
+        async move { Ok(c) }.boxed()
+    }
+    fn persistent_volume<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PersistentVolume>, String>> {
+        let v = self.volumes.get(name).cloned();
+        async move { Ok(v) }.boxed()
+    }
+    fn token<'a>(&'a self, spec: &'a TokenSpec) -> BoxFuture<'a, Result<String, String>> {
+        let t = self
+            .tokens
+            .get(&spec.service_account)
+            .cloned()
+            .ok_or_else(|| format!("no token for {}", spec.service_account));
+        async move { t }.boxed()
     }
 }
 
@@ -339,16 +434,19 @@ fn field(pod: &Pod, path: &str) -> Result<String, String> {
     })
 }
 
-/// True for the volume kinds this module materialises.
+/// True for the volume kinds this module materialises (or, for claims, resolves).
 pub fn handles(v: &Volume) -> bool {
     v.config_map.is_some()
         || v.secret.is_some()
         || v.downward_api.is_some()
         || v.projected.is_some()
+        || v.persistent_volume_claim.is_some()
 }
 
-/// Writes the ConfigMap/Secret/downwardAPI/projected volumes of `pod` under `base`;
-/// returns volume name -> directory.
+/// Writes the ConfigMap/Secret/downwardAPI/projected volumes of `pod` under `base` and
+/// resolves its persistentVolumeClaim volumes to their host paths; returns volume name ->
+/// directory. Claims come last so that a claim gone bad cannot stop the resync of the
+/// files (and tokens) of the other volumes.
 pub async fn materialize_volumes(
     sources: Option<&dyn PodSources>,
     pod: &Pod,
@@ -356,8 +454,9 @@ pub async fn materialize_volumes(
 ) -> Result<HashMap<String, PathBuf>, String> {
     let ns = ns_of(pod);
     let mut dirs = HashMap::new();
-    for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-        if !handles(v) {
+    let volumes = || pod.spec.iter().flat_map(|s| s.volumes.iter().flatten());
+    for v in volumes() {
+        if !handles(v) || v.persistent_volume_claim.is_some() {
             continue;
         }
         let mut files: Vec<(String, Vec<u8>, i32)> = Vec::new();
@@ -420,9 +519,18 @@ pub async fn materialize_volumes(
                         }
                     }
                 }
-                if src.service_account_token.is_some() {
-                    // The API server has no TokenRequest yet: the pod runs without a token.
-                    tracing::warn!(volume = %v.name, "serviceAccountToken projection is not supported yet; skipped");
+                if let Some(t) = &src.service_account_token {
+                    let spec = token_spec(pod, t.audience.as_deref(), t.expiration_seconds);
+                    let Some(s) = sources else {
+                        return Err(format!(
+                            "volume {}: serviceAccountToken: no API access on this agent",
+                            v.name
+                        ));
+                    };
+                    let token = s.token(&spec).await?;
+                    // The kubelet uses the volume's defaultMode too (0600 only when it also
+                    // chowns the file for an fsGroup, which this agent does not).
+                    files.push((t.path.clone(), token.into_bytes(), mode));
                 }
             }
         }
@@ -435,7 +543,32 @@ pub async fn materialize_volumes(
         write_atomic(&dir, &files)?;
         dirs.insert(v.name.clone(), dir);
     }
+    for v in volumes() {
+        if let Some(c) = &v.persistent_volume_claim {
+            let path = crate::agent::volumes_claim::claim_path(sources, ns, &c.claim_name)
+                .await
+                .map_err(|e| format!("volume {}: {e}", v.name))?;
+            dirs.insert(v.name.clone(), path);
+        }
+    }
     Ok(dirs)
+}
+
+/// The token a `serviceAccountToken` projection of `pod` asks for.
+fn token_spec(pod: &Pod, audience: Option<&str>, expiration: Option<i64>) -> TokenSpec {
+    TokenSpec {
+        namespace: ns_of(pod).to_string(),
+        service_account: pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".into()),
+        pod_name: pod.metadata.name.clone().unwrap_or_default(),
+        pod_uid: pod.metadata.uid.clone().unwrap_or_default(),
+        audience: audience.unwrap_or_default().to_string(),
+        expiration_seconds: expiration.unwrap_or(3600),
+    }
 }
 
 #[cfg(test)]

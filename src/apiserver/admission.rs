@@ -478,3 +478,244 @@ pub async fn charge_quota(
     }
     Ok(())
 }
+
+/// Where the ServiceAccount admission mounts the API credentials in every container.
+pub const SERVICE_ACCOUNT_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The ServiceAccount admission plugin on pod create, as upstream's: default
+/// `spec.serviceAccountName` to `default`, refuse a pod whose ServiceAccount does not exist,
+/// and (unless the pod or its ServiceAccount says `automountServiceAccountToken: false`) add
+/// the projected `kube-api-access-xxxxx` volume (bound token, cluster CA, namespace) mounted
+/// read-only at [`SERVICE_ACCOUNT_MOUNT_PATH`] in every container and init container that
+/// does not mount something there already. Pods carrying the mirror-pod annotation are left
+/// alone (they may not reference service accounts). Also copies the ServiceAccount's
+/// `imagePullSecrets` into a pod that has none.
+pub async fn admit_pod_create(
+    api: &Api,
+    kind: &ResourceKind,
+    obj: &mut Value,
+) -> Result<(), ApiError> {
+    if !(kind.group.is_empty() && kind.plural == "pods") {
+        return Ok(());
+    }
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let ns = obj
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        .to_string();
+    let forbidden = |why: String| quota_forbidden(kind, &name, why);
+    if obj
+        .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+        .is_some()
+    {
+        if obj
+            .pointer("/spec/serviceAccountName")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+        {
+            return Err(forbidden(
+                "a mirror pod may not reference service accounts".into(),
+            ));
+        }
+        return Ok(());
+    }
+    let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else {
+        return Ok(());
+    };
+    let sa_name = match spec.get("serviceAccountName").and_then(Value::as_str) {
+        Some(s) if !s.is_empty() => s.to_string(),
+        _ => {
+            spec["serviceAccountName"] = json!("default");
+            "default".to_string()
+        }
+    };
+    let sa = match lookup_service_account(api, &ns, &sa_name).await {
+        Ok(sa) => sa,
+        Err(e) => {
+            return Err(forbidden(format!(
+                "error looking up service account {ns}/{sa_name}: {}",
+                e.message
+            )));
+        }
+    };
+    let automount = spec
+        .get("automountServiceAccountToken")
+        .and_then(Value::as_bool)
+        .or_else(|| {
+            sa.get("automountServiceAccountToken")
+                .and_then(Value::as_bool)
+        })
+        .unwrap_or(true);
+    if automount {
+        mount_service_account_token(spec);
+    }
+    let no_pull_secrets = spec
+        .get("imagePullSecrets")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty);
+    if no_pull_secrets {
+        let from_sa: Vec<Value> = sa
+            .get("imagePullSecrets")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.get("name").cloned())
+                    .map(|n| json!({"name": n}))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !from_sa.is_empty() {
+            spec["imagePullSecrets"] = json!(from_sa);
+        }
+    }
+    Ok(())
+}
+
+/// The ServiceAccount `ns/name`. `default` is retried for a few seconds, as upstream does:
+/// the ServiceAccount controller creates it shortly after its namespace.
+async fn lookup_service_account(api: &Api, ns: &str, name: &str) -> Result<Value, ApiError> {
+    let Some(sa_kind) = api.registry.find("", "v1", "serviceaccounts") else {
+        return Err(ApiError::internal("serviceaccounts are not served"));
+    };
+    let attempts = if name == "default" { 20 } else { 1 };
+    for i in 0..attempts {
+        if i > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        match super::handlers::get_obj(api, &sa_kind, Some(ns), name).await {
+            Ok((sa, _)) => return Ok(sa),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // Upstream names the resource in the singular here.
+    Err(ApiError::not_found("", "serviceaccount", name))
+}
+
+/// The projected volume upstream's admission adds (after defaulting: mode 0644 = 420).
+fn token_volume(name: &str) -> Value {
+    json!({
+        "name": name,
+        "projected": {
+            "defaultMode": 420,
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+            ]
+        }
+    })
+}
+
+fn mount_service_account_token(spec: &mut Value) {
+    const PREFIX: &str = "kube-api-access-";
+    let existing = spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .and_then(|vs| {
+            vs.iter()
+                .filter_map(|v| v.get("name").and_then(Value::as_str))
+                .find(|n| n.starts_with(PREFIX))
+                .map(String::from)
+        });
+    let volume_name = existing
+        .clone()
+        .unwrap_or_else(|| super::object::generate_name(PREFIX));
+    let mut needed = false;
+    for list in ["initContainers", "containers"] {
+        let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for c in cs.iter_mut().filter(|c| c.is_object()) {
+            let mounted = c
+                .get("volumeMounts")
+                .and_then(Value::as_array)
+                .is_some_and(|ms| {
+                    ms.iter().any(|m| {
+                        m.get("mountPath").and_then(Value::as_str)
+                            == Some(SERVICE_ACCOUNT_MOUNT_PATH)
+                    })
+                });
+            if mounted {
+                continue;
+            }
+            if !c.get("volumeMounts").is_some_and(Value::is_array) {
+                c["volumeMounts"] = json!([]);
+            }
+            if let Some(ms) = c["volumeMounts"].as_array_mut() {
+                ms.push(json!({
+                    "name": volume_name,
+                    "readOnly": true,
+                    "mountPath": SERVICE_ACCOUNT_MOUNT_PATH,
+                }));
+                needed = true;
+            }
+        }
+    }
+    if needed && existing.is_none() {
+        if !spec.get("volumes").is_some_and(Value::is_array) {
+            spec["volumes"] = json!([]);
+        }
+        if let Some(vs) = spec["volumes"].as_array_mut() {
+            vs.push(token_volume(&volume_name));
+        }
+    }
+}
+
+#[cfg(test)]
+mod service_account_tests {
+    use super::*;
+
+    #[test]
+    fn every_container_gets_the_token_mount_unless_it_mounts_that_path_already() {
+        let mut spec = json!({
+            "initContainers": [{"name": "init", "image": "x"}],
+            "containers": [
+                {"name": "a", "image": "x"},
+                {"name": "b", "image": "x", "volumeMounts": [{"name": "own", "mountPath": SERVICE_ACCOUNT_MOUNT_PATH}]}
+            ],
+            "volumes": [{"name": "own", "emptyDir": {}}]
+        });
+        mount_service_account_token(&mut spec);
+        let vols = spec["volumes"].as_array().unwrap();
+        assert_eq!(vols.len(), 2);
+        let name = vols[1]["name"].as_str().unwrap();
+        assert!(
+            name.starts_with("kube-api-access-") && name.len() == 21,
+            "{name}"
+        );
+        assert_eq!(vols[1]["projected"]["defaultMode"], 420);
+        assert_eq!(
+            vols[1]["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"],
+            3607
+        );
+        for c in [&spec["initContainers"][0], &spec["containers"][0]] {
+            assert_eq!(
+                c["volumeMounts"][0],
+                json!({"name": name, "readOnly": true, "mountPath": SERVICE_ACCOUNT_MOUNT_PATH})
+            );
+        }
+        assert_eq!(
+            spec["containers"][1]["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn no_volume_is_added_when_no_container_needs_it() {
+        let mut spec = json!({
+            "containers": [{"name": "b", "image": "x", "volumeMounts": [{"name": "own", "mountPath": SERVICE_ACCOUNT_MOUNT_PATH}]}],
+            "volumes": [{"name": "own", "emptyDir": {}}]
+        });
+        mount_service_account_token(&mut spec);
+        assert_eq!(spec["volumes"].as_array().unwrap().len(), 1);
+    }
+}

@@ -46,6 +46,15 @@ pub async fn ensure_defaults(api: &Api) -> Result<(), ApiError> {
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
         )
         .await?;
+        // The ServiceAccount controller creates these too; having them from the start lets
+        // the first pods pass ServiceAccount admission before the controllers lead.
+        create_if_missing(
+            api,
+            "serviceaccounts",
+            Some(ns),
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}),
+        )
+        .await?;
     }
     create_if_missing(
         api,

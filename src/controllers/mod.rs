@@ -29,6 +29,7 @@ pub mod runtime;
 mod serviceaccount;
 mod statefulset;
 mod ttl_after_finished;
+mod volume_binding;
 
 use runtime::{LEASE_NAME, LeaseTimings, lead};
 use std::time::Duration;
@@ -101,5 +102,6 @@ async fn run_all(client: kube::Client, config: ControllersConfig, term: Cancella
         job::run(client.clone(), config.clone(), term.clone()),
         cronjob::run(client.clone(), config.clone(), term.clone()),
         ttl_after_finished::run(client.clone(), term.clone()),
+        volume_binding::run(client.clone(), config.clone(), term.clone()),
     );
 }

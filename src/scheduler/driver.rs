@@ -7,6 +7,7 @@
 
 use super::cache::{Cache, pod_key};
 use super::resources::is_terminal;
+use super::volumes::PodVolumes;
 use super::{SCHEDULER_NAME, filters, score};
 use crate::controllers::runtime::{Ctx, Error, NORMAL, WARNING, run_controller, serial_config};
 use futures::StreamExt;
@@ -79,7 +80,7 @@ enum Decision {
     Bind(String),
 }
 
-fn decide(cache: &Mutex<Cache>, pod: &Arc<Pod>, k: &str) -> Decision {
+fn decide(cache: &Mutex<Cache>, pod: &Arc<Pod>, k: &str, vols: &PodVolumes) -> Decision {
     let mut cache = lock(cache);
     // Forget bindings never confirmed (a binding that failed silently).
     cache.expire(ASSUME_TTL);
@@ -90,7 +91,8 @@ fn decide(cache: &Mutex<Cache>, pod: &Arc<Pod>, k: &str) -> Decision {
     let mut feasible = Vec::new();
     let mut reasons = Vec::new();
     for n in infos {
-        let r = filters::filter(pod, n, infos);
+        let mut r = filters::filter(pod, n, infos);
+        r.extend(vols.conflict(n));
         if r.is_empty() {
             feasible.push(n);
         } else {
@@ -116,7 +118,17 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx<State>>) -> Result<Action, Error>
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let node = match decide(&ctx.data.cache, &pod, &k) {
+    let vols = match super::volumes::check(&ctx.client, &pod).await? {
+        Ok(v) => v,
+        Err(why) => {
+            let total = lock(&ctx.data.cache).infos().len();
+            lock(&ctx.data.unschedulable).insert(k.clone());
+            let msg = super::volumes::unresolvable_message(total, &why);
+            report_unschedulable(&api, &pod, &msg, &ctx).await?;
+            return Ok(Action::requeue(Duration::from_secs(5)));
+        }
+    };
+    let node = match decide(&ctx.data.cache, &pod, &k, &vols) {
         Decision::Placed => return Ok(Action::requeue(ASSUME_TTL)),
         Decision::Unschedulable(msg) => {
             lock(&ctx.data.unschedulable).insert(k.clone());
@@ -294,6 +306,11 @@ pub(super) async fn run(client: kube::Client, shutdown: CancellationToken) {
     let cache: Arc<Mutex<Cache>> = Arc::default();
     let ready = Arc::new(tokio::sync::Semaphore::new(0));
     let feed = {
+        let claims = super::volumes::retry_on_bound_claims(
+            client.clone(),
+            tx.clone(),
+            unschedulable.clone(),
+        );
         let feed = feed_cache(
             client.clone(),
             cache.clone(),
@@ -301,6 +318,7 @@ pub(super) async fn run(client: kube::Client, shutdown: CancellationToken) {
             tx,
             ready.clone(),
         );
+        let feed = futures::future::join(feed, claims);
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {

@@ -81,7 +81,7 @@ pub fn ports(pod: &Pod, node: &NodeInfo) -> Option<String> {
     conflict.then(|| "node(s) didn't have free ports for the requested pod ports".to_string())
 }
 
-fn term_matches(term: &NodeSelectorTerm, node: &NodeInfo) -> bool {
+pub(super) fn term_matches(term: &NodeSelectorTerm, node: &NodeInfo) -> bool {
     let exprs_ok = term
         .match_expressions
         .iter()

@@ -11,6 +11,7 @@ pub mod resources;
 pub mod score;
 #[cfg(test)]
 mod tests;
+mod volumes;
 
 pub use driver::unschedulable_message;
 

@@ -377,7 +377,22 @@ pub fn build(
             Some(sub) => base.join(sub),
             None => base.clone(),
         };
-        mounts.push(bind(&m.mount_path, &source, m.read_only.unwrap_or(false)));
+        // A claim mounted `readOnly` in the pod's volume is read-only in every container.
+        let claim_ro = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .any(|v| {
+                v.name == m.name
+                    && v.persistent_volume_claim
+                        .as_ref()
+                        .is_some_and(|c| c.read_only == Some(true))
+            });
+        mounts.push(bind(
+            &m.mount_path,
+            &source,
+            m.read_only.unwrap_or(false) || claim_ro,
+        ));
     }
 
     let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "mount"})];

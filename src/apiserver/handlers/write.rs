@@ -176,6 +176,7 @@ pub(crate) async fn create_object(
     }
     invalid(kind, &name, admission::validate(kind, &obj, None))?;
     ensure_namespace(api, kind, req.namespace.as_deref(), &name).await?;
+    admission::admit_pod_create(api, kind, &mut obj).await?;
     if req.query.dry_run() {
         admission::charge_quota(api, kind, &obj, true).await?;
         return Ok(Reply::Json {
