@@ -11,6 +11,7 @@ mod downward;
 mod error;
 mod exec_stream;
 mod fake;
+mod image_remove;
 mod images;
 mod listing;
 pub mod logger;
