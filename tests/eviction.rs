@@ -379,11 +379,20 @@ fn memory_pressure_evicts_best_effort_pods_but_not_critical_ones_and_image_gc_re
         !tmp.path().join("data/agent/pods").join(&uid).exists()
     });
     // Once only the critical pod is left, the manager has nothing it may evict.
-    server.wait_for("the manager to find no candidate", 15, || {
-        server
-            .log()
-            .contains("unable to evict any pods from the node")
-    });
+    server.wait_for(
+        "the manager to find no candidate after the eviction",
+        15,
+        || {
+            let log = server.log();
+            log.find("evicting pod pod=default/hog")
+                .is_some_and(|at| log[at..].contains("unable to evict any pods from the node"))
+        },
+    );
+    assert!(
+        !server.log().contains("evicting pod pod=default/critical"),
+        "{}",
+        server.tail()
+    );
     server.wait_for("the critical pod to run", 20, || {
         server.json(&["get", "pod", "critical"])["status"]["phase"] == "Running"
     });

@@ -25,7 +25,7 @@ pub struct KubeletArgs {
     #[arg(long, default_value = "10s")]
     pub eviction_monitoring_interval: String,
     /// Image filesystem usage percent at which image GC runs (100 disables it).
-    #[arg(long, default_value_t = 85)]
+    #[arg(long, env = "K3RS_IMAGE_GC_HIGH_THRESHOLD", default_value_t = 85)]
     pub image_gc_high_threshold: u8,
     /// Image filesystem usage percent image GC frees down to.
     #[arg(long, default_value_t = 80)]
