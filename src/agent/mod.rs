@@ -5,7 +5,8 @@
 //!
 //! Layers, bottom up: [`runtime`] (containerd: supervision, images, containers, OCI spec),
 //! [`network`] (namespaces + CNI), [`pod`]/[`pod_worker`]/[`status`]/[`backoff`] (one
-//! worker per pod), [`node`] and [`sync`] (the API side). [`run`] wires them together.
+//! worker per pod), [`node`] and [`sync`] (the API side), [`eviction`] and [`image_gc`]
+//! (node-pressure eviction, image garbage collection). [`run`] wires them together.
 
 pub mod backoff;
 pub mod endpoint_tls;

@@ -158,6 +158,7 @@ pub async fn run_with(
                     apply(&client, &deps, &mut workers, &done_tx, &mut finished, admit.as_ref(), p)
                 }
                 Some(Ok(Event::Delete(p))) => {
+                    finished.remove(&uid_of(&p));
                     if let Some(e) = workers.get(&uid_of(&p)) {
                         e.handle.terminate(Some(Duration::ZERO));
                     }

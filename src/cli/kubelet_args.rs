@@ -114,7 +114,17 @@ mod tests {
 
     #[test]
     fn defaults_are_the_kubelets() {
-        let c = T::parse_from(["t"]).k.eviction_config().unwrap();
+        use clap::{CommandFactory, FromArgMatches};
+        // Without the env fallbacks (cargo sets them for the test servers).
+        let cmd = T::command()
+            .mut_arg("eviction_hard", |a| a.env(None))
+            .mut_arg("image_gc_high_threshold", |a| a.env(None));
+        let m = cmd.get_matches_from(["t"]);
+        let c = T::from_arg_matches(&m)
+            .unwrap()
+            .k
+            .eviction_config()
+            .unwrap();
         assert_eq!(c, EvictionConfig::default());
     }
 

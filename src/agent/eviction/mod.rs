@@ -290,6 +290,11 @@ impl Manager {
                 return;
             }
         };
+        // Forget evictions of pods that are gone (or that the API shows finished).
+        evicted.retain(|uid| {
+            pods.iter()
+                .any(|p| p.metadata.uid.as_deref() == Some(uid.as_str()) && is_active(p))
+        });
         let candidates: Vec<Candidate> = pods
             .into_iter()
             .filter(is_active)
