@@ -398,6 +398,28 @@ fn memory_pressure_evicts_best_effort_pods_but_not_critical_ones_and_image_gc_re
     });
     let critical = server.json(&["get", "pod", "critical"]);
     assert!(critical["status"]["reason"].is_null(), "{critical}");
+    // The pod cgroup the manager reads usage from exists (cgroup v2 or v1's memory).
+    let cuid = critical["metadata"]["uid"].as_str().unwrap();
+    let v2 = PathBuf::from(format!("/sys/fs/cgroup/k3rs/pod{cuid}/memory.current"));
+    let v1 = PathBuf::from(format!(
+        "/sys/fs/cgroup/memory/k3rs/pod{cuid}/memory.usage_in_bytes"
+    ));
+    assert!(
+        v2.exists() || v1.exists(),
+        "no memory cgroup for pod {cuid}"
+    );
+    // The node event of the transition, as the kubelet words it.
+    let ev = server.json(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.kind=Node,reason=NodeHasInsufficientMemory",
+    ]);
+    assert_eq!(
+        ev["items"][0]["message"],
+        format!("Node {node} status is now: NodeHasInsufficientMemory"),
+        "{ev}"
+    );
 
     // Image GC: restart with thresholds that make it run now (high 1%, low 0%, no minimum
     // age). The running pod's containers keep busybox in use.

@@ -292,8 +292,15 @@ impl ImageGc {
     }
 }
 
-/// Publishes a Warning event about the node (`FreeDiskSpaceFailed`), as the kubelet does.
-async fn node_event(client: &kube::Client, node: &str, reason: &str, message: String) {
+/// Publishes an event about the node (`FreeDiskSpaceFailed`, `NodeHasDiskPressure`…), as
+/// the kubelet does.
+pub(crate) async fn node_event(
+    client: &kube::Client,
+    node: &str,
+    warning: bool,
+    reason: &str,
+    message: String,
+) {
     use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
     let now = Time(jiff::Timestamp::now());
@@ -315,7 +322,7 @@ async fn node_event(client: &kube::Client, node: &str, reason: &str, message: St
         },
         reason: Some(reason.into()),
         message: Some(message),
-        type_: Some("Warning".into()),
+        type_: Some(if warning { "Warning" } else { "Normal" }.into()),
         source: Some(EventSource {
             component: Some("kubelet".into()),
             host: Some(node.into()),
@@ -362,11 +369,11 @@ pub async fn run(
             Ok(freed) => tracing::info!(freed, "image garbage collection"),
             Err(e @ ImageGcError::NotEnough { .. }) => {
                 tracing::warn!(error = %e, "image garbage collection");
-                node_event(&client, &node, "FreeDiskSpaceFailed", e.to_string()).await;
+                node_event(&client, &node, true, "FreeDiskSpaceFailed", e.to_string()).await;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "image garbage collection failed");
-                node_event(&client, &node, "ImageGCFailed", e.to_string()).await;
+                node_event(&client, &node, true, "ImageGCFailed", e.to_string()).await;
             }
         }
     }

@@ -243,15 +243,39 @@ impl Manager {
         let obs = self.stats.observe();
         let met = monitor.update(&obs, Instant::now());
         let now_pressure = monitor.pressure().clone();
-        self.pressure.send_if_modified(|p| {
-            if *p == now_pressure {
-                false
-            } else {
-                info!(conditions = ?now_pressure.conditions(), "node pressure changed");
-                *p = now_pressure.clone();
-                true
+        let before = self.pressure.borrow().clone();
+        if before != now_pressure {
+            info!(conditions = ?now_pressure.conditions(), "node pressure changed");
+            self.pressure.send_replace(now_pressure.clone());
+            // The kubelet's node events ("Node n status is now: NodeHasInsufficientMemory").
+            for (was, is, on, off) in [
+                (
+                    before.memory,
+                    now_pressure.memory,
+                    "NodeHasInsufficientMemory",
+                    "NodeHasSufficientMemory",
+                ),
+                (
+                    before.disk,
+                    now_pressure.disk,
+                    "NodeHasDiskPressure",
+                    "NodeHasNoDiskPressure",
+                ),
+            ] {
+                if was != is {
+                    let reason = if is { on } else { off };
+                    let message = format!("Node {} status is now: {reason}", self.node);
+                    crate::agent::image_gc::node_event(
+                        &self.client,
+                        &self.node,
+                        false,
+                        reason,
+                        message,
+                    )
+                    .await;
+                }
             }
-        });
+        }
         let Some((threshold, mut observed)) = met.first().copied() else {
             return;
         };
