@@ -79,6 +79,10 @@ async fn agent_registers_the_node_runs_a_bound_pod_and_finishes_its_deletion() {
     cfg.logger_binary = Some(env!("CARGO_BIN_EXE_k3rs").into());
     let endpoint = std::net::SocketAddr::from(([127, 0, 0, 1], port + 3));
     cfg.endpoint = Some(endpoint);
+    // Independent of how full the host's disk is (no disk pressure, no image GC).
+    cfg.eviction.hard =
+        k3rs::agent::eviction::parse_eviction_hard("memory.available<100Mi").unwrap();
+    cfg.eviction.image_gc.high_threshold_percent = 100;
     let shutdown = CancellationToken::new();
     let agent = tokio::spawn(k3rs::agent::run(cfg, shutdown.clone()));
 

@@ -5,12 +5,15 @@
 //!
 //! Layers, bottom up: [`runtime`] (containerd: supervision, images, containers, OCI spec),
 //! [`network`] (namespaces + CNI), [`pod`]/[`pod_worker`]/[`status`]/[`backoff`] (one
-//! worker per pod), [`node`] and [`sync`] (the API side). [`run`] wires them together.
+//! worker per pod), [`node`] and [`sync`] (the API side), [`eviction`] and [`image_gc`]
+//! (node-pressure eviction, image garbage collection). [`run`] wires them together.
 
 pub mod backoff;
 pub mod endpoint_tls;
 pub mod events;
+pub mod eviction;
 pub mod exec_ws;
+pub mod image_gc;
 pub mod logs;
 pub mod network;
 pub mod node;
@@ -89,6 +92,8 @@ pub struct AgentConfig {
     pub container_log_max_size: u64,
     /// CRI log rotation: files kept per container, the live one included.
     pub container_log_max_files: u32,
+    /// Node-pressure eviction and image GC (kubelet defaults).
+    pub eviction: eviction::EvictionConfig,
 }
 
 impl AgentConfig {
@@ -113,6 +118,7 @@ impl AgentConfig {
             endpoint_tls: None,
             container_log_max_size: 10 * 1024 * 1024,
             container_log_max_files: 5,
+            eviction: eviction::EvictionConfig::default(),
         }
     }
 }
@@ -258,6 +264,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         .iter()
         .map(|t| node::parse_taint(t).ok_or_else(|| AgentError::Config(format!("bad taint {t:?}"))))
         .collect::<Result<Vec<_>, _>>()?;
+    let (pressure_tx, pressure_rx) = tokio::sync::watch::channel(eviction::NodePressure::default());
     let spec = node::NodeSpec {
         name: config.node_name.clone(),
         ip: config.node_ip,
@@ -265,6 +272,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         taints,
         runtime_version: version,
         endpoint_port: endpoint_port.unwrap_or(10250),
+        pressure: Some(pressure_rx.clone()),
     };
     // The API server may still be starting (built-in agent): retry registration.
     loop {
@@ -302,8 +310,19 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     let mut cni = CniConfig::new(agent_dir.join("cni"), &pod_cidr);
     cni.bridge = config.cni_bridge.clone();
     let network = Arc::new(CniNetwork::new(Cni::new(cni)?, &config.run_dir));
+    let pod_events: Arc<dyn events::EventSink> =
+        Arc::new(events::ApiEvents::new(client.clone(), &config.node_name));
+    let hooks = start_eviction(
+        &config,
+        rt.clone(),
+        &client,
+        pod_events.clone(),
+        pressure_tx,
+        pressure_rx,
+        &child_shutdown,
+    );
     let deps = pod_worker::Deps {
-        events: Arc::new(events::ApiEvents::new(client.clone(), &config.node_name)),
+        events: pod_events,
         sources: Some(Arc::new(sources::ApiSources::new(client.clone()))),
         runtime: rt.clone(),
         network,
@@ -319,10 +338,83 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
             backoff_max: Duration::from_secs(300),
         }),
     };
-    let result = sync::run(client, config.node_name.clone(), deps, shutdown.clone()).await;
+    let result = sync::run_with(
+        client,
+        config.node_name.clone(),
+        deps,
+        hooks,
+        shutdown.clone(),
+    )
+    .await;
     child_shutdown.cancel();
     if let Some(s) = supervised {
         s.stopped().await;
     }
     result
+}
+
+/// Starts image GC and the eviction manager; the sync loop's hooks (eviction inbox and
+/// admission check).
+fn start_eviction(
+    config: &AgentConfig,
+    rt: Arc<Containerd>,
+    client: &kube::Client,
+    events: Arc<dyn events::EventSink>,
+    pressure_tx: tokio::sync::watch::Sender<eviction::NodePressure>,
+    pressure_rx: tokio::sync::watch::Receiver<eviction::NodePressure>,
+    shutdown: &CancellationToken,
+) -> sync::Hooks {
+    let agent_dir = config.data_dir.join("agent");
+    // containerd's root: ours when supervised, the packaged default otherwise.
+    let imagefs = match &config.container_runtime_endpoint {
+        None => ContainerdPaths {
+            dir: agent_dir.join("containerd"),
+        }
+        .root(),
+        Some(_) => PathBuf::from("/var/lib/containerd"),
+    };
+    let imagefs = if imagefs.exists() {
+        imagefs
+    } else {
+        config.data_dir.clone()
+    };
+    let stats = Arc::new(eviction::HostStats {
+        nodefs: config.data_dir.clone(),
+        imagefs,
+        cgroup_root: "/k3rs".into(),
+        pods_dir: agent_dir.join("pods"),
+        log_dir: config.log_dir.clone(),
+    });
+    let gc = Arc::new(image_gc::ImageGc::new(rt, config.eviction.image_gc));
+    let fs_stats = stats.clone();
+    let imagefs_reader: Arc<dyn Fn() -> Option<(u64, u64)> + Send + Sync> = Arc::new(move || {
+        use eviction::StatsProvider;
+        let o = fs_stats.observe();
+        let fs = o.get(&eviction::Signal::ImageFsAvailable)?;
+        Some((fs.available, fs.capacity))
+    });
+    tokio::spawn(image_gc::run(
+        gc.clone(),
+        imagefs_reader,
+        client.clone(),
+        config.node_name.clone(),
+        shutdown.clone(),
+    ));
+    let (evict_tx, evict_rx) = tokio::sync::mpsc::unbounded_channel();
+    let manager = eviction::Manager {
+        config: config.eviction.clone(),
+        stats,
+        client: client.clone(),
+        node: config.node_name.clone(),
+        events,
+        evict: evict_tx,
+        pressure: pressure_tx,
+        image_gc: Some(gc),
+    };
+    tokio::spawn(manager.run(shutdown.clone()));
+    let admit: sync::Admit = Arc::new(move |pod| eviction::admit(&pressure_rx.borrow(), pod));
+    sync::Hooks {
+        evictions: Some(evict_rx),
+        admit: Some(admit),
+    }
 }

@@ -1,6 +1,7 @@
 //! Node registration and heartbeat: the Node object (labels, taints, podCIDR, capacity,
 //! nodeInfo, addresses, Ready condition) and its Lease in `kube-node-lease`, renewed every
-//! 10 s; the Ready condition is refreshed every 40 s.
+//! 10 s; the Ready condition is refreshed every 40 s, and at once when the eviction
+//! manager's `MemoryPressure`/`DiskPressure` change.
 //!
 //! Owns: this node's Node and Lease objects. May call: the API server (kube client).
 
@@ -32,6 +33,8 @@ pub struct NodeSpec {
     pub runtime_version: String,
     /// Port of the agent endpoint (`daemonEndpoints.kubeletEndpoint.Port`).
     pub endpoint_port: u16,
+    /// Pressure conditions from the eviction manager (`None`: always False).
+    pub pressure: Option<tokio::sync::watch::Receiver<super::eviction::NodePressure>>,
 }
 
 /// Parses `key=value:Effect` (or `key:Effect`).
@@ -101,6 +104,44 @@ fn status(spec: &NodeSpec) -> serde_json::Value {
         json!({"type": kind, "status": status, "reason": reason, "message": message,
                "lastHeartbeatTime": now, "lastTransitionTime": now})
     };
+    let pressure = spec
+        .pressure
+        .as_ref()
+        .map(|p| p.borrow().clone())
+        .unwrap_or_default();
+    let since = |t: Option<jiff::Timestamp>| t.map(Time).unwrap_or_else(|| now.clone());
+    let mut memory = if pressure.memory {
+        cond(
+            "MemoryPressure",
+            "True",
+            "KubeletHasInsufficientMemory",
+            "kubelet has insufficient memory available",
+        )
+    } else {
+        cond(
+            "MemoryPressure",
+            "False",
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available",
+        )
+    };
+    memory["lastTransitionTime"] = json!(since(pressure.memory_since));
+    let mut disk = if pressure.disk {
+        cond(
+            "DiskPressure",
+            "True",
+            "KubeletHasDiskPressure",
+            "kubelet has disk pressure",
+        )
+    } else {
+        cond(
+            "DiskPressure",
+            "False",
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure",
+        )
+    };
+    disk["lastTransitionTime"] = json!(since(pressure.disk_since));
     json!({
         "capacity": resources,
         "allocatable": resources,
@@ -122,8 +163,8 @@ fn status(spec: &NodeSpec) -> serde_json::Value {
             "architecture": arch(),
         },
         "conditions": [
-            cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-            cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+            memory,
+            disk,
             cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
             cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
         ],
@@ -241,10 +282,27 @@ pub async fn heartbeat(client: kube::Client, spec: NodeSpec, shutdown: Cancellat
     let nodes: Api<Node> = Api::all(client.clone());
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     let mut n: u64 = 0;
+    let mut pressure = spec.pressure.clone();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
+            Ok(()) = async {
+                match pressure.as_mut() {
+                    Some(p) => p.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                // A pressure change is reported now, not at the next status refresh.
+                let patch = json!({"status": status(&spec)});
+                if let Err(e) = nodes
+                    .patch_status(&spec.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    warn!(error = %e, "updating node pressure conditions");
+                }
+                continue;
+            }
         }
         if let Err(e) = renew_lease(&client, &spec.name).await {
             warn!(error = %e, "renewing the node lease");
@@ -288,6 +346,7 @@ mod tests {
             taints: vec![],
             runtime_version: "1.6.20~ds1".into(),
             endpoint_port: 10250,
+            pressure: None,
         };
         let s = status(&spec);
         assert_eq!(
@@ -303,5 +362,39 @@ mod tests {
             .unwrap();
         assert_eq!(ready["status"], "True");
         let _: k8s_openapi::api::core::v1::NodeStatus = serde_json::from_value(s).unwrap();
+    }
+
+    #[test]
+    fn node_status_reports_pressure_with_upstream_reasons() {
+        let (_tx, rx) = tokio::sync::watch::channel(crate::agent::eviction::NodePressure {
+            memory: true,
+            ..Default::default()
+        });
+        let spec = NodeSpec {
+            name: "n1".into(),
+            ip: "10.0.0.5".parse().unwrap(),
+            labels: BTreeMap::new(),
+            taints: vec![],
+            runtime_version: "1".into(),
+            endpoint_port: 10250,
+            pressure: Some(rx),
+        };
+        let s = status(&spec);
+        let find = |t: &str| {
+            s["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == t)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(find("MemoryPressure")["status"], "True");
+        assert_eq!(
+            find("MemoryPressure")["reason"],
+            "KubeletHasInsufficientMemory"
+        );
+        assert_eq!(find("DiskPressure")["status"], "False");
+        assert_eq!(find("DiskPressure")["reason"], "KubeletHasNoDiskPressure");
     }
 }

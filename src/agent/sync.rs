@@ -2,7 +2,9 @@
 //! one [`pod_worker`](super::pod_worker) per pod (so actions on one pod never interleave),
 //! writes each worker's status to `pods/<name>/status`, finishes graceful deletions with a
 //! final `gracePeriodSeconds=0` delete, and cleans up containers of pods that no longer
-//! exist (after the first full list).
+//! exist (after the first full list). Pods the eviction manager evicts are stopped with
+//! grace period 0 and left `Failed` (reason `Evicted`) instead of deleted; pods the
+//! admission check rejects are never started.
 //!
 //! Owns: the pod-uid -> worker map. May call: the API server (kube client), pod workers,
 //! the runtime and network (orphan cleanup only).
@@ -11,7 +13,7 @@ use super::AgentError;
 use super::pod;
 use super::pod_worker::{self, Deps, PodWorkerHandle};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -32,6 +34,30 @@ fn uid_of(p: &Pod) -> String {
     p.metadata.uid.clone().unwrap_or_default()
 }
 
+/// A pod the eviction manager stops for node pressure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eviction {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    /// Status reason (`Evicted`).
+    pub reason: String,
+    /// Status message (what was low, who used it).
+    pub message: String,
+}
+
+/// Admission check for pods new to this node: `Some(message)` rejects the pod (status
+/// `Failed`, reason `Evicted`, never started).
+pub type Admit = Arc<dyn Fn(&Pod) -> Option<String> + Send + Sync>;
+
+/// Optional inputs of the sync loop (node-pressure eviction).
+#[derive(Default)]
+pub struct Hooks {
+    /// Pods to evict.
+    pub evictions: Option<mpsc::UnboundedReceiver<Eviction>>,
+    pub admit: Option<Admit>,
+}
+
 fn is_terminal(p: &Pod) -> bool {
     matches!(
         p.status.as_ref().and_then(|s| s.phase.as_deref()),
@@ -46,6 +72,31 @@ pub async fn run(
     deps: Deps,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
+    run_with(client, node, deps, Hooks::default(), shutdown).await
+}
+
+async fn next_eviction(rx: &mut Option<mpsc::UnboundedReceiver<Eviction>>) -> Option<Eviction> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// [`run`] with eviction hooks.
+pub async fn run_with(
+    client: kube::Client,
+    node: String,
+    deps: Deps,
+    hooks: Hooks,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
+    let Hooks {
+        mut evictions,
+        admit,
+    } = hooks;
+    // Evictions in progress, and pods finished here that must not be started again.
+    let mut evicting: HashMap<String, Eviction> = HashMap::new();
+    let mut finished: HashSet<String> = HashSet::new();
     let api: Api<Pod> = Api::all(client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
     let stream = watcher::watcher(api, cfg).default_backoff();
@@ -58,18 +109,37 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some((uid, ns, name)) = done_rx.recv() => {
+                let mut last = None;
                 if let Some(e) = workers.remove(&uid) {
                     e.writer.abort();
+                    last = Some(e.handle.status.borrow().clone());
                 }
-                finalize_delete(&client, &ns, &name, &uid).await;
+                match evicting.remove(&uid) {
+                    Some(ev) => {
+                        finished.insert(uid);
+                        write_evicted(&client, &ev, last, true).await;
+                    }
+                    None => finalize_delete(&client, &ns, &name, &uid).await,
+                }
             }
+            Some(ev) = next_eviction(&mut evictions) => match workers.get(&ev.uid) {
+                Some(e) => {
+                    e.handle.terminate(Some(Duration::ZERO));
+                    evicting.insert(ev.uid.clone(), ev);
+                }
+                None => {
+                    finished.insert(ev.uid.clone());
+                    let client = client.clone();
+                    tokio::spawn(async move { write_evicted(&client, &ev, None, true).await });
+                }
+            },
             ev = stream.next() => match ev {
                 None => break,
                 Some(Err(e)) => warn!(error = %e, "pod watch"),
                 Some(Ok(Event::Init)) => listed.clear(),
                 Some(Ok(Event::InitApply(p))) => {
                     listed.insert(uid_of(&p));
-                    apply(&client, &deps, &mut workers, &done_tx, p);
+                    apply(&client, &deps, &mut workers, &done_tx, &mut finished, admit.as_ref(), p);
                 }
                 Some(Ok(Event::InitDone)) => {
                     // Pods that vanished while we were not watching.
@@ -84,8 +154,11 @@ pub async fn run(
                         tokio::spawn(cleanup_orphans(deps.clone(), known));
                     }
                 }
-                Some(Ok(Event::Apply(p))) => apply(&client, &deps, &mut workers, &done_tx, p),
+                Some(Ok(Event::Apply(p))) => {
+                    apply(&client, &deps, &mut workers, &done_tx, &mut finished, admit.as_ref(), p)
+                }
                 Some(Ok(Event::Delete(p))) => {
+                    finished.remove(&uid_of(&p));
                     if let Some(e) = workers.get(&uid_of(&p)) {
                         e.handle.terminate(Some(Duration::ZERO));
                     }
@@ -105,10 +178,16 @@ fn apply(
     deps: &Deps,
     workers: &mut HashMap<String, Entry>,
     done_tx: &mpsc::UnboundedSender<(String, String, String)>,
+    finished: &mut HashSet<String>,
+    admit: Option<&Admit>,
     p: Pod,
 ) {
     let uid = uid_of(&p);
     if uid.is_empty() {
+        return;
+    }
+    // Evicted or rejected here: stale events must not start it again (deletion still runs).
+    if finished.contains(&uid) && p.metadata.deletion_timestamp.is_none() {
         return;
     }
     if let Some(e) = workers.get(&uid) {
@@ -121,6 +200,22 @@ fn apply(
     }
     let ns = p.metadata.namespace.clone().unwrap_or_default();
     let name = p.metadata.name.clone().unwrap_or_default();
+    if p.metadata.deletion_timestamp.is_none()
+        && let Some(message) = admit.and_then(|a| a(&p))
+    {
+        info!(pod = %format!("{ns}/{name}"), %message, "pod rejected at admission");
+        finished.insert(uid.clone());
+        let ev = Eviction {
+            uid,
+            namespace: ns,
+            name,
+            reason: crate::agent::eviction::REASON.into(),
+            message,
+        };
+        let client = client.clone();
+        tokio::spawn(async move { write_evicted(&client, &ev, None, false).await });
+        return;
+    }
     info!(pod = %format!("{ns}/{name}"), "starting pod worker");
     let handle = pod_worker::spawn(Arc::new(p), deps.clone());
     let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -174,6 +269,56 @@ async fn write_status(
             _ = done.changed() => {}
         }
     }
+}
+
+/// Writes the final status of an evicted (or rejected) pod: phase `Failed` with the
+/// eviction's reason and message, on top of the worker's `last` status; `disruption` adds
+/// the `DisruptionTarget` condition upstream sets when the kubelet terminates a pod.
+async fn write_evicted(
+    client: &kube::Client,
+    ev: &Eviction,
+    last: Option<PodStatus>,
+    disruption: bool,
+) {
+    let api: Api<Pod> = Api::namespaced(client.clone(), &ev.namespace);
+    let mut patch = json!({"status": {
+        "phase": "Failed", "reason": ev.reason, "message": ev.message,
+    }});
+    if let Some(mut st) = last.filter(|s| *s != PodStatus::default()) {
+        st.phase = Some("Failed".into());
+        st.reason = Some(ev.reason.clone());
+        st.message = Some(ev.message.clone());
+        if disruption {
+            let mut conds = st.conditions.take().unwrap_or_default();
+            conds.retain(|c| c.type_ != "DisruptionTarget");
+            conds.push(PodCondition {
+                type_: "DisruptionTarget".into(),
+                status: "True".into(),
+                reason: Some("TerminationByKubelet".into()),
+                message: Some(ev.message.clone()),
+                last_transition_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    jiff::Timestamp::now(),
+                )),
+                ..Default::default()
+            });
+            st.conditions = Some(conds);
+        }
+        patch = json!({ "status": st });
+    }
+    for attempt in 0..5 {
+        match api
+            .patch_status(&ev.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return,
+            Err(kube::Error::Api(e)) if e.code == 404 => return,
+            Err(e) => {
+                debug!(pod = %ev.name, attempt, error = %e, "evicted status write failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    warn!(pod = %format!("{}/{}", ev.namespace, ev.name), "cannot write the evicted status");
 }
 
 /// Completes a graceful deletion (the API waits for the kubelet), like the kubelet does.

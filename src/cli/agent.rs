@@ -81,6 +81,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     });
     cfg.container_log_max_size = log_size(&args.container_log_max_size)?;
     cfg.container_log_max_files = args.container_log_max_files;
+    cfg.eviction = args.kubelet.eviction_config()?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut agent = tokio::spawn(crate::agent::run(cfg, shutdown.clone()));
     tokio::select! {

@@ -199,6 +199,9 @@ pub struct ServerArgs {
     /// Log files kept per container, the live one included.
     #[arg(long, env = "K3RS_CONTAINER_LOG_MAX_FILES", default_value_t = 5)]
     pub container_log_max_files: u32,
+    /// Node-pressure eviction and image GC (kubelet flags).
+    #[command(flatten)]
+    pub kubelet: Box<super::kubelet_args::KubeletArgs>,
 }
 
 /// Flags of `k3rs agent`.
@@ -249,6 +252,9 @@ pub struct AgentArgs {
     /// Log files kept per container, the live one included.
     #[arg(long, env = "K3RS_CONTAINER_LOG_MAX_FILES", default_value_t = 5)]
     pub container_log_max_files: u32,
+    /// Node-pressure eviction and image GC (kubelet flags).
+    #[command(flatten)]
+    pub kubelet: Box<super::kubelet_args::KubeletArgs>,
     /// Config file (keys are flag names).
     #[arg(
         short = 'c',

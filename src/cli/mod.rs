@@ -16,6 +16,7 @@ mod images;
 mod join;
 mod join_server;
 mod kubectl;
+mod kubelet_args;
 pub mod sd_notify;
 mod server;
 mod snapshot_schedule;

@@ -215,6 +215,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         });
         cfg.container_log_max_size = super::agent::log_size(&args.container_log_max_size)?;
         cfg.container_log_max_files = args.container_log_max_files;
+        cfg.eviction = args.kubelet.eviction_config()?;
         // The agent failing (no containerd, not root) must not take the API down.
         let token = shutdown.clone();
         Some(tokio::spawn(async move {

@@ -2,9 +2,11 @@
 //! grace period becomes `Ready=Unknown` with the `node.kubernetes.io/unreachable` NoExecute
 //! taint (`not-ready` for `Ready=False`); pods on NoExecute-tainted nodes are evicted once their
 //! toleration runs out (default seconds when they declare none); each node gets a /24 podCIDR.
+//! Like upstream's TaintNodesByCondition, `MemoryPressure`/`DiskPressure`/`PIDPressure=True`
+//! become the `node.kubernetes.io/{memory,disk,pid}-pressure:NoSchedule` taints.
 //!
-//! Owns: node health conditions set on the kubelet's behalf, NoExecute taints, podCIDRs,
-//! taint-based eviction. May call: the API server.
+//! Owns: node health conditions set on the kubelet's behalf, NoExecute taints, condition
+//! NoSchedule taints, podCIDRs, taint-based eviction. May call: the API server.
 
 use super::ControllersConfig;
 use super::pods::is_active;
@@ -28,6 +30,31 @@ use tokio_util::sync::CancellationToken;
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 /// Taint for nodes reporting `Ready=False`.
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
+/// NoSchedule taints for node conditions that are `True` (TaintNodesByCondition).
+pub const CONDITION_TAINTS: [(&str, &str); 3] = [
+    ("MemoryPressure", "node.kubernetes.io/memory-pressure"),
+    ("DiskPressure", "node.kubernetes.io/disk-pressure"),
+    ("PIDPressure", "node.kubernetes.io/pid-pressure"),
+];
+
+/// The condition NoSchedule taint keys `node` should carry (none while its status is
+/// unknown: the kubelet stopped reporting).
+fn condition_taints(node: &Node, silent: bool) -> Vec<&'static str> {
+    if silent {
+        return Vec::new();
+    }
+    let conds = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    CONDITION_TAINTS
+        .iter()
+        .filter(|(kind, _)| conds.iter().any(|c| c.type_ == *kind && c.status == "True"))
+        .map(|(_, key)| *key)
+        .collect()
+}
 
 /// Controller state: configuration plus a lock so two nodes never get the same CIDR.
 pub struct State {
@@ -184,6 +211,25 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<C>) -> Result<Action, Error> {
             });
         }
     }
+    let by_condition = condition_taints(&node, silent);
+    taints.retain(|t| {
+        t.effect != "NoSchedule"
+            || !CONDITION_TAINTS.iter().any(|(_, k)| *k == t.key)
+            || by_condition.contains(&t.key.as_str())
+    });
+    for k in by_condition {
+        if !taints
+            .iter()
+            .any(|t| t.key == k && t.effect == "NoSchedule")
+        {
+            taints.push(Taint {
+                key: k.into(),
+                effect: "NoSchedule".into(),
+                time_added: Some(Time(now)),
+                value: None,
+            });
+        }
+    }
     if taints != before {
         api.patch(
             &name,
@@ -282,7 +328,25 @@ pub async fn run(client: Client, config: ControllersConfig, shutdown: Cancellati
 
 #[cfg(test)]
 mod tests {
-    use super::nth_subnet;
+    use super::{condition_taints, nth_subnet};
+
+    #[test]
+    fn pressure_conditions_that_are_true_become_no_schedule_taints() {
+        let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "n"},
+            "status": {"conditions": [
+                {"type": "MemoryPressure", "status": "True"},
+                {"type": "DiskPressure", "status": "False"},
+                {"type": "Ready", "status": "True"},
+            ]},
+        }))
+        .unwrap();
+        assert_eq!(
+            condition_taints(&node, false),
+            ["node.kubernetes.io/memory-pressure"]
+        );
+        assert!(condition_taints(&node, true).is_empty());
+    }
 
     #[test]
     fn pod_cidrs_are_consecutive_slash_24s_of_the_cluster_cidr() {

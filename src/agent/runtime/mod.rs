@@ -12,6 +12,7 @@ mod downward;
 mod error;
 mod exec_stream;
 mod fake;
+mod image_remove;
 mod images;
 mod listing;
 pub mod logger;
