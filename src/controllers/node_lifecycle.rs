@@ -37,23 +37,40 @@ pub const CONDITION_TAINTS: [(&str, &str); 3] = [
     ("PIDPressure", "node.kubernetes.io/pid-pressure"),
 ];
 
-/// The condition NoSchedule taint keys `node` should carry (none while its status is
-/// unknown: the kubelet stopped reporting).
+/// The condition NoSchedule taint keys `node` should carry, as upstream's
+/// TaintNodesByCondition: `not-ready` for `Ready=False`, `unreachable` for a node whose
+/// status is unknown (the kubelet stopped reporting: no pressure taints then, its pressure
+/// conditions are unknown too), and one per pressure condition that is `True`. The scheduler
+/// has no readiness filter of its own: a pod tolerating these taints (a DaemonSet's network
+/// plugin, say) may go to a node that is not ready, as upstream.
 fn condition_taints(node: &Node, silent: bool) -> Vec<&'static str> {
-    if silent {
-        return Vec::new();
-    }
     let conds = node
         .status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .map(Vec::as_slice)
         .unwrap_or_default();
-    CONDITION_TAINTS
+    let ready = conds
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.as_str());
+    if silent || !matches!(ready, Some("True") | Some("False")) {
+        return vec![UNREACHABLE];
+    }
+    let mut out: Vec<&'static str> = CONDITION_TAINTS
         .iter()
         .filter(|(kind, _)| conds.iter().any(|c| c.type_ == *kind && c.status == "True"))
         .map(|(_, key)| *key)
-        .collect()
+        .collect();
+    if ready == Some("False") {
+        out.insert(0, NOT_READY);
+    }
+    out
+}
+
+/// Whether the NoSchedule taint `key` is one [`condition_taints`] manages.
+fn condition_managed(key: &str) -> bool {
+    key == NOT_READY || key == UNREACHABLE || CONDITION_TAINTS.iter().any(|(_, k)| *k == key)
 }
 
 /// Controller state: configuration plus a lock so two nodes never get the same CIDR.
@@ -214,7 +231,7 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<C>) -> Result<Action, Error> {
     let by_condition = condition_taints(&node, silent);
     taints.retain(|t| {
         t.effect != "NoSchedule"
-            || !CONDITION_TAINTS.iter().any(|(_, k)| *k == t.key)
+            || !condition_managed(&t.key)
             || by_condition.contains(&t.key.as_str())
     });
     for k in by_condition {
@@ -345,7 +362,20 @@ mod tests {
             condition_taints(&node, false),
             ["node.kubernetes.io/memory-pressure"]
         );
-        assert!(condition_taints(&node, true).is_empty());
+        assert_eq!(
+            condition_taints(&node, true),
+            ["node.kubernetes.io/unreachable"]
+        );
+        let not_ready: k8s_openapi::api::core::v1::Node =
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "n"},
+                "status": {"conditions": [{"type": "Ready", "status": "False"}]},
+            }))
+            .unwrap();
+        assert_eq!(
+            condition_taints(&not_ready, false),
+            ["node.kubernetes.io/not-ready"]
+        );
     }
 
     #[test]

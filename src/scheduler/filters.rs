@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, HashMap};
 /// Run every filter; all reasons of the failing filters.
 pub fn filter(pod: &Pod, node: &NodeInfo, all: &[NodeInfo]) -> Vec<String> {
     let mut out = Vec::new();
-    out.extend(node_ready(node));
     out.extend(unschedulable(pod, node));
     out.extend(node_affinity(pod, node));
     out.extend(taints(pod, node));
@@ -20,18 +19,6 @@ pub fn filter(pod: &Pod, node: &NodeInfo, all: &[NodeInfo]) -> Vec<String> {
     out.extend(inter_pod_affinity(pod, node, all));
     out.extend(topology_spread(pod, node, all));
     out
-}
-
-/// Node must report `Ready=True`.
-pub fn node_ready(node: &NodeInfo) -> Option<String> {
-    let ready = node
-        .node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == "True");
-    (!ready).then(|| "node(s) were not ready".to_string())
 }
 
 /// `spec.unschedulable` nodes only take pods tolerating `node.kubernetes.io/unschedulable`.

@@ -71,7 +71,9 @@ fn each_filter_admits_a_fitting_pod_and_rejects_a_misfit() {
     );
     let not_ready = node(
         "n3",
-        json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}}),
+        // What the node lifecycle controller makes of `Ready=False` (TaintNodesByCondition).
+        json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]},
+               "spec": {"taints": [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]}}),
     );
     let cordoned = node("n4", json!({"spec": {"unschedulable": true}}));
     let nodes = vec![
@@ -156,7 +158,19 @@ fn each_filter_admits_a_fitting_pod_and_rejects_a_misfit() {
             "n2",
             vec![],
         ),
-        (pod("nr", json!({})), "n3", vec!["node(s) were not ready"]),
+        (
+            pod("nr", json!({})),
+            "n3",
+            vec!["node(s) had untolerated taint {node.kubernetes.io/not-ready: }"],
+        ),
+        (
+            pod(
+                "nr-tol",
+                json!({"spec": {"tolerations": [{"operator": "Exists"}]}}),
+            ),
+            "n3",
+            vec![],
+        ),
         (
             pod("cordon", json!({})),
             "n4",
