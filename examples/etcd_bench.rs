@@ -4,7 +4,8 @@
 //! pairs (1st with 2nd, 3rd with 4th, ...).
 //!
 //! ```text
-//! cargo run --release --example etcd_bench -- [--secs 3] k3rs=k3rs etcd=etcd k3rs3=k3rs3 etcd3=etcd3
+//! cargo run --release --example etcd_bench -- [--secs 3] [--rows put,range,watch] \
+//!     k3rs=k3rs etcd=etcd k3rs3=k3rs3 etcd3=etcd3
 //! ```
 //! A target is `label=WHAT`:
 //! - `host:port` — a running server;
@@ -366,10 +367,11 @@ async fn watch_fanout(endpoint: &str, watchers: usize, events: usize) -> Res<Sta
     ))
 }
 
-async fn run(t: &Target, secs: f64) -> Res<Vec<(String, Stats)>> {
+async fn run(t: &Target, secs: f64, only: &[String]) -> Res<Vec<(String, Stats)>> {
     let ep = t.endpoint.as_str();
     let mut rows = Vec::new();
-    for clients in [1, 16, 256] {
+    let wanted = |kind: &str| only.is_empty() || only.iter().any(|o| o == kind);
+    for clients in [1, 16, 256].into_iter().filter(|_| wanted("put")) {
         let v = "x".repeat(256);
         let s = closed_loop(ep, clients, secs, move |mut c, n| {
             let v = v.clone();
@@ -381,7 +383,10 @@ async fn run(t: &Target, secs: f64) -> Res<Vec<(String, Stats)>> {
         .await?;
         rows.push((format!("put, {clients} clients (256 B values)"), s));
     }
-    for (name, serializable) in [("linearizable", false), ("serializable", true)] {
+    for (name, serializable) in [("linearizable", false), ("serializable", true)]
+        .into_iter()
+        .filter(|_| wanted("range"))
+    {
         let s = closed_loop(ep, 16, secs, move |mut c, n| async move {
             let mut o = GetOptions::new();
             if serializable {
@@ -393,11 +398,13 @@ async fn run(t: &Target, secs: f64) -> Res<Vec<(String, Stats)>> {
         .await?;
         rows.push((format!("range one key, {name}, 16 clients"), s));
     }
-    let s = watch_fanout(ep, 100, 500).await?;
-    rows.push((
-        "watch fan-out, 100 watchers x 500 puts (events/s)".into(),
-        s,
-    ));
+    if wanted("watch") {
+        let s = watch_fanout(ep, 100, 500).await?;
+        rows.push((
+            "watch fan-out, 100 watchers x 500 puts (events/s)".into(),
+            s,
+        ));
+    }
     eprintln!("# {} done", t.label);
     Ok(rows)
 }
@@ -439,10 +446,14 @@ fn print_pair(a: &(String, Vec<(String, Stats)>), b: Option<&(String, Vec<(Strin
 async fn main() -> Res<()> {
     let mut secs = 3.0;
     let mut specs = Vec::new();
+    let mut only = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--secs" {
             secs = args.next().ok_or("--secs needs a value")?.parse()?;
+        } else if a == "--rows" {
+            let v = args.next().ok_or("--rows needs a value")?;
+            only = v.split(',').map(String::from).collect();
         } else {
             specs.push(a);
         }
@@ -466,7 +477,7 @@ async fn main() -> Res<()> {
                 children: Vec::new(),
             },
         };
-        let rows = run(&target, secs).await?;
+        let rows = run(&target, secs, &only).await?;
         results.push((target.label.clone(), rows));
     }
     for pair in results.chunks(2) {

@@ -279,11 +279,12 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
     let snap_meta = storage.snapshot_metadata().clone();
     let members = if snap_meta.index > 0 {
         let data = storage.snapshot_data()?;
-        let (list, sm_data) = snapshot::decode(&data)?;
         if sm.applied_index() < snap_meta.index {
+            // Fails on a light snapshot: the state it stands for should be in sled.
+            let (_, sm_data) = snapshot::decode(&data)?;
             sm.restore(sm_data, snap_meta.index)?;
         }
-        Members::from_list(list)
+        Members::from_list(snapshot::decode_members(&data)?)
     } else {
         Members::from_list(file.initial_members.clone())
     };
