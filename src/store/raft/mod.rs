@@ -36,6 +36,7 @@
 mod log;
 pub mod membership;
 mod node;
+mod pipeline;
 pub mod reset;
 pub mod snapshot;
 pub mod storage;
@@ -335,7 +336,7 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
     let shared = Arc::new(Shared::default());
     let node = Node {
         raw,
-        sm,
+        sm: Box::new(pipeline::Pipelined::new(sm, &config.name)?),
         rx,
         transport,
         shared: shared.clone(),
