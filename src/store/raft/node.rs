@@ -14,7 +14,9 @@
 //! committed entries → advance_apply.
 //!
 //! It runs on a plain thread (not a tokio task) because the WAL's fdatasync and the state
-//! machine's sled writes block.
+//! machine's sled writes block. Large committed batches are handed to an applier thread
+//! (`pipeline.rs`), so the next Ready's fdatasync overlaps their sled writes; "apply" above
+//! means "hand over in order", and everything needing the applied state waits for it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
