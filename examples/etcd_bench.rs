@@ -87,9 +87,10 @@ async fn inproc(label: &str) -> Res<Target> {
     })
 }
 
-/// Waits until a put through `endpoint` succeeds (60 s).
+/// Waits until a put through `endpoint` succeeds (3 min: a debug build joining on a loaded
+/// machine is slow).
 async fn wait_writable(endpoint: &str) -> Res<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(180);
     while Instant::now() < deadline {
         if let Ok(mut c) = Client::connect([endpoint], None).await
             && c.put("bench-ready", "1", None).await.is_ok()
@@ -220,7 +221,12 @@ async fn spawn_k3rs(label: &str, members: usize) -> Res<Target> {
             .stderr(log)
             .spawn()?;
         t.children.push(child);
-        wait_writable(&client).await?;
+        if let Err(e) = wait_writable(&client).await {
+            let log = std::fs::read_to_string(home.join("server.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            eprintln!("{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            return Err(e);
+        }
         // Joins go one at a time: the next waits until this one is a member.
         let mut c = Client::connect([client.as_str()], None).await?;
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -231,6 +237,17 @@ async fn spawn_k3rs(label: &str, members: usize) -> Res<Target> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if i == 0 {
+            // Joiners dial the API port, which may open after the etcd one.
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while tokio::net::TcpStream::connect((ip.as_str(), https))
+                .await
+                .is_err()
+            {
+                if Instant::now() > deadline {
+                    return Err("the first server's API port did not open".into());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             let token = std::fs::read_to_string(home.join("data/server/token"))?;
             join = vec![
                 "--server".into(),
