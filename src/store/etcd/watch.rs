@@ -1,24 +1,32 @@
 //! The etcd `Watch` service: one bidirectional stream carrying many watches.
 //!
 //! Per stream, one task reads client requests (create, cancel, progress) and owns the table
-//! of watches; each watch runs in its own task pulling from the backend's [`EventStream`] and
-//! writing responses to the shared outbound channel. The `created` response is queued before
-//! the watch task starts, so it always comes first.
+//! of watches. The response stream itself ([`Outbound`]) polls every watch of the stream
+//! directly, plus a control channel from the request task (created/canceled/progress
+//! responses, watches added and removed). An event therefore reaches the HTTP/2 stream with
+//! no task or channel in between (a task per watch feeding a channel cost a wake-up and a
+//! send per event and watcher, which dominated fan-out to many watchers), and a slow client
+//! is back-pressure on its watchers (they fall back to replaying history) instead of a
+//! growing buffer. The `created` response is queued before its watch is added, so it always
+//! comes first; a canceled watch is removed before its `canceled` response is queued, so
+//! nothing of it follows.
 
 use super::backend::{EtcdBackend, EventStream};
 use super::convert::{event, header, store_status};
 use super::{has_leader, no_leader, wants_leader};
-use crate::store::{StoreError, WatchRequest};
+use crate::store::{StoreError, WatchRequest, WatchResponse};
 use etcd_client::proto::{
     PbEvent, PbWatchRequest, PbWatchRequestUnion, PbWatchResponse, PbWatchService,
 };
+use futures::Stream;
 use prost::Message;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
+use tokio_stream::StreamMap;
 use tonic::{Request, Response, Status, Streaming};
 
 /// Responses larger than this are split when the client asked for fragments (etcd's default
@@ -27,30 +35,121 @@ const FRAGMENT_BYTES: usize = 1536 * 1024;
 /// How often a stream that requires a leader checks that there still is one.
 const LEADER_CHECK: Duration = Duration::from_millis(500);
 
-type Outbound = mpsc::Sender<Result<PbWatchResponse, Status>>;
+type Item = Result<PbWatchResponse, Status>;
+
+/// What the request task tells the response stream.
+enum Ctl {
+    Send(Item),
+    Add {
+        id: i64,
+        events: WatchEvents,
+        fragment: bool,
+    },
+    Remove(i64),
+}
+
+/// One watch as a stream: `Some(batch)` per `recv`, then one `None` when the store stopped.
+type WatchEvents = Pin<Box<dyn Stream<Item = Option<crate::store::Result<WatchResponse>>> + Send>>;
+
+fn watch_events(s: Box<dyn EventStream>) -> WatchEvents {
+    Box::pin(futures::stream::unfold(Some(s), |st| async move {
+        let mut s = st?;
+        match s.recv().await {
+            Some(r) => Some((Some(r), Some(s))),
+            None => Some((None, None)),
+        }
+    }))
+}
 
 pub struct WatchService {
     pub backend: Arc<dyn EtcdBackend>,
 }
 
+/// The response side of one gRPC watch stream (see the module doc).
+pub struct Outbound {
+    backend: Arc<dyn EtcdBackend>,
+    ctl: mpsc::Receiver<Ctl>,
+    watches: StreamMap<i64, WatchEvents>,
+    fragment: HashMap<i64, bool>,
+    /// Fragments of a large response not yet sent.
+    queue: VecDeque<Item>,
+    /// Watches that ended on their own (compaction, store stopped), for the request task.
+    done_tx: mpsc::UnboundedSender<i64>,
+}
+
+impl Outbound {
+    fn end(&mut self, id: i64) {
+        self.watches.remove(&id);
+        self.fragment.remove(&id);
+        let _ = self.done_tx.send(id);
+    }
+}
+
+impl Stream for Outbound {
+    type Item = Item;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(r) = this.queue.pop_front() {
+                return Poll::Ready(Some(r));
+            }
+            match this.ctl.poll_recv(cx) {
+                Poll::Ready(Some(Ctl::Send(r))) => return Poll::Ready(Some(r)),
+                Poll::Ready(Some(Ctl::Add {
+                    id,
+                    events,
+                    fragment,
+                })) => {
+                    this.watches.insert(id, events);
+                    this.fragment.insert(id, fragment);
+                    continue;
+                }
+                Poll::Ready(Some(Ctl::Remove(id))) => {
+                    this.watches.remove(&id);
+                    this.fragment.remove(&id);
+                    continue;
+                }
+                // The request task ended (client closed its side, no leader, error).
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => {}
+            }
+            match Pin::new(&mut this.watches).poll_next(cx) {
+                Poll::Ready(Some((id, Some(Ok(resp))))) => {
+                    let header = header(&resp.header);
+                    let events: Vec<PbEvent> = resp.events.into_iter().map(event).collect();
+                    let fragment = this.fragment.get(&id).copied().unwrap_or(false);
+                    this.queue
+                        .extend(split(id, header, events, fragment).into_iter().map(Ok));
+                }
+                Poll::Ready(Some((id, Some(Err(e))))) => {
+                    this.end(id);
+                    let resp = end_response(id, header(&this.backend.status().header), e);
+                    return Poll::Ready(Some(Ok(resp)));
+                }
+                Poll::Ready(Some((id, None))) => this.end(id),
+                // No watches (the control channel's waker is registered) or none ready.
+                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
 struct Running {
-    cancel: CancellationToken,
     progress: Box<dyn Fn() + Send + Sync>,
 }
 
 /// The watches of one gRPC stream.
 struct StreamState {
     backend: Arc<dyn EtcdBackend>,
-    out: Outbound,
+    out: mpsc::Sender<Ctl>,
     watches: HashMap<i64, Running>,
     next_id: i64,
-    /// Watch tasks report here when they end on their own (compaction, store stopped).
-    done_tx: mpsc::UnboundedSender<i64>,
 }
 
 #[tonic::async_trait]
 impl PbWatchService for WatchService {
-    type WatchStream = ReceiverStream<Result<PbWatchResponse, Status>>;
+    type WatchStream = Outbound;
 
     async fn watch(
         &self,
@@ -61,30 +160,38 @@ impl PbWatchService for WatchService {
             return Err(no_leader());
         }
         let (tx, rx) = mpsc::channel(256);
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
         let inbound = request.into_inner();
         tokio::spawn(run_stream(
             self.backend.clone(),
             inbound,
             tx,
+            done_rx,
             require_leader,
         ));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(Outbound {
+            backend: self.backend.clone(),
+            ctl: rx,
+            watches: StreamMap::new(),
+            fragment: HashMap::new(),
+            queue: VecDeque::new(),
+            done_tx,
+        }))
     }
 }
 
 async fn run_stream(
     backend: Arc<dyn EtcdBackend>,
     mut inbound: Streaming<PbWatchRequest>,
-    out: Outbound,
+    out: mpsc::Sender<Ctl>,
+    mut done_rx: mpsc::UnboundedReceiver<i64>,
     require_leader: bool,
 ) {
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let mut st = StreamState {
         backend,
         out: out.clone(),
         watches: HashMap::new(),
         next_id: 0,
-        done_tx,
     };
     let mut leader_check = tokio::time::interval(LEADER_CHECK);
     loop {
@@ -102,19 +209,21 @@ async fn run_stream(
             }
             _ = leader_check.tick(), if require_leader => {
                 if !has_leader(st.backend.as_ref()) {
-                    let _ = out.send(Err(no_leader())).await;
+                    let _ = out.send(Ctl::Send(Err(no_leader()))).await;
                     break;
                 }
             }
             () = out.closed() => break,
         }
     }
-    for (_, w) in st.watches.drain() {
-        w.cancel.cancel();
-    }
+    // Dropping the control sender ends the response stream, and with it every watch.
 }
 
 impl StreamState {
+    async fn send(&self, resp: PbWatchResponse) -> bool {
+        self.out.send(Ctl::Send(Ok(resp))).await.is_ok()
+    }
+
     /// Handles one client request; `false` when the client is gone.
     async fn handle(&mut self, req: PbWatchRequest) -> bool {
         match req.request_union {
@@ -141,7 +250,7 @@ impl StreamState {
                             .into(),
                         ..Default::default()
                     };
-                    return self.out.send(Ok(resp)).await.is_ok();
+                    return self.send(resp).await;
                 }
                 let wreq = WatchRequest {
                     key: c.key,
@@ -160,43 +269,43 @@ impl StreamState {
                 };
                 match self.backend.watch(wreq) {
                     Ok(stream) => {
-                        if self.out.send(Ok(created)).await.is_err() {
+                        if !self.send(created).await {
                             return false;
                         }
-                        let cancel = CancellationToken::new();
                         let progress = stream.progress_requester();
-                        tokio::spawn(run_watch(
+                        let add = Ctl::Add {
                             id,
-                            self.backend.clone(),
-                            stream,
-                            self.out.clone(),
-                            cancel.clone(),
-                            c.fragment,
-                            self.done_tx.clone(),
-                        ));
-                        self.watches.insert(id, Running { cancel, progress });
+                            events: watch_events(stream),
+                            fragment: c.fragment,
+                        };
+                        if self.out.send(add).await.is_err() {
+                            return false;
+                        }
+                        self.watches.insert(id, Running { progress });
                         true
                     }
                     Err(e) => {
-                        if self.out.send(Ok(created)).await.is_err() {
+                        if !self.send(created).await {
                             return false;
                         }
-                        self.out.send(Ok(end_response(id, header, e))).await.is_ok()
+                        self.send(end_response(id, header, e)).await
                     }
                 }
             }
             Some(PbWatchRequestUnion::CancelRequest(c)) => {
-                let Some(w) = self.watches.remove(&c.watch_id) else {
+                if self.watches.remove(&c.watch_id).is_none() {
                     return true;
-                };
-                w.cancel.cancel();
+                }
+                if self.out.send(Ctl::Remove(c.watch_id)).await.is_err() {
+                    return false;
+                }
                 let resp = PbWatchResponse {
                     header: header(&self.backend.status().header),
                     watch_id: c.watch_id,
                     canceled: true,
                     ..Default::default()
                 };
-                self.out.send(Ok(resp)).await.is_ok()
+                self.send(resp).await
             }
             Some(PbWatchRequestUnion::ProgressRequest(_)) => {
                 if self.watches.is_empty() {
@@ -206,7 +315,7 @@ impl StreamState {
                         watch_id: -1,
                         ..Default::default()
                     };
-                    return self.out.send(Ok(resp)).await.is_ok();
+                    return self.send(resp).await;
                 }
                 for w in self.watches.values() {
                     (w.progress)();
@@ -238,45 +347,6 @@ fn end_response(
         e => resp.cancel_reason = store_status(e).message().to_string(),
     }
     resp
-}
-
-async fn run_watch(
-    id: i64,
-    backend: Arc<dyn EtcdBackend>,
-    mut stream: Box<dyn EventStream>,
-    out: Outbound,
-    cancel: CancellationToken,
-    fragment: bool,
-    done: mpsc::UnboundedSender<i64>,
-) {
-    loop {
-        let next = tokio::select! {
-            biased;
-            () = cancel.cancelled() => return,
-            next = stream.recv() => next,
-        };
-        let responses = match next {
-            None => break,
-            Some(Ok(resp)) => {
-                let header = header(&resp.header);
-                let events: Vec<PbEvent> = resp.events.into_iter().map(event).collect();
-                split(id, header, events, fragment)
-            }
-            Some(Err(e)) => {
-                let resp = end_response(id, header(&backend.status().header), e);
-                let _ = out.send(Ok(resp)).await;
-                break;
-            }
-        };
-        for r in responses {
-            tokio::select! {
-                biased;
-                () = cancel.cancelled() => return,
-                sent = out.send(Ok(r)) => if sent.is_err() { return },
-            }
-        }
-    }
-    let _ = done.send(id);
 }
 
 /// One response, or fragments of at most ~`FRAGMENT_BYTES` each when the client allows it.

@@ -36,6 +36,7 @@
 mod log;
 pub mod membership;
 mod node;
+mod pipeline;
 pub mod reset;
 pub mod snapshot;
 pub mod storage;
@@ -279,11 +280,12 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
     let snap_meta = storage.snapshot_metadata().clone();
     let members = if snap_meta.index > 0 {
         let data = storage.snapshot_data()?;
-        let (list, sm_data) = snapshot::decode(&data)?;
         if sm.applied_index() < snap_meta.index {
+            // Fails on a light snapshot: the state it stands for should be in sled.
+            let (_, sm_data) = snapshot::decode(&data)?;
             sm.restore(sm_data, snap_meta.index)?;
         }
-        Members::from_list(list)
+        Members::from_list(snapshot::decode_members(&data)?)
     } else {
         Members::from_list(file.initial_members.clone())
     };
@@ -334,7 +336,7 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
     let shared = Arc::new(Shared::default());
     let node = Node {
         raw,
-        sm,
+        sm: Box::new(pipeline::Pipelined::new(sm, &config.name)?),
         rx,
         transport,
         shared: shared.clone(),

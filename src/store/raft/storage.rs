@@ -164,6 +164,10 @@ impl WalStorage {
     /// # Errors
     /// On I/O errors, or an index outside the log.
     pub fn compact(&mut self, index: u64, conf_state: ConfState, data: &[u8]) -> Result<()> {
+        if index == self.snapshot.index && index > 0 && !snapshot::is_light(data) {
+            // A full snapshot replacing the light one at the same point (a member needs it).
+            return snapshot::write(&self.snap_dir, index, data);
+        }
         if index <= self.snapshot.index {
             return Ok(());
         }
@@ -199,6 +203,13 @@ impl WalStorage {
         self.entries
             .get((idx - self.first()) as usize)
             .map(|e| e.term)
+    }
+
+    /// Whether the current snapshot is a light one (members only; see [`snapshot`]): it
+    /// cannot be sent to a peer. `false` when there is none.
+    pub fn snapshot_is_light(&self) -> bool {
+        self.snapshot.index > 0
+            && snapshot::file_is_light(&self.snap_dir, self.snapshot.index).unwrap_or(false)
     }
 
     /// Whether raft asked for a fresher snapshot since the last call (clears the flag).
@@ -272,6 +283,13 @@ impl Storage for WalStorage {
             ));
         }
         match self.snapshot_data() {
+            Ok(data) if snapshot::is_light(&data) => {
+                // Compacted without encoding the state: ask the loop for a full one.
+                self.snapshot_wanted.store(true, Ordering::Relaxed);
+                Err(raft::Error::Store(
+                    StorageError::SnapshotTemporarilyUnavailable,
+                ))
+            }
             Ok(data) => {
                 let mut s = Snapshot::default();
                 s.data = data.into();
@@ -335,6 +353,36 @@ mod tests {
         let snap = s.snapshot(0, 1).unwrap();
         assert_eq!(&snap.data[..], b"snap");
         assert_eq!(snap.get_metadata().index, 3);
+    }
+
+    #[test]
+    fn a_light_compaction_is_never_served_and_a_full_one_replaces_it_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = WalStorage::open(dir.path(), 1 << 20, None).unwrap();
+        let ents: Vec<_> = (1..=5).map(|i| entry(i, 1)).collect();
+        let mut hs = HardState::default();
+        hs.term = 1;
+        hs.commit = 5;
+        s.persist(&ents, Some(&hs)).unwrap();
+        let mut cs = ConfState::default();
+        cs.voters = vec![1, 2];
+        s.compact(4, cs, &snapshot::encode_light(&[]).unwrap())
+            .unwrap();
+        assert_eq!(s.first_index().unwrap(), 5);
+        assert!(s.snapshot_is_light());
+        assert!(matches!(
+            s.snapshot(0, 2),
+            Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable
+            ))
+        ));
+        assert!(s.take_snapshot_wanted());
+        let full = snapshot::encode(&[], b"state").unwrap();
+        s.compact(4, ConfState::default(), &full).unwrap();
+        assert!(!s.snapshot_is_light());
+        let snap = s.snapshot(0, 2).unwrap();
+        assert_eq!(&snap.data[..], &full[..]);
+        assert_eq!(snap.get_metadata().get_conf_state().voters, vec![1, 2]);
     }
 
     #[test]
