@@ -489,7 +489,10 @@ impl Worker {
             if self.sandbox_backoff.blocked(Instant::now()) {
                 return;
             }
-            match self.setup_sandbox().await {
+            let begun = Instant::now();
+            let r = self.setup_sandbox().await;
+            debug!(pod = %pod::pod_key(&self.pod), took_ms = begun.elapsed().as_millis() as u64, "pod sandbox set up");
+            match r {
                 Ok(sb) => {
                     self.sandbox = Some(sb);
                     self.sandbox_error = None;
@@ -602,6 +605,7 @@ impl Worker {
         let pod = self.pod.clone();
         let uid = self.uid();
         let host_network = pod::is_host_network(&pod);
+        let begun = Instant::now();
         let (ip, namespaces) = if host_network {
             (cfg.host_ip, None)
         } else {
@@ -613,6 +617,7 @@ impl Worker {
                 .map_err(|e| e.to_string())?;
             (sb.ip, Some(sb.namespaces))
         };
+        debug!(pod = %pod::pod_key(&pod), took_ms = begun.elapsed().as_millis() as u64, "pod network set up");
         let etc = pod::write_etc_files(&cfg, &pod, ip).map_err(|e| format!("pod files: {e}"))?;
         let mut volumes = pod::prepare_volumes(&cfg, &pod)?;
         let base = pod::pod_dir(&cfg, &uid).join("volumes");
@@ -682,6 +687,7 @@ impl Worker {
         let name = self.ctrs[i].view.name.clone();
         let was_started = self.ctrs[i].view.started_once;
 
+        let begun = Instant::now();
         let image = match self.obtain_image(i).await {
             Ok(img) => img,
             Err(f) => {
@@ -757,17 +763,21 @@ impl Worker {
             log_path: pod::container_log_path(&cfg, &pod, &name, attempt),
         };
         self.ctrs[i].attempt = attempt + 1;
+        debug!(id = %id, took_ms = begun.elapsed().as_millis() as u64, "container prepared");
+        let begun = Instant::now();
         if let Err(e) = rt.create_container(&create).await {
             let _ = rt.remove_container(&id).await;
             self.fail_start(i, "CreateContainerError", e.to_string());
             return;
         }
+        debug!(id = %id, took_ms = begun.elapsed().as_millis() as u64, "container created");
+        let begun = Instant::now();
         if let Err(e) = rt.start_container(&id).await {
             let _ = rt.remove_container(&id).await;
             self.fail_start(i, "RunContainerError", e.to_string());
             return;
         }
-        info!(pod = %pod::pod_key(&pod), container = %name, id = %id, attempt, "container started");
+        info!(pod = %pod::pod_key(&pod), container = %name, id = %id, attempt, took_ms = begun.elapsed().as_millis() as u64, "container started");
         let c = &mut self.ctrs[i];
         c.id = Some(id.clone());
         c.since = Some(Instant::now());

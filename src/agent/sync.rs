@@ -152,10 +152,12 @@ async fn write_status(
         let st = status.borrow_and_update().clone();
         if st != PodStatus::default() && last.as_ref() != Some(&st) {
             let patch = json!({"status": st});
-            match api
+            let begun = std::time::Instant::now();
+            let r = api
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
+                .await;
+            debug!(pod = %name, phase = ?st.phase, took_ms = begun.elapsed().as_millis() as u64, "status written");
+            match r {
                 Ok(_) => last = Some(st),
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => {

@@ -130,6 +130,7 @@ impl Cni {
         conf: &Value,
     ) -> Result<Value, NetworkError> {
         let kind = conf.get("type").and_then(Value::as_str).unwrap_or_default();
+        let begun = std::time::Instant::now();
         let bin = self.find_plugin(kind)?;
         let path = std::env::join_paths(&self.config.bin_dirs)
             .map_err(|e| NetworkError::Namespace(format!("CNI_PATH: {e}")))?;
@@ -157,6 +158,13 @@ impl Cni {
             .wait_with_output()
             .await
             .map_err(|e| NetworkError::io(&bin, e))?;
+        tracing::debug!(
+            plugin = kind,
+            command,
+            id,
+            took_ms = begun.elapsed().as_millis() as u64,
+            "cni plugin ran"
+        );
         if !out.status.success() {
             let err: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
             let msg = err

@@ -98,9 +98,11 @@ impl CniNetwork {
     async fn do_setup(&self, pod: &PodRef) -> Result<PodSandbox, NetworkError> {
         let run_dir = self.run_dir.clone();
         let (uid, host) = (pod.uid.clone(), pod.hostname.clone());
+        let begun = std::time::Instant::now();
         let (ns, fresh) = tokio::task::spawn_blocking(move || netns::create(&run_dir, &uid, &host))
             .await
             .map_err(|e| NetworkError::Namespace(format!("namespace task: {e}")))??;
+        tracing::debug!(pod = %pod.name, took_ms = begun.elapsed().as_millis() as u64, "pod namespaces created");
         if let Some(ip) = self.cni.cached_ip(&pod.uid) {
             if !fresh {
                 // Re-adoption after an agent restart: namespaces and IP survive.
