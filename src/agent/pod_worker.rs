@@ -21,10 +21,20 @@ use crate::agent::status::{self, CState, CtrView};
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tracing::{debug, info, warn};
+
+/// Pods of this agent that may be starting (sandbox + first container starts) at once: a
+/// burst of hundreds of pods must not fork hundreds of CNI plugins, shims and runc at once.
+/// Measured (examples/pod_start_bench): 30 pods started all at once finish no later than
+/// with 4 or 8 at a time (containerd and the plugins wait on I/O as much as on CPU), so the
+/// cap is above that. Not held across image pulls or postStart hooks. One agent per
+/// process, so one node-wide limiter.
+const START_SLOTS_MAX: usize = 32;
+static START_SLOTS: LazyLock<Arc<Semaphore>> =
+    LazyLock::new(|| Arc::new(Semaphore::new(START_SLOTS_MAX)));
 
 /// What a worker needs, shared by all workers of a node.
 #[derive(Clone)]
@@ -143,6 +153,11 @@ struct Worker {
     volumes_synced: Instant,
     /// Sidecars were signalled after the containers finished.
     sidecars_stopping: bool,
+    /// Containers of this pod may exist from an earlier agent (or adoption failed): a new
+    /// container's id is then cleared first. Skipped otherwise (several containerd calls).
+    leftovers: bool,
+    /// A [`START_SLOTS`] permit, held while this pod is first being started.
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 fn now_ts() -> jiff::Timestamp {
@@ -206,6 +221,8 @@ impl Worker {
             tracker: status::Tracker::new(now_ts()),
             volumes_synced: Instant::now(),
             sidecars_stopping: false,
+            leftovers: true,
+            slot: None,
         }
     }
 
@@ -325,6 +342,7 @@ impl Worker {
             .runtime
             .list_containers(pod::LABEL_POD_UID, &uid)
             .await?;
+        self.leftovers = !found.is_empty();
         for i in 0..self.ctrs.len() {
             let name = self.ctrs[i].view.name.clone();
             let mut mine: Vec<(u32, String, HashMap<String, String>)> = found
@@ -489,6 +507,8 @@ impl Worker {
             if self.sandbox_backoff.blocked(Instant::now()) {
                 return;
             }
+            // Released at the end of this pass (or before a pull or a postStart hook).
+            self.slot = START_SLOTS.clone().acquire_owned().await.ok();
             let begun = Instant::now();
             let r = self.setup_sandbox().await;
             debug!(pod = %pod::pod_key(&self.pod), took_ms = begun.elapsed().as_millis() as u64, "pod sandbox set up");
@@ -501,6 +521,7 @@ impl Worker {
                     warn!(pod = %pod::pod_key(&self.pod), error = %e, "pod sandbox");
                     self.sandbox_error = Some(e);
                     self.sandbox_backoff.failed(Instant::now(), Duration::ZERO);
+                    self.slot = None;
                     return;
                 }
             }
@@ -514,6 +535,7 @@ impl Worker {
                 }
             }
         }
+        self.slot = None;
         self.run_probes().await;
         self.resync_volumes().await;
         // Finished pods give their IP back right away (status keeps podIP).
@@ -704,7 +726,9 @@ impl Worker {
         }
         let attempt = self.ctrs[i].attempt;
         let id = pod::container_id(&uid, &name, attempt);
-        let _ = rt.remove_container(&id).await;
+        if self.leftovers {
+            let _ = rt.remove_container(&id).await;
+        }
         let spec_c = pod
             .spec
             .iter()

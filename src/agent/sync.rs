@@ -53,6 +53,10 @@ pub async fn run(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, String, String)>();
     let mut workers: HashMap<String, Entry> = HashMap::new();
     let mut listed: HashSet<String> = HashSet::new();
+    // Pods whose worker finished terminating, until the watch reports them deleted: late
+    // events of such a pod (its last status write) must not start a new worker. Entries
+    // expire (a pod deleted with grace 0 was reported deleted before its worker finished).
+    let mut finished: HashMap<String, std::time::Instant> = HashMap::new();
     let mut cleaned_orphans = false;
     loop {
         tokio::select! {
@@ -61,7 +65,11 @@ pub async fn run(
                 if let Some(e) = workers.remove(&uid) {
                     e.writer.abort();
                 }
-                finalize_delete(&client, &ns, &name, &uid).await;
+                finished.retain(|_, at| at.elapsed() < Duration::from_secs(300));
+                finished.insert(uid.clone(), std::time::Instant::now());
+                // Not awaited here: a burst of deletions must not hold up the watch.
+                let client = client.clone();
+                tokio::spawn(async move { finalize_delete(&client, &ns, &name, &uid).await });
             }
             ev = stream.next() => match ev {
                 None => break,
@@ -69,9 +77,12 @@ pub async fn run(
                 Some(Ok(Event::Init)) => listed.clear(),
                 Some(Ok(Event::InitApply(p))) => {
                     listed.insert(uid_of(&p));
-                    apply(&client, &deps, &mut workers, &done_tx, p);
+                    if !finished.contains_key(&uid_of(&p)) {
+                        apply(&client, &deps, &mut workers, &done_tx, p);
+                    }
                 }
                 Some(Ok(Event::InitDone)) => {
+                    finished.retain(|uid, _| listed.contains(uid));
                     // Pods that vanished while we were not watching.
                     for (uid, e) in &workers {
                         if !listed.contains(uid) {
@@ -84,8 +95,13 @@ pub async fn run(
                         tokio::spawn(cleanup_orphans(deps.clone(), known));
                     }
                 }
-                Some(Ok(Event::Apply(p))) => apply(&client, &deps, &mut workers, &done_tx, p),
+                Some(Ok(Event::Apply(p))) => {
+                    if !finished.contains_key(&uid_of(&p)) {
+                        apply(&client, &deps, &mut workers, &done_tx, p);
+                    }
+                }
                 Some(Ok(Event::Delete(p))) => {
+                    finished.remove(&uid_of(&p));
                     if let Some(e) = workers.get(&uid_of(&p)) {
                         e.handle.terminate(Some(Duration::ZERO));
                     }

@@ -83,8 +83,14 @@ pub struct CniNetwork {
 }
 
 impl CniNetwork {
-    /// `run_dir` holds the IPC/UTS namespace mounts (`/run/k3rs/agent` by default).
+    /// `run_dir` holds the IPC/UTS namespace mounts (`/run/k3rs/agent` by default). Inside
+    /// a tokio runtime the node's masquerade rule is installed right away, in the
+    /// background, so the first pod does not wait for it.
     pub fn new(cni: Cni, run_dir: &Path) -> Self {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let cni = cni.clone();
+            rt.spawn(async move { cni.ensure_masquerade().await });
+        }
         CniNetwork {
             cni,
             run_dir: run_dir.to_path_buf(),
