@@ -437,8 +437,12 @@ async fn suspended_job_waits_and_work_queue_job_ends_with_its_first_success() {
     .await
     .unwrap();
     wait_active(&client, "later", 1, 1).await;
+    // The controller creates the pod first and writes the job's status after it.
+    wait_for("the Suspended condition to clear", 10, || async {
+        cond(&get_job(&client, "later").await, "Suspended").is_none()
+    })
+    .await;
     let j = get_job(&client, "later").await;
-    assert!(cond(&j, "Suspended").is_none());
     assert!(j.status.unwrap().start_time.is_some());
     assert!(has_event(&client, "later", "Resumed", "Job resumed").await);
 }

@@ -21,10 +21,20 @@ use crate::agent::status::{self, CState, CtrView};
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tracing::{debug, info, warn};
+
+/// Pods of this agent that may be starting (sandbox + first container starts) at once: a
+/// burst of hundreds of pods must not fork hundreds of CNI plugins, shims and runc at once.
+/// Measured (examples/pod_start_bench): 30 pods started all at once finish no later than
+/// with 4 or 8 at a time (containerd and the plugins wait on I/O as much as on CPU), so the
+/// cap is above that. Not held across image pulls or postStart hooks. One agent per
+/// process, so one node-wide limiter.
+const START_SLOTS_MAX: usize = 32;
+static START_SLOTS: LazyLock<Arc<Semaphore>> =
+    LazyLock::new(|| Arc::new(Semaphore::new(START_SLOTS_MAX)));
 
 /// What a worker needs, shared by all workers of a node.
 #[derive(Clone)]
@@ -143,6 +153,11 @@ struct Worker {
     volumes_synced: Instant,
     /// Sidecars were signalled after the containers finished.
     sidecars_stopping: bool,
+    /// Containers of this pod may exist from an earlier agent (or adoption failed): a new
+    /// container's id is then cleared first. Skipped otherwise (several containerd calls).
+    leftovers: bool,
+    /// A [`START_SLOTS`] permit, held while this pod is first being started.
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 fn now_ts() -> jiff::Timestamp {
@@ -206,6 +221,8 @@ impl Worker {
             tracker: status::Tracker::new(now_ts()),
             volumes_synced: Instant::now(),
             sidecars_stopping: false,
+            leftovers: true,
+            slot: None,
         }
     }
 
@@ -325,6 +342,7 @@ impl Worker {
             .runtime
             .list_containers(pod::LABEL_POD_UID, &uid)
             .await?;
+        self.leftovers = !found.is_empty();
         for i in 0..self.ctrs.len() {
             let name = self.ctrs[i].view.name.clone();
             let mut mine: Vec<(u32, String, HashMap<String, String>)> = found
@@ -489,7 +507,12 @@ impl Worker {
             if self.sandbox_backoff.blocked(Instant::now()) {
                 return;
             }
-            match self.setup_sandbox().await {
+            // Released at the end of this pass (or before a pull or a postStart hook).
+            self.slot = START_SLOTS.clone().acquire_owned().await.ok();
+            let begun = Instant::now();
+            let r = self.setup_sandbox().await;
+            debug!(pod = %pod::pod_key(&self.pod), took_ms = begun.elapsed().as_millis() as u64, "pod sandbox set up");
+            match r {
                 Ok(sb) => {
                     self.sandbox = Some(sb);
                     self.sandbox_error = None;
@@ -498,6 +521,7 @@ impl Worker {
                     warn!(pod = %pod::pod_key(&self.pod), error = %e, "pod sandbox");
                     self.sandbox_error = Some(e);
                     self.sandbox_backoff.failed(Instant::now(), Duration::ZERO);
+                    self.slot = None;
                     return;
                 }
             }
@@ -511,6 +535,7 @@ impl Worker {
                 }
             }
         }
+        self.slot = None;
         self.run_probes().await;
         self.resync_volumes().await;
         // Finished pods give their IP back right away (status keeps podIP).
@@ -602,6 +627,7 @@ impl Worker {
         let pod = self.pod.clone();
         let uid = self.uid();
         let host_network = pod::is_host_network(&pod);
+        let begun = Instant::now();
         let (ip, namespaces) = if host_network {
             (cfg.host_ip, None)
         } else {
@@ -613,6 +639,7 @@ impl Worker {
                 .map_err(|e| e.to_string())?;
             (sb.ip, Some(sb.namespaces))
         };
+        debug!(pod = %pod::pod_key(&pod), took_ms = begun.elapsed().as_millis() as u64, "pod network set up");
         let etc = pod::write_etc_files(&cfg, &pod, ip).map_err(|e| format!("pod files: {e}"))?;
         let mut volumes = pod::prepare_volumes(&cfg, &pod)?;
         let base = pod::pod_dir(&cfg, &uid).join("volumes");
@@ -682,6 +709,7 @@ impl Worker {
         let name = self.ctrs[i].view.name.clone();
         let was_started = self.ctrs[i].view.started_once;
 
+        let begun = Instant::now();
         let image = match self.obtain_image(i).await {
             Ok(img) => img,
             Err(f) => {
@@ -698,7 +726,9 @@ impl Worker {
         }
         let attempt = self.ctrs[i].attempt;
         let id = pod::container_id(&uid, &name, attempt);
-        let _ = rt.remove_container(&id).await;
+        if self.leftovers {
+            let _ = rt.remove_container(&id).await;
+        }
         let spec_c = pod
             .spec
             .iter()
@@ -757,17 +787,21 @@ impl Worker {
             log_path: pod::container_log_path(&cfg, &pod, &name, attempt),
         };
         self.ctrs[i].attempt = attempt + 1;
+        debug!(id = %id, took_ms = begun.elapsed().as_millis() as u64, "container prepared");
+        let begun = Instant::now();
         if let Err(e) = rt.create_container(&create).await {
             let _ = rt.remove_container(&id).await;
             self.fail_start(i, "CreateContainerError", e.to_string());
             return;
         }
+        debug!(id = %id, took_ms = begun.elapsed().as_millis() as u64, "container created");
+        let begun = Instant::now();
         if let Err(e) = rt.start_container(&id).await {
             let _ = rt.remove_container(&id).await;
             self.fail_start(i, "RunContainerError", e.to_string());
             return;
         }
-        info!(pod = %pod::pod_key(&pod), container = %name, id = %id, attempt, "container started");
+        info!(pod = %pod::pod_key(&pod), container = %name, id = %id, attempt, took_ms = begun.elapsed().as_millis() as u64, "container started");
         let c = &mut self.ctrs[i];
         c.id = Some(id.clone());
         c.since = Some(Instant::now());

@@ -104,6 +104,10 @@ pub async fn run_with(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, String, String)>();
     let mut workers: HashMap<String, Entry> = HashMap::new();
     let mut listed: HashSet<String> = HashSet::new();
+    // Pods whose worker finished terminating, until the watch reports them deleted: late
+    // events of such a pod (its last status write) must not start a new worker. Entries
+    // expire (a pod deleted with grace 0 was reported deleted before its worker finished).
+    let mut terminated: HashMap<String, std::time::Instant> = HashMap::new();
     let mut cleaned_orphans = false;
     loop {
         tokio::select! {
@@ -119,7 +123,13 @@ pub async fn run_with(
                         finished.insert(uid);
                         write_evicted(&client, &ev, last, true).await;
                     }
-                    None => finalize_delete(&client, &ns, &name, &uid).await,
+                    None => {
+                        terminated.retain(|_, at| at.elapsed() < Duration::from_secs(300));
+                        terminated.insert(uid.clone(), std::time::Instant::now());
+                        // Not awaited here: a burst of deletions must not hold up the watch.
+                        let client = client.clone();
+                        tokio::spawn(async move { finalize_delete(&client, &ns, &name, &uid).await });
+                    }
                 }
             }
             Some(ev) = next_eviction(&mut evictions) => match workers.get(&ev.uid) {
@@ -139,9 +149,13 @@ pub async fn run_with(
                 Some(Ok(Event::Init)) => listed.clear(),
                 Some(Ok(Event::InitApply(p))) => {
                     listed.insert(uid_of(&p));
-                    apply(&client, &deps, &mut workers, &done_tx, &mut finished, admit.as_ref(), p);
+                    if !terminated.contains_key(&uid_of(&p)) {
+                        apply(&client, &deps, &mut workers, &done_tx, &mut finished, admit.as_ref(), p);
+                    }
                 }
                 Some(Ok(Event::InitDone)) => {
+                    terminated.retain(|uid, _| listed.contains(uid));
+                    finished.retain(|uid| listed.contains(uid));
                     // Pods that vanished while we were not watching.
                     for (uid, e) in &workers {
                         if !listed.contains(uid) {
@@ -155,9 +169,12 @@ pub async fn run_with(
                     }
                 }
                 Some(Ok(Event::Apply(p))) => {
-                    apply(&client, &deps, &mut workers, &done_tx, &mut finished, admit.as_ref(), p)
+                    if !terminated.contains_key(&uid_of(&p)) {
+                        apply(&client, &deps, &mut workers, &done_tx, &mut finished, admit.as_ref(), p);
+                    }
                 }
                 Some(Ok(Event::Delete(p))) => {
+                    terminated.remove(&uid_of(&p));
                     finished.remove(&uid_of(&p));
                     if let Some(e) = workers.get(&uid_of(&p)) {
                         e.handle.terminate(Some(Duration::ZERO));
@@ -247,10 +264,12 @@ async fn write_status(
         let st = status.borrow_and_update().clone();
         if st != PodStatus::default() && last.as_ref() != Some(&st) {
             let patch = json!({"status": st});
-            match api
+            let begun = std::time::Instant::now();
+            let r = api
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
+                .await;
+            debug!(pod = %name, phase = ?st.phase, took_ms = begun.elapsed().as_millis() as u64, "status written");
+            match r {
                 Ok(_) => last = Some(st),
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => {

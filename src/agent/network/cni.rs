@@ -1,15 +1,24 @@
-//! CNI: runs the standard plugins (`bridge` + `host-local` IPAM, `portmap`, and `loopback`
-//! for `lo`) from `/usr/lib/cni` or `/opt/cni/bin`, with a conflist k3rs writes from the
+//! CNI: runs the standard plugins (`bridge` + `host-local` IPAM, and `portmap` for pods with
+//! host ports) from `/usr/lib/cni` or `/opt/cni/bin`, with a conflist k3rs writes from the
 //! node's pod CIDR. The ADD result is cached per pod so DEL (after an agent restart too)
 //! can hand it back as `prevResult` and release the IP.
 //!
-//! Owns: the conflist, plugin invocation and result parsing. May call: CNI plugin binaries.
+//! Pod start cost matters (each plugin is a process, each iptables call another one that
+//! takes the xtables lock): `lo` is brought up by [`super::netns`] when the namespace is
+//! made (no `loopback` plugin), `portmap` only runs for pods that map ports, and outbound
+//! masquerading is one node-wide rule ([`Cni::ensure_masquerade`]) instead of the bridge
+//! plugin's per-pod `ipMasq` chain.
+//!
+//! Owns: the conflist, plugin invocation, result parsing and the masquerade rule. May
+//! call: CNI plugin binaries, `iptables`.
 
 use super::NetworkError;
 use serde_json::{Value, json};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::OnceCell;
 
 const CNI_VERSION: &str = "1.0.0";
 
@@ -55,6 +64,8 @@ pub struct PortMapping {
 pub struct Cni {
     config: CniConfig,
     conflist: Value,
+    /// Set once the node-wide masquerade rule was installed (or found impossible).
+    masquerade: Arc<OnceCell<()>>,
 }
 
 impl Cni {
@@ -68,7 +79,8 @@ impl Cni {
                     "type": "bridge",
                     "bridge": config.bridge,
                     "isGateway": true,
-                    "ipMasq": true,
+                    // One node-wide rule instead (see ensure_masquerade).
+                    "ipMasq": false,
                     "hairpinMode": true,
                     "ipam": {
                         "type": "host-local",
@@ -87,7 +99,56 @@ impl Cni {
         std::fs::write(&file, text).map_err(|e| NetworkError::io(&file, e))?;
         let results = config.data_dir.join("results");
         std::fs::create_dir_all(&results).map_err(|e| NetworkError::io(&results, e))?;
-        Ok(Cni { config, conflist })
+        Ok(Cni {
+            config,
+            conflist,
+            masquerade: Arc::new(OnceCell::new()),
+        })
+    }
+
+    /// Installs, once per agent, the masquerade rule for traffic from the pod subnet to
+    /// anywhere but the pod subnet and multicast (what the bridge plugin's `ipMasq` does
+    /// with one chain per pod, at several iptables calls per pod start and stop). Without
+    /// `iptables` pods still run, only without outbound NAT (logged).
+    pub async fn ensure_masquerade(&self) {
+        self.masquerade
+            .get_or_init(|| async {
+                if let Err(e) = self.install_masquerade().await {
+                    tracing::warn!(error = %e, "pod masquerade rule not installed; pods have no outbound NAT");
+                }
+            })
+            .await;
+    }
+
+    async fn install_masquerade(&self) -> Result<(), NetworkError> {
+        let subnet = self.config.subnet.as_str();
+        // One chain per subnet: agents of other nodes on this host (tests) keep their own.
+        let chain = masquerade_chain(subnet);
+        let chain = chain.as_str();
+        // An existing chain is fine (agent restart): it is flushed and refilled below.
+        let _ = iptables(&["-t", "nat", "-N", chain]).await;
+        iptables(&["-t", "nat", "-F", chain]).await?;
+        for dst in [subnet, "224.0.0.0/4"] {
+            iptables(&["-t", "nat", "-A", chain, "-d", dst, "-j", "RETURN"]).await?;
+        }
+        iptables(&["-t", "nat", "-A", chain, "-j", "MASQUERADE"]).await?;
+        let jump = [
+            "POSTROUTING",
+            "-s",
+            subnet,
+            "-m",
+            "comment",
+            "--comment",
+            "k3rs pod masquerade",
+            "-j",
+            chain,
+        ];
+        let check: Vec<&str> = ["-t", "nat", "-C"].iter().chain(&jump).copied().collect();
+        if iptables(&check).await.is_err() {
+            let add: Vec<&str> = ["-t", "nat", "-A"].iter().chain(&jump).copied().collect();
+            iptables(&add).await?;
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> &CniConfig {
@@ -130,6 +191,7 @@ impl Cni {
         conf: &Value,
     ) -> Result<Value, NetworkError> {
         let kind = conf.get("type").and_then(Value::as_str).unwrap_or_default();
+        let begun = std::time::Instant::now();
         let bin = self.find_plugin(kind)?;
         let path = std::env::join_paths(&self.config.bin_dirs)
             .map_err(|e| NetworkError::Namespace(format!("CNI_PATH: {e}")))?;
@@ -157,6 +219,13 @@ impl Cni {
             .wait_with_output()
             .await
             .map_err(|e| NetworkError::io(&bin, e))?;
+        tracing::debug!(
+            plugin = kind,
+            command,
+            id,
+            took_ms = begun.elapsed().as_millis() as u64,
+            "cni plugin ran"
+        );
         if !out.status.success() {
             let err: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
             let msg = err
@@ -214,14 +283,16 @@ impl Cni {
         let args = format!(
             "IgnoreUnknown=1;K8S_POD_NAMESPACE={pod_namespace};K8S_POD_NAME={pod_name};K8S_POD_INFRA_CONTAINER_ID={id}"
         );
-        let lo = json!({"cniVersion": CNI_VERSION, "name": "cni-loopback", "type": "loopback"});
-        self.invoke("ADD", id, netns, "lo", &args, &lo).await?;
+        self.ensure_masquerade().await;
         let mut prev: Option<Value> = None;
         let plugins = self.conflist["plugins"]
             .as_array()
             .cloned()
             .unwrap_or_default();
-        for plugin in &plugins {
+        for plugin in plugins
+            .iter()
+            .filter(|p| !ports.is_empty() || !is_portmap(p))
+        {
             let conf = self.plugin_conf(plugin, prev.as_ref(), ports);
             let result = self.invoke("ADD", id, netns, "eth0", &args, &conf).await?;
             if !result.is_null() {
@@ -235,7 +306,8 @@ impl Cni {
             message: format!("result has no IP: {result}"),
         })?;
         let path = self.result_path(id);
-        let cached = json!({"result": result, "ports": ports.iter().map(|p| json!([p.host_port, p.container_port, p.protocol, p.host_ip])).collect::<Vec<_>>()});
+        // nodeMasq: this pod has no per-pod masquerade chain for DEL to remove.
+        let cached = json!({"result": result, "nodeMasq": true, "ports": ports.iter().map(|p| json!([p.host_port, p.container_port, p.protocol, p.host_ip])).collect::<Vec<_>>()});
         std::fs::write(&path, cached.to_string()).map_err(|e| NetworkError::io(&path, e))?;
         Ok(ip)
     }
@@ -283,9 +355,19 @@ impl Cni {
             .as_array()
             .cloned()
             .unwrap_or_default();
+        // Without a cached result (or from an older agent) DEL runs every plugin with
+        // per-pod masquerading on, so whatever an ADD may have made is removed.
+        let known = cached.get("nodeMasq").and_then(Value::as_bool) == Some(true);
         let mut first_err = None;
-        for plugin in plugins.iter().rev() {
-            let conf = self.plugin_conf(plugin, prev.as_ref(), &ports);
+        for plugin in plugins
+            .iter()
+            .rev()
+            .filter(|p| !known || !ports.is_empty() || !is_portmap(p))
+        {
+            let mut conf = self.plugin_conf(plugin, prev.as_ref(), &ports);
+            if !known && conf.get("ipMasq").is_some() {
+                conf["ipMasq"] = json!(true);
+            }
             if let Err(e) = self
                 .invoke("DEL", id, &netns_arg, "eth0", &args, &conf)
                 .await
@@ -303,6 +385,36 @@ impl Cni {
             Err(e) => Err(NetworkError::io(&path, e)),
         }
     }
+}
+
+/// `K3RS-MASQ-<8 hex of sha256(subnet)>` (iptables chain names have at most 28 chars).
+fn masquerade_chain(subnet: &str) -> String {
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(subnet.as_bytes()));
+    format!("K3RS-MASQ-{}", &hash[..8])
+}
+
+fn is_portmap(plugin: &Value) -> bool {
+    plugin.get("type").and_then(Value::as_str) == Some("portmap")
+}
+
+/// Runs `iptables -w <args>` (waiting for the xtables lock).
+async fn iptables(args: &[&str]) -> Result<(), NetworkError> {
+    let out = tokio::process::Command::new("iptables")
+        .arg("-w")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| NetworkError::io("iptables", e))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(NetworkError::Plugin {
+        plugin: "iptables".into(),
+        command: args.join(" "),
+        message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    })
 }
 
 /// The first address in a CNI result (`ips[].address`, e.g. `10.42.0.5/24`).

@@ -83,8 +83,14 @@ pub struct CniNetwork {
 }
 
 impl CniNetwork {
-    /// `run_dir` holds the IPC/UTS namespace mounts (`/run/k3rs/agent` by default).
+    /// `run_dir` holds the IPC/UTS namespace mounts (`/run/k3rs/agent` by default). Inside
+    /// a tokio runtime the node's masquerade rule is installed right away, in the
+    /// background, so the first pod does not wait for it.
     pub fn new(cni: Cni, run_dir: &Path) -> Self {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let cni = cni.clone();
+            rt.spawn(async move { cni.ensure_masquerade().await });
+        }
         CniNetwork {
             cni,
             run_dir: run_dir.to_path_buf(),
@@ -98,9 +104,11 @@ impl CniNetwork {
     async fn do_setup(&self, pod: &PodRef) -> Result<PodSandbox, NetworkError> {
         let run_dir = self.run_dir.clone();
         let (uid, host) = (pod.uid.clone(), pod.hostname.clone());
+        let begun = std::time::Instant::now();
         let (ns, fresh) = tokio::task::spawn_blocking(move || netns::create(&run_dir, &uid, &host))
             .await
             .map_err(|e| NetworkError::Namespace(format!("namespace task: {e}")))??;
+        tracing::debug!(pod = %pod.name, took_ms = begun.elapsed().as_millis() as u64, "pod namespaces created");
         if let Some(ip) = self.cni.cached_ip(&pod.uid) {
             if !fresh {
                 // Re-adoption after an agent restart: namespaces and IP survive.

@@ -63,6 +63,8 @@ impl Worker {
         let Some(ip) = self.sandbox.as_ref().map(|s| s.ip) else {
             return true;
         };
+        // A hook may run for the whole grace period: other pods may start meanwhile.
+        self.slot = None;
         let rt = self.deps.runtime.clone();
         let res = run_handler(rt.as_ref(), &self.ctrs[i].spec, id, ip, &h, self.grace()).await;
         let Err(e) = res else {

@@ -122,6 +122,8 @@ impl Worker {
                 }
             }
         }
+        // A pull can take minutes: other pods may start meanwhile.
+        self.slot = None;
         self.event(
             i,
             Kind::Normal,
