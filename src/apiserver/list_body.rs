@@ -28,27 +28,23 @@ fn write_json(out: &mut Vec<u8>, v: &Value) -> Result<(), ApiError> {
 
 /// Writes one stored object as the decoding path presents it.
 fn write_object(kind: &ResourceKind, kv: &KeyValue, out: &mut Vec<u8>) -> Result<(), ApiError> {
-    if raw_json::splice_object(&kv.value, kv.mod_revision, out) {
-        return Ok(());
+    match raw_json::scan(&kv.value) {
+        Some(stored) => {
+            stored.write_object(&kv.value, kv.mod_revision, out);
+            Ok(())
+        }
+        None => write_json(out, &from_kv(kind, kv)?),
     }
-    write_json(out, &from_kv(kind, kv)?)
 }
 
 /// Writes the `metadata` of one stored object as the decoding path presents it.
 fn write_metadata(kind: &ResourceKind, kv: &KeyValue, out: &mut Vec<u8>) -> Result<(), ApiError> {
-    match raw_json::metadata_span(&kv.value) {
-        Ok(Some(span))
-            if raw_json::splice_metadata(&kv.value, span.clone(), kv.mod_revision, out) =>
-        {
+    match raw_json::scan(&kv.value) {
+        Some(stored) => {
+            stored.write_metadata(&kv.value, kv.mod_revision, out);
             Ok(())
         }
-        Ok(None) => {
-            out.extend_from_slice(b"{\"resourceVersion\":\"");
-            out.extend_from_slice(kv.mod_revision.to_string().as_bytes());
-            out.extend_from_slice(b"\"}");
-            Ok(())
-        }
-        _ => {
+        None => {
             let obj = from_kv(kind, kv)?;
             let meta = obj
                 .get("metadata")
@@ -302,7 +298,8 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": "a", "namespace": "default", "labels": {"app": "web"},
                     "creationTimestamp": "2026-11-25T15:57:00Z", "uid": "u1",
-                    "managedFields": [{"manager": "kubectl", "operation": "Update"}]},
+                    "managedFields": [{"manager": "kubectl", "operation": "Update",
+                        "fieldsV1": {"f:spec": {"f:containers": {"k:{\"name\":\"c\"}": {}}}}}]},
                 "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "nginx"}],
                     "initContainers": [{"name": "i", "image": "busybox"}]},
                 "status": {"phase": "Running", "podIPs": [{"ip": "10.0.0.1"}],
@@ -330,6 +327,10 @@ mod tests {
         let kvs: Vec<KeyValue> = pods().iter().zip(10..).map(|(p, r)| kv(p, r)).collect();
         let refs: Vec<&KeyValue> = kvs.iter().collect();
         let meta = json!({"resourceVersion": "99"});
+        // The API-written pods take the splice path (the odd ones fall back).
+        assert!(raw_json::scan(&kvs[0].value).is_some());
+        assert!(raw_json::scan(&kvs[1].value).is_some());
+        assert!(raw_json::scan(&kvs[2].value).is_none());
         let body: Value = serde_json::from_slice(&list(&kind, &refs, &meta).unwrap()).unwrap();
         let items: Vec<Value> = kvs.iter().map(|kv| from_kv(&kind, kv).unwrap()).collect();
         assert_eq!(

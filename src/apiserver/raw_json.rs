@@ -36,7 +36,12 @@ fn skip_string(b: &[u8], i: usize) -> Option<(usize, bool)> {
     let mut i = i + 1;
     let mut escaped = false;
     loop {
-        match *b.get(i)? {
+        // The common case: a run of plain bytes (a tight loop once optimised).
+        i += b
+            .get(i..)?
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        match b[i] {
             b'"' => return Some((i + 1, escaped)),
             b'\\' => {
                 escaped = true;
@@ -55,8 +60,7 @@ fn skip_string(b: &[u8], i: usize) -> Option<(usize, bool)> {
                     _ => return None,
                 }
             }
-            0..=0x1f => return None,
-            _ => i += 1,
+            _ => return None,
         }
     }
 }
@@ -103,7 +107,7 @@ fn skip_value(b: &[u8], i: usize, depth: usize) -> Option<usize> {
         return None;
     }
     match *b.get(i)? {
-        b'{' => members_from(b, i, depth, &mut |_| {}),
+        b'{' => members_from(b, i, depth, false, &mut |_| {}),
         b'[' => {
             let mut i = skip_ws(b, i + 1);
             if b.get(i) == Some(&b']') {
@@ -128,8 +132,15 @@ fn skip_value(b: &[u8], i: usize, depth: usize) -> Option<usize> {
 }
 
 /// Scans the object starting at `i` (on `{`), calling `each` per member; the end offset.
-/// Keys with escapes are refused (no stored object has them; their text would need decoding).
-fn members_from(b: &[u8], i: usize, depth: usize, each: &mut dyn FnMut(Member)) -> Option<usize> {
+/// With `plain_keys`, keys with escapes are refused: the caller compares their raw text
+/// (managed fields have escaped keys such as `k:{\"name\":\"c\"}`, but only deeper down).
+fn members_from(
+    b: &[u8],
+    i: usize,
+    depth: usize,
+    plain_keys: bool,
+    each: &mut dyn FnMut(Member),
+) -> Option<usize> {
     let mut i = skip_ws(b, i + 1);
     if b.get(i) == Some(&b'}') {
         return Some(i + 1);
@@ -139,7 +150,7 @@ fn members_from(b: &[u8], i: usize, depth: usize, each: &mut dyn FnMut(Member)) 
             return None;
         }
         let (key_end, escaped) = skip_string(b, i)?;
-        if escaped {
+        if escaped && plain_keys {
             return None;
         }
         let key = i + 1..key_end - 1;
@@ -174,7 +185,7 @@ pub fn object_members(b: &[u8], span: Range<usize>) -> Option<Vec<Member>> {
         return None;
     }
     let mut out = Vec::with_capacity(8);
-    let end = members_from(b, start, 0, &mut |m| out.push(m))?;
+    let end = members_from(b, start, 0, true, &mut |m| out.push(m))?;
     (skip_ws(b, end) == span.end).then_some(out)
 }
 
@@ -193,11 +204,36 @@ fn find<'m>(b: &[u8], members: &'m [Member], key: &str) -> Result<Option<&'m Mem
     Ok(found)
 }
 
-/// The value span of the top-level `metadata` of a stored object (`Ok(None)` when absent;
-/// `Err` when the object is not splicable).
-pub fn metadata_span(b: &[u8]) -> Result<Option<Range<usize>>, ()> {
-    let top = object_members(b, 0..b.len()).ok_or(())?;
-    Ok(find(b, &top, "metadata")?.map(|m| m.value.clone()))
+/// A stored object scanned once: its members, and the members of its `metadata` object.
+pub struct Stored {
+    top: Vec<Member>,
+    /// `metadata`'s span and members (`None` when the object has no `metadata`).
+    meta: Option<(Range<usize>, Vec<Member>)>,
+}
+
+/// Scans a stored object; `None` when it is not splicable: not one valid object (as far as
+/// the scanner decides), `metadata` not an object, or `metadata`/`resourceVersion` twice.
+pub fn scan(b: &[u8]) -> Option<Stored> {
+    std::str::from_utf8(b).ok()?;
+    let start = skip_ws(b, 0);
+    if b.get(start) != Some(&b'{') {
+        return None;
+    }
+    let mut top = Vec::with_capacity(8);
+    let end = members_from(b, start, 0, true, &mut |m| top.push(m))?;
+    if skip_ws(b, end) != b.len() {
+        return None;
+    }
+    let meta = match find(b, &top, "metadata").ok()? {
+        None => None,
+        Some(m) => {
+            // Scanned a second time, but only the metadata, and only here.
+            let members = object_members(b, m.value.clone())?;
+            find(b, &members, "resourceVersion").ok()?;
+            Some((m.value.clone(), members))
+        }
+    };
+    Some(Stored { top, meta })
 }
 
 fn push_rv(out: &mut Vec<u8>, rev: i64) {
@@ -206,71 +242,64 @@ fn push_rv(out: &mut Vec<u8>, rev: i64) {
     out.push(b'"');
 }
 
-/// Writes the metadata object `b[span]` with `resourceVersion` set to `rev` (replacing a
-/// stored one, else added first). `false` (nothing written) when it is not splicable.
-pub fn splice_metadata(b: &[u8], span: Range<usize>, rev: i64, out: &mut Vec<u8>) -> bool {
-    let Some(members) = object_members(b, span.clone()) else {
-        return false;
-    };
-    match find(b, &members, "resourceVersion") {
-        Err(()) => false,
-        Ok(Some(m)) => {
-            out.extend_from_slice(&b[span.start..m.value.start]);
-            out.push(b'"');
-            out.extend_from_slice(rev.to_string().as_bytes());
-            out.push(b'"');
-            out.extend_from_slice(&b[m.value.end..span.end]);
-            true
-        }
-        Ok(None) => {
+impl Stored {
+    /// Writes `metadata` with `resourceVersion` = `rev` (replacing a stored one, else added
+    /// first; `{"resourceVersion":…}` when the object has none), as the decoded object's.
+    pub fn write_metadata(&self, b: &[u8], rev: i64, out: &mut Vec<u8>) {
+        let Some((span, members)) = &self.meta else {
             out.push(b'{');
             push_rv(out, rev);
-            if !members.is_empty() {
+            out.push(b'}');
+            return;
+        };
+        let stored_rv = members
+            .iter()
+            .find(|m| &b[m.key.clone()] == b"resourceVersion");
+        match (stored_rv, members.first()) {
+            (Some(m), _) => {
+                out.extend_from_slice(&b[span.start..m.value.start]);
+                out.push(b'"');
+                out.extend_from_slice(rev.to_string().as_bytes());
+                out.push(b'"');
+                out.extend_from_slice(&b[m.value.end..span.end]);
+            }
+            (None, Some(first)) => {
+                out.push(b'{');
+                push_rv(out, rev);
                 out.push(b',');
-                out.extend_from_slice(&b[members[0].key.start - 1..span.end]);
-            } else {
+                // From the first key's opening quote.
+                out.extend_from_slice(&b[first.key.start - 1..span.end]);
+            }
+            (None, None) => {
+                out.push(b'{');
+                push_rv(out, rev);
                 out.push(b'}');
             }
-            true
         }
     }
-}
 
-/// Writes the stored object `b` with `metadata.resourceVersion` = `rev`, as
-/// [`super::object::from_kv`] presents it. `false` (nothing written) when it is not
-/// splicable: not an object, `metadata` not an object, duplicate keys, or beyond the scanner.
-pub fn splice_object(b: &[u8], rev: i64, out: &mut Vec<u8>) -> bool {
-    let Some(top) = object_members(b, 0..b.len()) else {
-        return false;
-    };
-    let meta = match find(b, &top, "metadata") {
-        Err(()) => return false,
-        Ok(m) => m.map(|m| m.value.clone()),
-    };
-    let mark = out.len();
-    match meta {
-        Some(span) => {
-            out.extend_from_slice(&b[..span.start]);
-            if !splice_metadata(b, span.clone(), rev, out) {
-                out.truncate(mark);
-                return false;
+    /// Writes the whole object with `metadata.resourceVersion` = `rev`, as
+    /// [`super::object::from_kv`] presents it.
+    pub fn write_object(&self, b: &[u8], rev: i64, out: &mut Vec<u8>) {
+        match &self.meta {
+            Some((span, _)) => {
+                out.extend_from_slice(&b[..span.start]);
+                self.write_metadata(b, rev, out);
+                out.extend_from_slice(&b[span.end..]);
             }
-            out.extend_from_slice(&b[span.end..]);
-        }
-        None => {
-            out.extend_from_slice(b"{\"metadata\":{");
-            push_rv(out, rev);
-            out.push(b'}');
-            match top.first() {
-                Some(first) => {
-                    out.push(b',');
-                    out.extend_from_slice(&b[first.key.start - 1..]);
+            None => {
+                out.extend_from_slice(b"{\"metadata\":");
+                self.write_metadata(b, rev, out);
+                match self.top.first() {
+                    Some(first) => {
+                        out.push(b',');
+                        out.extend_from_slice(&b[first.key.start - 1..]);
+                    }
+                    None => out.push(b'}'),
                 }
-                None => out.push(b'}'),
             }
         }
     }
-    true
 }
 
 #[cfg(test)]
@@ -286,12 +315,9 @@ mod tests {
     }
 
     fn spliced(b: &[u8], rev: i64) -> Option<Value> {
-        let mut out = b"junk".to_vec();
-        if !splice_object(b, rev, &mut out) {
-            assert_eq!(out, b"junk", "a refused splice writes nothing");
-            return None;
-        }
-        Some(serde_json::from_slice(&out[4..]).unwrap())
+        let mut out = Vec::new();
+        scan(b)?.write_object(b, rev, &mut out);
+        Some(serde_json::from_slice(&out).unwrap())
     }
 
     #[test]
@@ -303,6 +329,7 @@ mod tests {
             r#"{"metadata":{}}"#,
             r#"{"metadata": { "name" : "w s" } , "data" : {"k":"v\"\\\u00e9\n"} }"#,
             r#"{"kind":"ConfigMap"}"#,
+            r#"{"metadata":{"managedFields":[{"fieldsV1":{"k:{\"name\":\"c\"}":{}}}]}}"#,
             r#"{}"#,
             r#"{"a":{"metadata":{"resourceVersion":"1"}},"metadata":{"labels":{"resourceVersion":"x"}}}"#,
         ] {
@@ -339,12 +366,25 @@ mod tests {
 
     #[test]
     fn metadata_is_spliced_alone_for_table_rows() {
-        let raw = br#"{"kind":"Pod","metadata":{"name":"a","uid":"u"},"spec":{}}"#;
-        let span = metadata_span(raw).unwrap().unwrap();
-        let mut out = Vec::new();
-        assert!(splice_metadata(raw, span, 9, &mut out));
-        let v: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v, json!({"name": "a", "uid": "u", "resourceVersion": "9"}));
-        assert_eq!(metadata_span(br#"{"spec":{}}"#), Ok(None));
+        for (raw, want) in [
+            (
+                r#"{"kind":"Pod","metadata":{"name":"a","uid":"u"},"spec":{}}"#,
+                json!({"name": "a", "uid": "u", "resourceVersion": "9"}),
+            ),
+            (
+                r#"{"metadata":{"resourceVersion":"1","name":"a"}}"#,
+                json!({"name": "a", "resourceVersion": "9"}),
+            ),
+            (r#"{"metadata":{}}"#, json!({"resourceVersion": "9"})),
+            (r#"{"spec":{}}"#, json!({"resourceVersion": "9"})),
+        ] {
+            let mut out = Vec::new();
+            scan(raw.as_bytes())
+                .unwrap()
+                .write_metadata(raw.as_bytes(), 9, &mut out);
+            let v: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(v, want, "{raw}");
+            assert_eq!(decoded(raw.as_bytes(), 9)["metadata"], want);
+        }
     }
 }
