@@ -38,7 +38,7 @@ fn json_response(code: u16, v: &Value, content_type: &str, warnings: &[String]) 
     resp
 }
 
-fn raw_response(body: Vec<u8>, content_type: &str) -> Response<Body> {
+fn raw_response(body: impl Into<Bytes>, content_type: &str) -> Response<Body> {
     let mut resp = Response::new(full(body));
     if let Ok(ct) = HeaderValue::from_str(content_type) {
         resp.headers_mut().insert(header::CONTENT_TYPE, ct);
@@ -248,6 +248,7 @@ async fn route_inner(
             body,
             warnings,
         } => Ok(json_response(code, &body, "application/json", &warnings)),
+        Reply::Raw { content_type, body } => Ok(raw_response(body, content_type)),
         r @ Reply::Stream { .. } => stream_reply(r),
     }
 }
@@ -259,6 +260,7 @@ fn stream_reply(r: Reply) -> Result<Response<Body>, ApiError> {
             body,
             warnings,
         } => Ok(json_response(code, &body, "application/json", &warnings)),
+        Reply::Raw { content_type, body } => Ok(raw_response(body, content_type)),
         Reply::Stream { content_type, rx } => {
             let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
                 .map(|b| Ok::<_, Infallible>(Frame::data(b)));

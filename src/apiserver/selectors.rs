@@ -185,6 +185,11 @@ impl FieldSelector {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The field paths the selector reads (`metadata.name`, …).
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _, _)| k.as_str())
+    }
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ fn req(
 fn body(r: Reply) -> (u16, Value) {
     match r {
         Reply::Json { code, body, .. } => (code, body),
+        Reply::Raw { body, .. } => (200, serde_json::from_slice(&body).unwrap()),
         Reply::Stream { .. } => panic!("unexpected stream"),
     }
 }

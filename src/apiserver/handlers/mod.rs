@@ -129,6 +129,11 @@ pub enum Reply {
         body: Value,
         warnings: Vec<String>,
     },
+    /// A body already encoded (large lists spliced from stored bytes) with its content type.
+    Raw {
+        content_type: &'static str,
+        body: Bytes,
+    },
     /// A streaming body (watch, log) with its content type.
     Stream {
         content_type: String,

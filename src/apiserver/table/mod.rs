@@ -10,6 +10,7 @@ mod core;
 mod custom;
 mod format;
 mod misc;
+mod pod_view;
 
 pub use custom::{PrinterColumn, table_for_custom, table_for_custom_at};
 pub use format::human_duration;
@@ -168,8 +169,35 @@ pub fn table_for_at(
     render(&printer.columns, rows)
 }
 
-pub(crate) fn render(columns: &[Col], rows: Vec<Value>) -> Value {
-    let defs: Vec<Value> = columns
+/// Whether [`stored_cells`] renders this kind's rows from stored bytes (built-in kinds with a
+/// typed partial view; the others decode each object into a `Value`).
+pub fn has_stored_view(group: &str, kind: &str) -> bool {
+    group.is_empty() && kind == "Pod"
+}
+
+/// The cells of one stored object of a kind with [`has_stored_view`], from its bytes; `None`
+/// when the object needs the `Value` path ([`cells_at`] of the decoded object).
+pub fn stored_cells(group: &str, kind: &str, bytes: &[u8], now: Timestamp) -> Option<Vec<Value>> {
+    if !has_stored_view(group, kind) {
+        return None;
+    }
+    pod_view::PodView::parse(bytes).ok().map(|v| v.cells(now))
+}
+
+/// The cells of one decoded object of a built-in kind, as [`table_for_at`] renders them.
+pub fn cells_at(group: &str, kind: &str, obj: &Value, now: Timestamp) -> Vec<Value> {
+    let printer = printer_for(group, kind).unwrap_or_else(fallback);
+    (printer.cells)(obj, now)
+}
+
+/// The `columnDefinitions` of a built-in kind's Table.
+pub fn column_definitions(group: &str, kind: &str) -> Value {
+    let printer = printer_for(group, kind).unwrap_or_else(fallback);
+    Value::Array(defs(&printer.columns))
+}
+
+fn defs(columns: &[Col]) -> Vec<Value> {
+    columns
         .iter()
         .map(|c| {
             json!({
@@ -180,7 +208,11 @@ pub(crate) fn render(columns: &[Col], rows: Vec<Value>) -> Value {
                 "priority": c.priority,
             })
         })
-        .collect();
+        .collect()
+}
+
+pub(crate) fn render(columns: &[Col], rows: Vec<Value>) -> Value {
+    let defs = defs(columns);
     // Built by hand: `json!` would serialise `rows` into a deep copy.
     let mut t = Map::new();
     t.insert("kind".into(), json!("Table"));
