@@ -4,6 +4,7 @@
 //! Owns: nothing beyond [`Worker`]'s probe fields. May call: [`crate::agent::probe`].
 
 use super::{Ctr, Worker};
+use crate::agent::events::Kind;
 use crate::agent::pod;
 use crate::agent::probe;
 use crate::agent::status::CState;
@@ -55,7 +56,15 @@ impl Worker {
                 let verdict = c.probes[j].record(result.is_ok(), Instant::now());
                 if let Err(e) = &result {
                     debug!(pod = %key, container = %c.view.name, ?kind, error = %e, "probe failed");
+                    // As the kubelet's prober (repeats are aggregated into a count).
+                    self.event(
+                        i,
+                        Kind::Warning,
+                        "Unhealthy",
+                        format!("{kind:?} probe failed: {e}"),
+                    );
                 }
+                let c = &mut self.ctrs[i];
                 match (kind, verdict) {
                     (probe::Kind::Startup, Some(true)) => c.view.startup_done = true,
                     (probe::Kind::Readiness, v) => c.view.probe_ready = Some(v == Some(true)),
@@ -67,31 +76,63 @@ impl Worker {
                 }
             }
             if let Some((kind, why)) = kill {
-                info!(pod = %key, container = %self.ctrs[i].view.name, ?kind, reason = %why, "probe failed; restarting container");
-                self.ctrs[i].probes.clear();
-                let grace = self.ctrs[i]
-                    .spec
-                    .liveness_probe
-                    .as_ref()
-                    .and_then(|p| p.termination_grace_period_seconds);
-                let sig = if grace == Some(0) {
-                    nix::sys::signal::Signal::SIGKILL
-                } else {
-                    nix::sys::signal::Signal::SIGTERM
-                };
-                if let Err(e) = rt.kill_container(&id, sig as i32).await {
-                    warn!(id = %id, error = %e, "killing container after failed probe");
-                }
-                // Escalate if it ignores SIGTERM (PID 1 without a handler does).
-                let rt2 = rt.clone();
-                let grace = Duration::from_secs(
-                    grace.unwrap_or(self.grace().as_secs() as i64).max(0) as u64,
+                let name = self.ctrs[i].view.name.clone();
+                info!(pod = %key, container = %name, ?kind, reason = %why, "probe failed; restarting container");
+                let probe_name = format!("{kind:?}").to_lowercase();
+                self.event(
+                    i,
+                    Kind::Normal,
+                    "Killing",
+                    format!("Container {name} failed {probe_name} probe, will be restarted"),
                 );
+                self.ctrs[i].probes.clear();
+                let probe_grace = match kind {
+                    probe::Kind::Startup => self.ctrs[i].spec.startup_probe.as_ref(),
+                    _ => self.ctrs[i].spec.liveness_probe.as_ref(),
+                }
+                .and_then(|p| p.termination_grace_period_seconds);
+                let grace = Duration::from_secs(
+                    probe_grace.unwrap_or(self.grace().as_secs() as i64).max(0) as u64,
+                );
+                let pre_stop = self.ctrs[i]
+                    .spec
+                    .lifecycle
+                    .as_ref()
+                    .and_then(|l| l.pre_stop.clone());
+                let spec = self.ctrs[i].spec.clone();
+                let events = self.deps.events.clone();
+                let (pod, field) = (self.pod.clone(), self.field_path(i));
+                // As the kubelet's killContainer: preStop inside the grace period, then
+                // SIGTERM, then SIGKILL when the grace period is over (PID 1 without a
+                // handler ignores SIGTERM). In the background: probes of the other
+                // containers and the pod's status must not wait for it.
+                let rt = rt.clone();
                 tokio::spawn(async move {
-                    tokio::time::sleep(grace).await;
-                    let _ = rt2
-                        .kill_container(&id, nix::sys::signal::Signal::SIGKILL as i32)
-                        .await;
+                    let start = Instant::now();
+                    if let Some(h) = pre_stop.filter(|_| !grace.is_zero()) {
+                        if let Err(e) =
+                            super::hooks::run_handler(rt.as_ref(), &spec, &id, ip, &h, grace).await
+                        {
+                            warn!(id = %id, error = %e, "preStop hook failed");
+                            let msg = format!("PreStopHook failed: {e}");
+                            events.emit(&pod, field, Kind::Warning, "FailedPreStopHook", msg);
+                        }
+                    }
+                    let left = grace.saturating_sub(start.elapsed());
+                    let sig = if left.is_zero() {
+                        nix::sys::signal::Signal::SIGKILL
+                    } else {
+                        nix::sys::signal::Signal::SIGTERM
+                    };
+                    if let Err(e) = rt.kill_container(&id, sig as i32).await {
+                        warn!(id = %id, error = %e, "killing container after failed probe");
+                    }
+                    if !left.is_zero() {
+                        tokio::time::sleep(left).await;
+                        let _ = rt
+                            .kill_container(&id, nix::sys::signal::Signal::SIGKILL as i32)
+                            .await;
+                    }
                 });
             }
         }

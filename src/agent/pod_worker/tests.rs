@@ -306,6 +306,45 @@ async fn failed_liveness_probe_restarts_the_container() {
     .await;
     let last = ctr(&st, "app").last_state.unwrap().terminated.unwrap();
     assert_eq!(last.exit_code, 128 + 15, "killed with SIGTERM first");
+    let events = e.events.all();
+    assert!(
+        events
+            .iter()
+            .any(|(r, m)| r == "Unhealthy" && m.starts_with("Liveness probe failed")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|(r, m)| r == "Killing"
+            && m == "Container app failed liveness probe, will be restarted"),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_container_killed_by_its_liveness_probe_runs_pre_stop_before_sigterm() {
+    let e = env(Duration::from_millis(100));
+    *e.rt.exec_exit_code.lock().unwrap() = 1;
+    let mut p = (*probed_pod("livenessProbe", 1)).clone();
+    let mut c = serde_json::to_value(&p.spec.as_ref().unwrap().containers[0]).unwrap();
+    c["lifecycle"] = serde_json::json!({"preStop": {"exec": {"command": ["bye"]}}});
+    p.spec.as_mut().unwrap().containers[0] = serde_json::from_value(c).unwrap();
+    let mut h = spawn(Arc::new(p), e.deps.clone());
+    wait_status(&mut h, "restarted after liveness failure", |s| {
+        s.container_statuses
+            .iter()
+            .flatten()
+            .any(|c| c.restart_count >= 1)
+    })
+    .await;
+    let id = pod::container_id("0000-1111", "app", 0);
+    let calls = e.rt.calls();
+    let hooked = calls
+        .iter()
+        .position(|c| *c == FakeCall::Exec(id.clone(), vec!["bye".into()]));
+    let termed = calls
+        .iter()
+        .position(|c| *c == FakeCall::Kill(id.clone(), 15));
+    assert!(hooked.unwrap() < termed.unwrap(), "{calls:?}");
 }
 
 #[tokio::test]
