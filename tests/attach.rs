@@ -6,163 +6,14 @@
 
 mod common;
 
+use common::agent_server::AgentServer as Server;
 use common::images::build_busybox_image;
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const IMAGE: &str = "k3rs.test/busybox:1";
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// A `k3rs server` with its agent; fixed ports so it can be restarted on the same data.
-struct Server {
-    dir: PathBuf,
-    ports: [u16; 4],
-    child: Option<Child>,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Server {
-        let mut s = Server {
-            dir: dir.to_path_buf(),
-            ports: [free_port(), free_port(), free_port(), free_port()],
-            child: None,
-        };
-        s.spawn();
-        s
-    }
-
-    fn spawn(&mut self) {
-        let kubeconfig = self.kubeconfig();
-        let _ = std::fs::remove_file(&kubeconfig);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("server.log"))
-            .unwrap();
-        let [https, raft, etcd, agent] = self.ports;
-        let child = Command::new(env!("CARGO_BIN_EXE_k3rs"))
-            .args(["server", "--bind-address", "127.0.0.1"])
-            .arg("--data-dir")
-            .arg(self.dir.join("data"))
-            .args(["--https-listen-port", &https.to_string()])
-            .args(["--raft-listen-port", &raft.to_string()])
-            .args(["--etcd-listen-address", &format!("127.0.0.1:{etcd}")])
-            .args(["--agent-endpoint", &format!("127.0.0.1:{agent}")])
-            .arg("--write-kubeconfig")
-            .arg(&kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        self.wait_for("the api", 30, |s| {
-            kubeconfig.exists() && s.kubectl(&["get", "--raw", "/readyz"]).status.success()
-        });
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.dir.join("kubeconfig.yaml")
-    }
-
-    fn log(&self) -> String {
-        let s = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("kubectl");
-        c.arg("--kubeconfig").arg(self.kubeconfig()).args(args);
-        c
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}\nserver log:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn apply(&self, yaml: &str) {
-        let f = self.dir.join("apply.yaml");
-        std::fs::write(&f, yaml).unwrap();
-        self.ok(&["apply", "-f", f.to_str().unwrap()]);
-    }
-
-    fn wait_for(&self, what: &str, secs: u64, mut f: impl FnMut(&Server) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !f(self) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out: {what}\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn wait_running(&self, pod: &str) {
-        self.wait_for(&format!("pod {pod} running"), 60, |s| {
-            let out = s.kubectl(&["get", "pod", pod, "-o", "jsonpath={.status.phase}"]);
-            out.stdout == b"Running"
-        });
-    }
-}
-
-impl Drop for Server {
-    /// Pods outlive the server by design, so tear them down through the API, then stop the
-    /// supervised containerd of this data dir (it outlives the server too).
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            let _ = self.kubectl(&["delete", "pod", "--all", "--wait=false", "--grace-period=0"]);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                let out = self.kubectl(&["get", "pods", "-o", "name"]);
-                if out.status.success() && out.stdout.is_empty() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(300));
-            }
-        }
-        self.kill9();
-        let config = self.dir.join("data/agent/containerd/config.toml");
-        let needle = format!("--config\0{}", config.display());
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(&needle) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-    }
-}
 
 /// A running kubectl whose stdout arrives line by line (lines without a newline, e.g. a
 /// prompt, arrive with the next one).
@@ -231,7 +82,7 @@ impl Session {
             panic!(
                 "no {needle:?} from kubectl; got {:?}\n{}",
                 self.seen,
-                server.log()
+                server.tail()
             );
         }
         self.seen.clone()

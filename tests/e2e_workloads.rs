@@ -5,163 +5,15 @@
 
 mod common;
 
+use common::agent_server::AgentServer as Server;
 use common::images::{INDEX_HTML, build_busybox_image};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-struct Server {
-    dir: PathBuf,
-    ports: [u16; 4],
-    child: Option<Child>,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Server {
-        let mut s = Server {
-            dir: dir.to_path_buf(),
-            ports: [free_port(), free_port(), free_port(), free_port()],
-            child: None,
-        };
-        s.spawn();
-        s
-    }
-
-    fn spawn(&mut self) {
-        let kubeconfig = self.kubeconfig();
-        let _ = std::fs::remove_file(&kubeconfig);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("server.log"))
-            .unwrap();
-        let [https, raft, etcd, agent] = self.ports;
-        let child = Command::new(env!("CARGO_BIN_EXE_k3rs"))
-            .args(["server", "--bind-address", "127.0.0.1"])
-            .arg("--data-dir")
-            .arg(self.dir.join("data"))
-            .args(["--https-listen-port", &https.to_string()])
-            .args(["--raft-listen-port", &raft.to_string()])
-            .args(["--etcd-listen-address", &format!("127.0.0.1:{etcd}")])
-            .args(["--agent-endpoint", &format!("127.0.0.1:{agent}")])
-            .arg("--write-kubeconfig")
-            .arg(&kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !(kubeconfig.exists() && self.kubectl(&["get", "--raw", "/readyz"]).status.success())
-        {
-            assert!(
-                Instant::now() < deadline,
-                "server not ready: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.dir.join("kubeconfig.yaml")
-    }
-
-    fn log(&self) -> String {
-        let s = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
-        s.lines()
-            .rev()
-            .take(60)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("kubectl");
-        c.arg("--kubeconfig").arg(self.kubeconfig()).args(args);
-        c
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}\nserver log:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn apply(&self, yaml: &str) {
-        let f = self.dir.join("apply.yaml");
-        std::fs::write(&f, yaml).unwrap();
-        self.ok(&["apply", "-f", f.to_str().unwrap()]);
-    }
-
-    fn pods(&self, selector: &str) -> Vec<serde_json::Value> {
-        let out = self.ok(&["get", "pods", "-l", selector, "-o", "json"]);
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        v["items"].as_array().cloned().unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    /// Pods outlive the server by design (re-adoption), so tear them down through the API,
-    /// then stop the supervised containerd of this data dir (it outlives the server too).
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            let _ = self.kubectl(&["delete", "deployment", "--all", "--wait=false"]);
-            let _ = self.kubectl(&["delete", "pod", "--all", "--wait=false"]);
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < deadline {
-                let out = self.kubectl(&["get", "pods", "-o", "name"]);
-                if out.status.success() && out.stdout.is_empty() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(500));
-            }
-        }
-        self.kill9();
-        let config = self.dir.join("data/agent/containerd/config.toml");
-        let needle = format!("--config\0{}", config.display());
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(&needle) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-    }
 }
 
 fn http_get(ip: &str, port: u16) -> Option<String> {
@@ -336,7 +188,7 @@ fn deployment_serves_http_logs_follow_exec_exit_codes_and_survives_a_kill_9_rest
         assert!(
             Instant::now() < deadline,
             "pods not ready after restart: {}",
-            server.log()
+            server.tail()
         );
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -436,7 +288,7 @@ fn wait_for(what: &str, server: &Server, secs: u64, mut f: impl FnMut() -> bool)
         assert!(
             Instant::now() < deadline,
             "timed out: {what}\n{}",
-            server.log()
+            server.tail()
         );
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -706,7 +558,7 @@ fn measure_start(server: &Server, name: &str, n: usize) -> (Duration, Duration) 
     server.apply(&yaml);
     let mut seen: std::collections::HashMap<String, Duration> = Default::default();
     while seen.len() < n {
-        assert!(t0.elapsed() < Duration::from_secs(120), "{}", server.log());
+        assert!(t0.elapsed() < Duration::from_secs(120), "{}", server.tail());
         for p in server.pods(&format!("app={name}")) {
             if p["status"]["phase"] == "Running" {
                 let pod = p["metadata"]["name"].as_str().unwrap().to_string();

@@ -8,178 +8,15 @@
 
 mod common;
 
+use common::agent_server::AgentServer as Server;
 use common::images::build_busybox_image;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-struct Server {
-    dir: PathBuf,
-    ports: [u16; 4],
-    child: Option<Child>,
-}
-
-impl Server {
-    fn start(dir: &Path, extra: &[String]) -> Server {
-        let mut s = Server {
-            dir: dir.to_path_buf(),
-            ports: [free_port(), free_port(), free_port(), free_port()],
-            child: None,
-        };
-        s.spawn(extra);
-        s
-    }
-
-    fn spawn(&mut self, extra: &[String]) {
-        let kubeconfig = self.kubeconfig();
-        let _ = std::fs::remove_file(&kubeconfig);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("server.log"))
-            .unwrap();
-        let [https, raft, etcd, agent] = self.ports;
-        let child = Command::new(env!("CARGO_BIN_EXE_k3rs"))
-            .args(["server", "--bind-address", "127.0.0.1"])
-            .arg("--data-dir")
-            .arg(self.dir.join("data"))
-            .args(["--https-listen-port", &https.to_string()])
-            .args(["--raft-listen-port", &raft.to_string()])
-            .args(["--etcd-listen-address", &format!("127.0.0.1:{etcd}")])
-            .args(["--agent-endpoint", &format!("127.0.0.1:{agent}")])
-            .arg("--write-kubeconfig")
-            .arg(&kubeconfig)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        self.wait_for("the server to be ready", 30, || {
-            kubeconfig.exists() && self.kubectl(&["get", "--raw", "/readyz"]).status.success()
-        });
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.dir.join("kubeconfig.yaml")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
-    }
-
-    fn tail(&self) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}\nserver log:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.tail()
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(&a)).unwrap()
-    }
-
-    fn apply(&self, yaml: &str) {
-        let f = self.dir.join("apply.yaml");
-        std::fs::write(&f, yaml).unwrap();
-        self.ok(&["apply", "-f", f.to_str().unwrap()]);
-    }
-
-    fn images(&self) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_k3rs"))
-            .args(["images", "list", "--data-dir"])
-            .arg(self.dir.join("data"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn wait_for(&self, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !f() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}\nserver log:\n{}",
-                self.tail()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Server {
-    /// Pods and the supervised containerd outlive the server by design: remove both.
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            let _ = self.kubectl(&["delete", "pod", "--all", "--wait=false"]);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                let out = self.kubectl(&["get", "pods", "-o", "name"]);
-                if out.status.success() && out.stdout.is_empty() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(300));
-            }
-        }
-        self.kill9();
-        let config = self.dir.join("data/agent/containerd/config.toml");
-        let needle = format!("--config\0{}", config.display());
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(&needle) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-    }
 }
 
 /// An OCI-layout archive of a one-file image named `name` (a digest of its own, so it is
@@ -320,7 +157,7 @@ fn memory_pressure_evicts_best_effort_pods_but_not_critical_ones_and_image_gc_re
         "--eviction-monitoring-interval".into(),
         "1s".into(),
     ];
-    let mut server = Server::start(tmp.path(), &flags);
+    let mut server = Server::start_with(tmp.path(), &flags);
     let node_name = || -> String {
         let nodes = server.json(&["get", "nodes"]);
         nodes["items"][0]["metadata"]["name"]
@@ -328,11 +165,11 @@ fn memory_pressure_evicts_best_effort_pods_but_not_critical_ones_and_image_gc_re
             .unwrap_or_default()
             .to_string()
     };
-    server.wait_for("the node", 30, || !node_name().is_empty());
+    server.wait_for("the node", 30, |_| !node_name().is_empty());
     let node = node_name();
 
     // The condition, with upstream's reason, then the taint from the node lifecycle controller.
-    server.wait_for("MemoryPressure=True", 20, || {
+    server.wait_for("MemoryPressure=True", 20, |_| {
         condition(&server.json(&["get", "node", &node]), "MemoryPressure")["status"] == "True"
     });
     let n = server.json(&["get", "node", &node]);
@@ -343,7 +180,7 @@ fn memory_pressure_evicts_best_effort_pods_but_not_critical_ones_and_image_gc_re
         "{c}"
     );
     assert_eq!(condition(&n, "DiskPressure")["status"], "False");
-    server.wait_for("the memory-pressure taint", 20, || {
+    server.wait_for("the memory-pressure taint", 20, |_| {
         server.json(&["get", "node", &node])["spec"]["taints"]
             .as_array()
             .into_iter()
@@ -355,7 +192,7 @@ fn memory_pressure_evicts_best_effort_pods_but_not_critical_ones_and_image_gc_re
 
     // The BestEffort pod is evicted; the critical one is not.
     server.apply(PODS);
-    server.wait_for("the hog pod to be evicted", 30, || {
+    server.wait_for("the hog pod to be evicted", 30, |_| {
         server.json(&["get", "pod", "hog"])["status"]["phase"] == "Failed"
     });
     let hog = server.json(&["get", "pod", "hog"]);
@@ -365,7 +202,7 @@ fn memory_pressure_evicts_best_effort_pods_but_not_critical_ones_and_image_gc_re
         message.starts_with("The node was low on resource: memory. Threshold quantity: "),
         "{message}"
     );
-    server.wait_for("the Evicted event", 15, || {
+    server.wait_for("the Evicted event", 15, |_| {
         let ev = server.json(&[
             "get",
             "events",
@@ -376,14 +213,14 @@ fn memory_pressure_evicts_best_effort_pods_but_not_critical_ones_and_image_gc_re
     });
     // Its container is gone: no task of the hog pod in containerd.
     let uid = hog["metadata"]["uid"].as_str().unwrap().to_string();
-    server.wait_for("the hog pod's directory to be removed", 15, || {
+    server.wait_for("the hog pod's directory to be removed", 15, |_| {
         !tmp.path().join("data/agent/pods").join(&uid).exists()
     });
     // Once only the critical pod is left, the manager has nothing it may evict.
     server.wait_for(
         "the manager to find no candidate after the eviction",
         15,
-        || {
+        |_| {
             let log = server.log();
             log.find("evicting pod pod=default/hog")
                 .is_some_and(|at| log[at..].contains("unable to evict any pods from the node"))
@@ -394,7 +231,7 @@ fn memory_pressure_evicts_best_effort_pods_but_not_critical_ones_and_image_gc_re
         "{}",
         server.tail()
     );
-    server.wait_for("the critical pod to run", 20, || {
+    server.wait_for("the critical pod to run", 20, |_| {
         server.json(&["get", "pod", "critical"])["status"]["phase"] == "Running"
     });
     let critical = server.json(&["get", "pod", "critical"]);
@@ -443,8 +280,8 @@ fn memory_pressure_evicts_best_effort_pods_but_not_critical_ones_and_image_gc_re
         ]
         .map(String::from),
     );
-    server.spawn(&gc_flags);
-    server.wait_for("the unused image to be removed", 30, || {
+    server.spawn_with(&gc_flags);
+    server.wait_for("the unused image to be removed", 30, |_| {
         !server.images().contains("k3rs.test/unused:1")
     });
     let listed = server.images();

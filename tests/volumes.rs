@@ -7,138 +7,12 @@
 
 mod common;
 
+use common::agent_server::AgentServer as Server;
 use common::images::build_busybox_image;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-struct Server {
-    dir: PathBuf,
-    https: u16,
-    child: Child,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Server {
-        let kubeconfig = dir.join("kubeconfig.yaml");
-        let log = std::fs::File::create(dir.join("server.log")).unwrap();
-        let https = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_k3rs"))
-            .args(["server", "--bind-address", "127.0.0.1"])
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args(["--https-listen-port", &https.to_string()])
-            .args(["--raft-listen-port", &free_port().to_string()])
-            .args([
-                "--etcd-listen-address",
-                &format!("127.0.0.1:{}", free_port()),
-            ])
-            .args(["--agent-endpoint", &format!("127.0.0.1:{}", free_port())])
-            .arg("--write-kubeconfig")
-            .arg(&kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let s = Server {
-            dir: dir.to_path_buf(),
-            https,
-            child,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !(kubeconfig.exists() && s.kubectl(&["get", "--raw", "/readyz"]).status.success()) {
-            assert!(Instant::now() < deadline, "server not ready: {}", s.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        s
-    }
-
-    fn log(&self) -> String {
-        let s = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(self.dir.join("kubeconfig.yaml"))
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}\nserver log:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn apply(&self, yaml: &str) {
-        let f = self.dir.join("apply.yaml");
-        std::fs::write(&f, yaml).unwrap();
-        self.ok(&["apply", "-f", f.to_str().unwrap()]);
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(&a)).unwrap()
-    }
-
-    /// Polls `kubectl get … -o jsonpath=…` until it prints `want`.
-    fn wait_for(&self, args: &[&str], want: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let out = self.kubectl(args);
-            let got = String::from_utf8_lossy(&out.stdout).to_string();
-            if got == want {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{args:?}: {got:?}, want {want:?}\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Server {
-    /// Pods outlive the server by design (re-adoption): delete them through the API, then
-    /// stop the server and the supervised containerd of this data dir.
-    fn drop(&mut self) {
-        let _ = self.kubectl(&["delete", "pod", "--all", "--wait=true", "--timeout=30s"]);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let config = self.dir.join("data/agent/containerd/config.toml");
-        let needle = format!("--config\0{}", config.display());
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(&needle) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-    }
-}
 
 fn pod(name: &str, extra_spec: &str, command: &str) -> String {
     pod_with(name, extra_spec, command, "")
@@ -226,7 +100,7 @@ fn service_account_token_projection(s: &Server) {
         &kubeconfig,
         format!(
             "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{}', certificate-authority: '{}'}}}}]\nusers: [{{name: u, user: {{token: '{token}'}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n",
-            s.https,
+            s.https(),
             ca_file.display()
         ),
     )
@@ -339,7 +213,7 @@ fn persistent_volumes(s: &Server) {
     s.apply(&pv("pv-small", "1Gi", "Retain", &small, ""));
     s.apply(&pv("pv-big", "5Gi", "Retain", &big, ""));
     s.apply(&pvc("data", "500Mi"));
-    s.wait_for(
+    s.wait_output(
         &["get", "pvc", "data", "-o", "jsonpath={.status.phase}"],
         "Bound",
     );
@@ -351,7 +225,7 @@ fn persistent_volumes(s: &Server) {
         claim["status"]["accessModes"],
         serde_json::json!(["ReadWriteOnce"])
     );
-    s.wait_for(
+    s.wait_output(
         &["get", "pv", "pv-small", "-o", "jsonpath={.status.phase}"],
         "Bound",
     );
@@ -459,7 +333,7 @@ fn persistent_volumes(s: &Server) {
     // The claim goes: Retain keeps the volume Released (data stays).
     s.ok(&["delete", "pod", "writer", "waiter", "--wait=true"]);
     s.ok(&["delete", "pvc", "data", "lonely"]);
-    s.wait_for(
+    s.wait_output(
         &["get", "pv", "pv-small", "-o", "jsonpath={.status.phase}"],
         "Released",
     );
@@ -474,7 +348,7 @@ fn persistent_volumes(s: &Server) {
         "  claimRef: {namespace: default, name: reserved}",
     ));
     s.apply(&pvc("reserved", "1Gi"));
-    s.wait_for(
+    s.wait_output(
         &[
             "get",
             "pvc",
@@ -489,7 +363,7 @@ fn persistent_volumes(s: &Server) {
         "Available"
     );
     s.ok(&["delete", "pvc", "reserved"]);
-    s.wait_for(
+    s.wait_output(
         &["get", "pv", "-o", "jsonpath={.items[*].metadata.name}"],
         "pv-big pv-small",
     );

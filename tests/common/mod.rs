@@ -2,6 +2,7 @@
 //! data dir, and kubectl runners bound to its kubeconfig.
 #![allow(dead_code)]
 
+pub mod agent_server;
 pub mod cluster;
 pub mod images;
 pub mod process;
