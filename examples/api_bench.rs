@@ -7,6 +7,9 @@
 //! `cargo build && cargo run --example api_bench` (K3RS_BIN overrides the binary path;
 //! API_BENCH_SCALE=0.1 shrinks every count for a quick run).
 
+mod common;
+
+use common::connect;
 use futures::{StreamExt, TryStreamExt};
 use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
@@ -58,25 +61,6 @@ async fn main() -> anyhow::Result<()> {
     let _ = child.kill();
     let _ = child.wait();
     result
-}
-
-async fn connect(kubeconfig: &std::path::Path) -> anyhow::Result<Client> {
-    loop {
-        if let Ok(kc) = kube::config::Kubeconfig::read_from(kubeconfig) {
-            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-            let client = Client::try_from(cfg)?;
-            if Api::<Namespace>::all(client.clone())
-                .get_opt("default")
-                .await
-                .ok()
-                .flatten()
-                .is_some()
-            {
-                return Ok(client);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn namespace(client: &Client, name: &str) -> anyhow::Result<()> {

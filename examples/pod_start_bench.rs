@@ -12,17 +12,19 @@
 //! (K3RS_BIN defaults to target/debug/k3rs; BENCH_AGENT_LOG=debug runs the agent with that
 //! RUST_LOG and keeps its log in BENCH_KEEP_DIR, if set, for a breakdown.)
 
+mod common;
 #[path = "../tests/common/images.rs"]
 mod images;
 
+use common::connect;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -238,27 +240,6 @@ async fn main() -> anyhow::Result<()> {
     drop(agent);
     drop(server);
     Ok(())
-}
-
-async fn connect(kubeconfig: &Path) -> anyhow::Result<Client> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        anyhow::ensure!(Instant::now() < deadline, "server did not start");
-        if let Ok(kc) = kube::config::Kubeconfig::read_from(kubeconfig) {
-            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-            let client = Client::try_from(cfg)?;
-            if Api::<Namespace>::all(client.clone())
-                .get_opt("default")
-                .await
-                .ok()
-                .flatten()
-                .is_some()
-            {
-                return Ok(client);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn wait_node_ready(client: &Client) -> anyhow::Result<()> {

@@ -3,10 +3,13 @@
 //!
 //! `cargo build && cargo run --example scheduler_bench` (K3RS_BIN overrides the binary path).
 
+mod common;
+
+use common::connect;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
 use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -52,22 +55,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn bench(kubeconfig: &std::path::Path) -> anyhow::Result<()> {
-    let client = loop {
-        if let Ok(kc) = kube::config::Kubeconfig::read_from(kubeconfig) {
-            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-            let client = Client::try_from(cfg)?;
-            if Api::<Namespace>::all(client.clone())
-                .get_opt("default")
-                .await
-                .ok()
-                .flatten()
-                .is_some()
-            {
-                break client;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let client = connect(kubeconfig).await?;
     let nodes: Api<Node> = Api::all(client.clone());
     let status = json!({
         "allocatable": {"cpu": "32", "memory": "64Gi", "pods": "110"},
