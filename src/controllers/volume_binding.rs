@@ -344,6 +344,24 @@ async fn report_unbound(ctx: &Ctx<Claims>, pvc: &PersistentVolumeClaim) -> Resul
     Ok(())
 }
 
+/// A bound claim whose volume is gone or bound elsewhere: phase `Lost` (the rest of its
+/// status kept) and a warning event saying which.
+async fn mark_lost(
+    ctx: &Ctx<Claims>,
+    pvcs: &Api<PersistentVolumeClaim>,
+    pvc: &PersistentVolumeClaim,
+    reason: &str,
+    message: &str,
+) -> Result<Action, Error> {
+    let status = PersistentVolumeClaimStatus {
+        phase: Some("Lost".into()),
+        ..pvc.status.clone().unwrap_or_default()
+    };
+    set_claim_status(pvcs, pvc, status).await?;
+    ctx.event(pvc, WARNING, reason, message.into()).await;
+    Ok(Action::await_change())
+}
+
 fn pending() -> PersistentVolumeClaimStatus {
     PersistentVolumeClaimStatus {
         phase: Some("Pending".into()),
@@ -379,23 +397,8 @@ async fn reconcile_claim(
     let was_bound = pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
     let Some(pv) = pvs.get_opt(&volume).await? else {
         if was_bound {
-            set_claim_status(
-                &pvcs,
-                &pvc,
-                PersistentVolumeClaimStatus {
-                    phase: Some("Lost".into()),
-                    ..pvc.status.clone().unwrap_or_default()
-                },
-            )
-            .await?;
-            ctx.event(
-                pvc.as_ref(),
-                WARNING,
-                "ClaimLost",
-                "Bound claim has lost its PersistentVolume. Data on the volume is lost!".into(),
-            )
-            .await;
-            return Ok(Action::await_change());
+            let why = "Bound claim has lost its PersistentVolume. Data on the volume is lost!";
+            return mark_lost(&ctx, &pvcs, &pvc, "ClaimLost", why).await;
         }
         set_claim_status(&pvcs, &pvc, pending()).await?;
         return Ok(Action::requeue(RESYNC));
@@ -407,23 +410,8 @@ async fn reconcile_claim(
         .is_some();
     if claimed && !bound_to(&pv, &pvc) {
         if was_bound {
-            set_claim_status(
-                &pvcs,
-                &pvc,
-                PersistentVolumeClaimStatus {
-                    phase: Some("Lost".into()),
-                    ..pvc.status.clone().unwrap_or_default()
-                },
-            )
-            .await?;
-            ctx.event(
-                pvc.as_ref(),
-                WARNING,
-                "ClaimMisbound",
-                "Two claims are bound to the same volume, this one is bound incorrectly".into(),
-            )
-            .await;
-            return Ok(Action::await_change());
+            let why = "Two claims are bound to the same volume, this one is bound incorrectly";
+            return mark_lost(&ctx, &pvcs, &pvc, "ClaimMisbound", why).await;
         }
         set_claim_status(&pvcs, &pvc, pending()).await?;
         ctx.event(
