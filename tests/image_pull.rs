@@ -236,20 +236,7 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
         // The supervised containerd of this data dir outlives a killed server.
-        let config = self.dir.join("data/agent/containerd/config.toml");
-        let needle = format!("--config\0{}", config.display());
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(&needle) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
+        common::process::kill_supervised_containerd(&self.dir.join("data"));
     }
 }
 

@@ -15,6 +15,22 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// SIGKILLs the containerd a k3rs agent supervised for `data_dir` (found by its `--config`
+/// argument): it outlives a killed server by design (running pods survive restarts).
+pub fn kill_supervised_containerd(data_dir: &Path) {
+    let config = data_dir.join("agent/containerd/config.toml");
+    let needle = format!("--config\0{}", config.display());
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&needle) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
 /// One server's fixed identity: data dir and ports, reused on every restart.
 pub struct Server {
     /// Address every listener binds (a 127/8 address).

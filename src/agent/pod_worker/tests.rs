@@ -292,18 +292,34 @@ async fn readiness_probe_gates_ready_until_it_passes() {
     )));
 }
 
-#[tokio::test]
-async fn failed_liveness_probe_restarts_the_container() {
-    let e = env(Duration::from_millis(100));
-    *e.rt.exec_exit_code.lock().unwrap() = 1;
-    let mut h = spawn(probed_pod("livenessProbe", 2), e.deps.clone());
-    let st = wait_status(&mut h, "restarted after liveness failure", |s| {
+async fn wait_restarted(h: &mut PodWorkerHandle) -> PodStatus {
+    wait_status(h, "restarted after liveness failure", |s| {
         s.container_statuses
             .iter()
             .flatten()
             .any(|c| c.restart_count >= 1)
     })
-    .await;
+    .await
+}
+
+/// The preStop hook `bye` of the first run of `app` ran before its SIGTERM.
+fn assert_bye_ran_before_sigterm(calls: &[FakeCall]) {
+    let id = pod::container_id("0000-1111", "app", 0);
+    let hooked = calls
+        .iter()
+        .position(|c| *c == FakeCall::Exec(id.clone(), vec!["bye".into()]));
+    let termed = calls
+        .iter()
+        .position(|c| *c == FakeCall::Kill(id.clone(), 15));
+    assert!(hooked.unwrap() < termed.unwrap(), "{calls:?}");
+}
+
+#[tokio::test]
+async fn failed_liveness_probe_restarts_the_container() {
+    let e = env(Duration::from_millis(100));
+    *e.rt.exec_exit_code.lock().unwrap() = 1;
+    let mut h = spawn(probed_pod("livenessProbe", 2), e.deps.clone());
+    let st = wait_restarted(&mut h).await;
     let last = ctr(&st, "app").last_state.unwrap().terminated.unwrap();
     assert_eq!(last.exit_code, 128 + 15, "killed with SIGTERM first");
     let events = e.events.all();
@@ -329,22 +345,8 @@ async fn a_container_killed_by_its_liveness_probe_runs_pre_stop_before_sigterm()
     c["lifecycle"] = serde_json::json!({"preStop": {"exec": {"command": ["bye"]}}});
     p.spec.as_mut().unwrap().containers[0] = serde_json::from_value(c).unwrap();
     let mut h = spawn(Arc::new(p), e.deps.clone());
-    wait_status(&mut h, "restarted after liveness failure", |s| {
-        s.container_statuses
-            .iter()
-            .flatten()
-            .any(|c| c.restart_count >= 1)
-    })
-    .await;
-    let id = pod::container_id("0000-1111", "app", 0);
-    let calls = e.rt.calls();
-    let hooked = calls
-        .iter()
-        .position(|c| *c == FakeCall::Exec(id.clone(), vec!["bye".into()]));
-    let termed = calls
-        .iter()
-        .position(|c| *c == FakeCall::Kill(id.clone(), 15));
-    assert!(hooked.unwrap() < termed.unwrap(), "{calls:?}");
+    wait_restarted(&mut h).await;
+    assert_bye_ran_before_sigterm(&e.rt.calls());
 }
 
 #[tokio::test]
@@ -563,15 +565,7 @@ async fn pre_stop_hook_runs_before_sigterm_and_failures_are_events() {
     tokio::time::timeout(Duration::from_secs(10), h.terminated())
         .await
         .unwrap();
-    let id = pod::container_id("0000-1111", "app", 0);
-    let calls = e.rt.calls();
-    let hooked = calls
-        .iter()
-        .position(|c| *c == FakeCall::Exec(id.clone(), vec!["bye".into()]));
-    let termed = calls
-        .iter()
-        .position(|c| *c == FakeCall::Kill(id.clone(), 15));
-    assert!(hooked.unwrap() < termed.unwrap());
+    assert_bye_ran_before_sigterm(&e.rt.calls());
     assert!(e.events.all().iter().any(|(r, _)| r == "FailedPreStopHook"));
     assert!(e.rt.container_ids().is_empty());
 }
