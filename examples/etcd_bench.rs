@@ -415,6 +415,17 @@ async fn run(t: &Target, secs: f64, only: &[String]) -> Res<Vec<(String, Stats)>
         .await?;
         rows.push((format!("range one key, {name}, 16 clients"), s));
     }
+    // Not in the default table: one client's serializable read is the round trip through
+    // the gRPC layer alone (no raft, no disk), for telling RPC overhead from store time.
+    if only.iter().any(|o| o == "rpc") {
+        let s = closed_loop(ep, 1, secs, move |mut c, n| async move {
+            let o = GetOptions::new().with_serializable();
+            c.get(format!("bench/{:016x}", n % 10_000), Some(o)).await?;
+            Ok(())
+        })
+        .await?;
+        rows.push(("range one key, serializable, 1 client".into(), s));
+    }
     if wanted("watch") {
         let s = watch_fanout(ep, 100, 500).await?;
         rows.push((

@@ -28,13 +28,23 @@ use tracing::{debug, info, warn};
 
 /// Pods of this agent that may be starting (sandbox + first container starts) at once: a
 /// burst of hundreds of pods must not fork hundreds of CNI plugins, shims and runc at once.
-/// Measured (examples/pod_start_bench): 30 pods started all at once finish no later than
-/// with 4 or 8 at a time (containerd and the plugins wait on I/O as much as on CPU), so the
-/// cap is above that. Not held across image pulls or postStart hooks. One agent per
-/// process, so one node-wide limiter.
-const START_SLOTS_MAX: usize = 32;
-static START_SLOTS: LazyLock<Arc<Semaphore>> =
-    LazyLock::new(|| Arc::new(Semaphore::new(START_SLOTS_MAX)));
+/// Not held across image pulls or postStart hooks. One agent per process, so one node-wide
+/// limiter, FIFO (tokio's semaphore is fair), so pods start in the order they arrived.
+///
+/// Why two per CPU: a start is mostly other processes' CPU (containerd, its shim, runc, the
+/// CNI plugins). With every pod of a burst started at once they share the CPUs and all
+/// finish together at the end; admitting a few at a time finishes the burst in about the
+/// same total time but the first pods run much sooner (examples/pod_start_bench, BENCHMARKS).
+/// `K3RS_POD_START_PARALLELISM` overrides it (for measurements).
+static START_SLOTS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let slots = std::env::var("K3RS_POD_START_PARALLELISM")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or((2 * cpus).clamp(2, 16));
+    Arc::new(Semaphore::new(slots))
+});
 
 /// What a worker needs, shared by all workers of a node.
 #[derive(Clone)]

@@ -2,7 +2,8 @@
 //! and the fixed binary layout of stored key records.
 //!
 //! Everything lives in one sled tree so that a whole apply batch (data, leases and the applied
-//! index) commits with one atomic `apply_batch`. Prefixes:
+//! index) commits atomically (a redo record or one `apply_batch`, see `WriteBatch::commit`).
+//! Prefixes:
 //!
 //! | prefix | key                                   | value                               |
 //! |--------|---------------------------------------|-------------------------------------|
@@ -31,6 +32,61 @@ pub(crate) const ATTACH: u8 = b'a';
 pub(crate) const META_APPLIED: &[u8] = b"m/applied_index";
 pub(crate) const META_REVISION: &[u8] = b"m/revision";
 pub(crate) const META_COMPACT: &[u8] = b"m/compact_revision";
+/// The writes of the newest small apply batch (see `WriteBatch::commit`); never part of a
+/// snapshot.
+pub(crate) const META_REDO: &[u8] = b"m/redo";
+
+/// `applied_index u64 | count u32 | count × (op u8: 1 put / 0 remove, klen u32, key,
+/// [vlen u32, value])`, all little-endian: one apply batch's final writes, replayable.
+pub(crate) fn encode_redo(index: u64, writes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Vec<u8> {
+    let size: usize = writes
+        .iter()
+        .map(|(k, v)| 9 + k.len() + v.as_ref().map_or(0, Vec::len))
+        .sum();
+    let mut out = Vec::with_capacity(12 + size);
+    out.extend_from_slice(&index.to_le_bytes());
+    out.extend_from_slice(&(writes.len() as u32).to_le_bytes());
+    for (k, v) in writes {
+        out.push(u8::from(v.is_some()));
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(k);
+        if let Some(v) = v {
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            out.extend_from_slice(v);
+        }
+    }
+    out
+}
+
+/// A redo batch's writes of the form [`WriteBatch`] overlays use (value `None` = remove).
+pub(crate) type Redo = (u64, Vec<(Vec<u8>, Option<Vec<u8>>)>);
+
+/// Parses [`encode_redo`]'s output.
+pub(crate) fn decode_redo(b: &[u8]) -> Result<Redo> {
+    let bad = || StoreError::Corrupt("bad redo record".into());
+    let mut pos = 0usize;
+    let mut take = |n: usize| -> Result<&[u8]> {
+        let s = b.get(pos..pos + n).ok_or_else(bad)?;
+        pos += n;
+        Ok(s)
+    };
+    let index = u64::from_le_bytes(take(8)?.try_into().map_err(|_| bad())?);
+    let count = u32::from_le_bytes(take(4)?.try_into().map_err(|_| bad())?);
+    let mut writes = Vec::with_capacity(count.min(4096) as usize);
+    for _ in 0..count {
+        let op = take(1)?[0];
+        let klen = u32::from_le_bytes(take(4)?.try_into().map_err(|_| bad())?) as usize;
+        let key = take(klen)?.to_vec();
+        let value = if op == 1 {
+            let vlen = u32::from_le_bytes(take(4)?.try_into().map_err(|_| bad())?) as usize;
+            Some(take(vlen)?.to_vec())
+        } else {
+            None
+        };
+        writes.push((key, value));
+    }
+    Ok((index, writes))
+}
 
 /// `[prefix]`, the first key of a prefix's keyspace.
 pub(crate) fn prefix_start(prefix: u8) -> Vec<u8> {

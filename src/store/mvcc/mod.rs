@@ -3,10 +3,11 @@
 //!
 //! Synchronous and sled-only (no tokio): reads go straight to sled through [`Mvcc`]; writes
 //! happen only through a [`WriteBatch`] (one per raft apply call), committed atomically with
-//! the applied index. The key layout is documented in `keys.rs`.
+//! the applied index (a redo record for small batches, sled's `apply_batch` for large ones;
+//! see `WriteBatch::commit`). The key layout is documented in `keys.rs`.
 //!
 //! Concurrency: one writer at a time (the batch holds `writer`); a batch buffers its writes in
-//! an overlay and commits them with one `apply_batch` under the `view` write lock, so readers
+//! an overlay and commits them under the `view` write lock, so readers
 //! (which hold the `view` read lock for a whole scan) always see whole revisions.
 
 mod batch;
@@ -153,6 +154,27 @@ fn open_db(path: &Path, cache_bytes: u64) -> Result<sled::Db> {
     }
 }
 
+/// Replays the redo record of a small batch whose key-by-key commit a crash cut short
+/// (`WriteBatch::commit`). Its applied index is written last, so an applied index below
+/// the record's means the batch is incomplete; the record holds final values, so writing
+/// them again is harmless whatever part had reached the disk.
+fn finish_interrupted_commit(tree: &sled::Tree) -> Result<()> {
+    let Some(record) = tree.get(keys::META_REDO)? else {
+        return Ok(());
+    };
+    let (index, writes) = keys::decode_redo(&record)?;
+    let applied = read_meta_i64(tree, keys::META_APPLIED, 0)? as u64;
+    if index <= applied {
+        return Ok(());
+    }
+    tracing::info!(
+        index,
+        applied,
+        "store: finishing an apply batch a crash interrupted"
+    );
+    batch::apply_writes(tree, writes)
+}
+
 fn read_meta_i64(tree: &sled::Tree, name: &[u8], default: i64) -> Result<i64> {
     match tree.get(name)? {
         Some(v) => keys::decode_i64(&v),
@@ -168,6 +190,7 @@ impl Mvcc {
     pub fn open(path: &Path, cache_bytes: u64) -> Result<Self> {
         let db = open_db(path, cache_bytes)?;
         let tree = db.open_tree("mvcc")?;
+        finish_interrupted_commit(&tree)?;
         let revision = read_meta_i64(&tree, keys::META_REVISION, 1)?;
         let compact = read_meta_i64(&tree, keys::META_COMPACT, 0)?;
         let applied = read_meta_i64(&tree, keys::META_APPLIED, 0)?;

@@ -30,6 +30,9 @@ impl Mvcc {
         let mut count = 0u64;
         for item in self.tree.iter() {
             let (k, v) = item?;
+            if &k[..] == keys::META_REDO {
+                continue;
+            }
             put_bytes(&mut body, &k)?;
             put_bytes(&mut body, &v)?;
             count += 1;
@@ -76,6 +79,8 @@ impl Mvcc {
             batch.insert(k.as_slice(), v.as_slice());
         }
         batch.insert(keys::META_APPLIED, &keys::encode_i64(index as i64));
+        // A redo record belongs to the replaced state (and a snapshot never carries one).
+        batch.remove(keys::META_REDO);
         let _view = self
             .view
             .write()

@@ -46,6 +46,53 @@ fn applied_batch_and_index_survive_reopen() {
 }
 
 #[test]
+fn a_small_batch_cut_short_by_a_crash_is_finished_from_its_redo_record() {
+    for kept in [0, 1, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let m = Mvcc::open(dir.path(), 1 << 20).unwrap();
+            let mut b = m.begin();
+            b.put(&put(b"a", b"1")).unwrap();
+            b.commit(7).unwrap();
+            let mut b = m.begin();
+            b.put(&put(b"a", b"2")).unwrap();
+            b.put(&put(b"b", b"3")).unwrap();
+            b.commit_cut_short(8, kept).unwrap();
+            m.sync().unwrap();
+        }
+        let m = Mvcc::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(m.applied_index(), 8, "kept {kept}");
+        assert_eq!(m.current_revision(), 4);
+        let a = get(&m, b"a").unwrap();
+        assert_eq!(
+            (a.value.as_slice(), a.version, a.mod_revision),
+            (&b"2"[..], 2, 3)
+        );
+        assert_eq!(get(&m, b"b").unwrap().value, b"3");
+    }
+}
+
+#[test]
+fn a_large_batch_is_not_undone_by_an_older_redo_record() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let m = Mvcc::open(dir.path(), 1 << 20).unwrap();
+        let mut b = m.begin();
+        b.put(&put(b"a", b"small")).unwrap();
+        b.commit(1).unwrap();
+        // Larger than the redo limit: committed with sled's atomic batch instead.
+        let big = vec![b'x'; 40 * 1024];
+        let mut b = m.begin();
+        b.put(&put(b"a", &big)).unwrap();
+        b.commit(2).unwrap();
+        m.sync().unwrap();
+    }
+    let m = Mvcc::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(m.applied_index(), 2);
+    assert_eq!(get(&m, b"a").unwrap().value.len(), 40 * 1024);
+}
+
+#[test]
 fn corrupt_snapshot_is_refused_and_state_kept() {
     let dir = tempfile::tempdir().unwrap();
     let m = Mvcc::open(dir.path(), 1 << 20).unwrap();

@@ -25,6 +25,13 @@
 //! followed by a valid one, or in an older segment, is real corruption and a hard error (the
 //! file is left untouched for inspection); we never silently drop acknowledged data.
 //!
+//! Preallocation. A new segment is extended to the segment size with `fallocate` (as etcd
+//! does), so a frame's `fdatasync` never has to grow the file: appending grows `i_size` and
+//! costs a journal commit on every write (measured on ext4 here: 0.145 ms → 0.096 ms per
+//! 300-byte write + fdatasync). The blocks stay unwritten (no extra writes on an SD card);
+//! the space after the last frame reads as zeros, which replay treats as the clean end of
+//! a segment. File systems without `fallocate` just get no preallocation.
+//!
 //! Failure rule. After any write or sync error the WAL is poisoned: every later call fails,
 //! because what reached the disk is unknown. The raft loop then stops instead of acknowledging.
 
@@ -78,6 +85,8 @@ pub type FileWrapper = std::sync::Arc<dyn Fn(File) -> Box<dyn WalFile> + Send + 
 pub struct Batch {
     buf: Vec<u8>,
     max_index: u64,
+    /// Holds a snapshot record (install or compaction, with the HardState beside it).
+    anchor: bool,
 }
 
 impl Batch {
@@ -118,6 +127,7 @@ impl Batch {
     pub fn install(&mut self, meta: &SnapshotMetadata) -> Result<()> {
         let b = encode(meta)?;
         self.push(KIND_INSTALL, &b);
+        self.anchor = true;
         Ok(())
     }
 
@@ -128,6 +138,7 @@ impl Batch {
     pub fn compact(&mut self, meta: &SnapshotMetadata) -> Result<()> {
         let b = encode(meta)?;
         self.push(KIND_COMPACT, &b);
+        self.anchor = true;
         Ok(())
     }
 
@@ -150,6 +161,8 @@ pub struct Replayed {
     pub snapshot: SnapshotMetadata,
     /// Entries above `snapshot.index`, consecutive.
     pub entries: Vec<Entry>,
+    /// Snapshot records (installs and compactions) seen so far.
+    snapshot_records: u64,
 }
 
 struct Segment {
@@ -168,6 +181,8 @@ pub struct Wal {
     segment_size: u64,
     wrapper: Option<FileWrapper>,
     poisoned: bool,
+    /// Sequence number of the segment holding the newest snapshot record (0: none yet).
+    anchor_seq: u64,
 }
 
 fn io_err(path: &Path, source: io::Error) -> StoreError {
@@ -233,10 +248,15 @@ impl Wal {
         let mut segments = Vec::new();
         let count = seqs.len();
         let mut active_size = 0;
+        let mut anchor_seq = 0;
         for (i, seq) in seqs.iter().enumerate() {
             let path = segment_path(dir, *seq);
             let last = i + 1 == count;
+            let records = replayed.snapshot_records;
             let (valid_len, max_index) = replay_segment(&path, last, &mut replayed)?;
+            if replayed.snapshot_records > records {
+                anchor_seq = *seq;
+            }
             if last {
                 active_size = valid_len;
             }
@@ -249,14 +269,19 @@ impl Wal {
         check_replayed(dir, &replayed)?;
         let (active, active_size) = match segments.last() {
             Some(seg) => {
-                let file = OpenOptions::new()
-                    .append(true)
+                let mut file = OpenOptions::new()
+                    .write(true)
                     .open(&seg.path)
                     .map_err(|e| io_err(&seg.path, e))?;
+                // Writes continue right after the last valid frame, inside the
+                // preallocated space (a segment from before preallocation gets it now).
+                io::Seek::seek(&mut file, io::SeekFrom::Start(active_size))
+                    .map_err(|e| io_err(&seg.path, e))?;
+                preallocate(&file, &seg.path, segment_size);
                 (wrap(&wrapper, file), active_size)
             }
             None => {
-                let (seg, file) = create_segment(dir, 1)?;
+                let (seg, file) = create_segment(dir, 1, segment_size)?;
                 segments.push(seg);
                 (wrap(&wrapper, file), MAGIC.len() as u64)
             }
@@ -270,6 +295,7 @@ impl Wal {
                 segment_size,
                 wrapper,
                 poisoned: false,
+                anchor_seq,
             },
             replayed,
         ))
@@ -309,6 +335,9 @@ impl Wal {
         self.active_size += frame.len() as u64;
         if let Some(seg) = self.segments.last_mut() {
             seg.max_index = seg.max_index.max(batch.max_index);
+            if batch.anchor {
+                self.anchor_seq = seg.seq;
+            }
         }
         if self.active_size >= self.segment_size {
             self.rotate()?;
@@ -325,7 +354,7 @@ impl Wal {
 
     fn rotate(&mut self) -> Result<()> {
         let next = self.segments.last().map_or(1, |s| s.seq + 1);
-        match create_segment(&self.dir, next) {
+        match create_segment(&self.dir, next, self.segment_size) {
             Ok((seg, file)) => {
                 self.segments.push(seg);
                 self.active = wrap(&self.wrapper, file);
@@ -347,7 +376,13 @@ impl Wal {
     /// On I/O errors removing files.
     pub fn purge_below(&mut self, index: u64) -> Result<usize> {
         let mut removed = 0;
-        while self.segments.len() > 1 && self.segments[0].max_index <= index {
+        // The segment with the newest snapshot record stays even when all its entries are
+        // below `index`: without it, replay would not know where the log starts (and the
+        // HardState written beside the record would be lost).
+        while self.segments.len() > 1
+            && self.segments[0].max_index <= index
+            && self.segments[0].seq < self.anchor_seq
+        {
             let seg = self.segments.remove(0);
             fs::remove_file(&seg.path).map_err(|e| io_err(&seg.path, e))?;
             removed += 1;
@@ -371,7 +406,7 @@ fn wrap(wrapper: &Option<FileWrapper>, file: File) -> Box<dyn WalFile> {
     }
 }
 
-fn create_segment(dir: &Path, seq: u64) -> Result<(Segment, File)> {
+fn create_segment(dir: &Path, seq: u64, segment_size: u64) -> Result<(Segment, File)> {
     let path = segment_path(dir, seq);
     let mut file = OpenOptions::new()
         .create(true)
@@ -383,6 +418,8 @@ fn create_segment(dir: &Path, seq: u64) -> Result<(Segment, File)> {
         .and_then(|()| file.sync_all())
         .map_err(|e| io_err(&path, e))?;
     sync_dir(dir)?;
+    // After the magic is durable: a crash in between leaves a short, valid segment.
+    preallocate(&file, &path, segment_size);
     Ok((
         Segment {
             seq,
@@ -391,6 +428,25 @@ fn create_segment(dir: &Path, seq: u64) -> Result<(Segment, File)> {
         },
         file,
     ))
+}
+
+/// Extend `file` to `size` bytes of unwritten (zero-reading) blocks and make that durable,
+/// so later fdatasyncs need not change its size. Best effort: without preallocation the WAL
+/// still works, each write just costs a little more.
+fn preallocate(file: &File, path: &Path, size: u64) {
+    use std::os::fd::AsRawFd;
+    let Ok(len) = i64::try_from(size) else { return };
+    let res = nix::fcntl::fallocate(
+        file.as_raw_fd(),
+        nix::fcntl::FallocateFlags::empty(),
+        0,
+        len,
+    )
+    .map_err(io::Error::from)
+    .and_then(|()| file.sync_all());
+    if let Err(e) = res {
+        tracing::debug!(path = %path.display(), error = %e, "wal: no preallocation");
+    }
 }
 
 /// Replay one segment into `out`; returns the valid length and the highest entry index.
@@ -424,6 +480,10 @@ fn replay_segment(path: &Path, last: bool, out: &mut Replayed) -> Result<(u64, u
                     |e| StoreError::Corrupt(format!("wal {} offset {pos}: {e}", path.display())),
                 )?;
                 pos = end;
+            }
+            Err(_) if data[pos..].iter().all(|b| *b == 0) => {
+                // Preallocated space no frame reached yet: the clean end of this segment.
+                break;
             }
             Err(reason) => {
                 // Torn only if nothing valid follows: a damaged length field must not pass
@@ -527,12 +587,14 @@ fn apply_payload(
                 out.snapshot = SnapshotMetadata::parse_from_bytes(body)
                     .map_err(|e| format!("snapshot: {e}"))?;
                 out.entries.clear();
+                out.snapshot_records += 1;
             }
             KIND_COMPACT => {
                 let meta = SnapshotMetadata::parse_from_bytes(body)
                     .map_err(|e| format!("compaction: {e}"))?;
                 out.entries.retain(|e| e.index > meta.index);
                 out.snapshot = meta;
+                out.snapshot_records += 1;
             }
             other => return Err(format!("unknown item kind {other}")),
         }
@@ -643,20 +705,18 @@ mod tests {
     #[test]
     fn a_torn_tail_is_truncated_and_later_writes_follow_it() {
         let dir = tempfile::tempdir().unwrap();
-        {
+        let end = {
             let (mut wal, _) = Wal::open(dir.path(), 1 << 20).unwrap();
             write(&mut wal, &[entry(1, 1, "a")], 1);
             write(&mut wal, &[entry(2, 1, "b")], 2);
-        }
+            wal.active_size as usize
+        };
         let seg = only_segment(dir.path());
-        let len = fs::metadata(&seg).unwrap().len();
-        // Cut the last frame in half: a crash in the middle of its write.
-        OpenOptions::new()
-            .write(true)
-            .open(&seg)
-            .unwrap()
-            .set_len(len - 5)
-            .unwrap();
+        // The last frame's tail never reached the (preallocated, zero-reading) blocks: a
+        // crash in the middle of its write.
+        let mut data = fs::read(&seg).unwrap();
+        data[end - 5..end].fill(0);
+        fs::write(&seg, &data).unwrap();
         {
             let (mut wal, r) = Wal::open(dir.path(), 1 << 20).unwrap();
             assert_eq!(r.entries.len(), 1);
@@ -666,6 +726,54 @@ mod tests {
         let (_, r) = Wal::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(r.entries.len(), 2);
         assert_eq!(&r.entries[1].data[..], b"x");
+    }
+
+    #[test]
+    fn segments_are_preallocated_and_writes_continue_after_the_last_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut wal, _) = Wal::open(dir.path(), 1 << 20).unwrap();
+            write(&mut wal, &[entry(1, 1, "a")], 1);
+        }
+        let seg = only_segment(dir.path());
+        // tmpfs and ext4 both support fallocate; the zeros after the frame are no damage.
+        assert_eq!(fs::metadata(&seg).unwrap().len(), 1 << 20);
+        {
+            let (mut wal, r) = Wal::open(dir.path(), 1 << 20).unwrap();
+            assert_eq!(r.entries.len(), 1);
+            write(&mut wal, &[entry(2, 1, "b")], 2);
+        }
+        let (_, r) = Wal::open(dir.path(), 1 << 20).unwrap();
+        let got: Vec<_> = r.entries.iter().map(|e| e.data.to_vec()).collect();
+        assert_eq!(got, vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(r.hard_state.commit, 2);
+    }
+
+    #[test]
+    fn the_segment_with_the_newest_compaction_record_is_never_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // Tiny segments: the compaction's own frame rotates, so the record sits in a
+            // segment with no entry above the compaction point.
+            let (mut wal, _) = Wal::open(dir.path(), 20).unwrap();
+            for i in 1..=4 {
+                write(&mut wal, &[entry(i, 3, "0123456789012345678901234567")], i);
+            }
+            let mut meta = SnapshotMetadata::default();
+            meta.index = 4;
+            meta.term = 3;
+            let mut b = Batch::default();
+            b.compact(&meta).unwrap();
+            let mut hs = HardState::default();
+            hs.term = 3;
+            hs.vote = 2;
+            b.hard_state(&hs).unwrap();
+            wal.commit(b).unwrap();
+            wal.purge_below(4).unwrap();
+        }
+        let (_, r) = Wal::open(dir.path(), 20).unwrap();
+        assert_eq!(r.snapshot.index, 4);
+        assert_eq!((r.hard_state.term, r.hard_state.vote), (3, 2));
     }
 
     #[test]
