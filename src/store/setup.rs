@@ -218,18 +218,22 @@ impl StateMachine for Applier {
         }
         let committed = batch.commit(up_to)?;
         shared.leases.on_changes(&committed.leases);
-        if !committed.revisions.is_empty() {
-            // No receivers is fine: nobody watches.
-            let _ = shared
-                .feed
-                .send(Arc::new(Feed::Revisions(committed.revisions)));
-        }
         shared.applied.send_replace(up_to);
+        // Writers first: publishing wakes every live watcher (a hundred wake-ups on this
+        // thread for a hundred watchers), and the writer's response need not wait for that.
+        // Watchers cannot miss anything by it: the batch is committed to sled already and
+        // a watcher created meanwhile reads what it needs from there (watch.rs).
         for (request_id, out) in replies {
             if let Some(reply) = shared.take_waiter(request_id) {
                 // The caller may have timed out and gone.
                 let _ = reply.send(out);
             }
+        }
+        if !committed.revisions.is_empty() {
+            // No receivers is fine: nobody watches.
+            let _ = shared
+                .feed
+                .send(Arc::new(Feed::Revisions(committed.revisions)));
         }
         Ok(())
     }

@@ -8,7 +8,7 @@
 //! committed entries are applied *after* the entries and HardState of the same Ready are
 //! fdatasynced (raft-rs allows applying earlier; we trade a little latency for the
 //! invariant). Order: send messages → install snapshot → persist entries + HardState (one
-//! fdatasync) → apply committed entries → answer ReadIndex → send persisted messages →
+//! fdatasync) → send persisted messages → apply committed entries → answer ReadIndex →
 //! advance → record the light ready's commit (written with the next WAL frame, no fdatasync
 //! of its own: the commit index is volatile in Raft) → send its messages → apply its
 //! committed entries → advance_apply.
@@ -460,6 +460,10 @@ impl Node {
             self.install_snapshot(&snap)?;
         }
         self.raw.mut_store().persist(rd.entries(), rd.hs())?;
+        // A follower's append responses (and votes) wait only for the fdatasync above, not
+        // for applying: sending them first takes the apply off every write's replication
+        // round trip (etcd does the same).
+        self.send(rd.take_persisted_messages());
         let committed = rd.take_committed_entries();
         self.apply_entries(committed)?;
         for rs in rd.take_read_states() {
@@ -469,7 +473,6 @@ impl Node {
                 }
             }
         }
-        self.send(rd.take_persisted_messages());
         let mut light = self.raw.advance(rd);
         if let Some(commit) = light.commit_index() {
             self.raw.mut_store().set_commit(commit)?;

@@ -6,8 +6,9 @@
 //!
 //! Order is kept: a small batch (at most [`INLINE_MAX`] entries, what a single client or a
 //! quiet cluster produces) is applied inline on the raft thread when nothing is queued or
-//! being applied (`pending == 0`, checked under the state machine's lock); anything else is
-//! queued behind the others. A quiet store therefore pays no thread hop (a single client's
+//! being applied (`pending == 0`; only the raft thread raises it, the applier lowers it after
+//! applying); anything else is queued behind the others without touching the lock the
+//! applier holds while it applies. A quiet store therefore pays no thread hop (a single client's
 //! latency is unchanged); a busy one overlaps apply with the next fdatasync. Everything that
 //! needs the state at raft's applied index (`sync`, `snapshot`, `restore`) first waits until
 //! the queue is empty. Durability is unchanged: only entries already persisted and committed
@@ -146,20 +147,22 @@ fn applier(st: &State, rx: &Receiver<Job>) {
 impl StateMachine for Pipelined {
     fn apply(&mut self, entries: &[CommittedEntry<'_>], up_to: u64) -> Result<()> {
         self.check()?;
-        {
-            let mut sm = lock(&self.state.sm);
-            if entries.len() <= INLINE_MAX && self.state.pending.load(Ordering::Acquire) == 0 {
-                // Nothing ahead of this batch: apply it here, without a thread hop.
-                let out = sm.apply(entries, up_to);
-                if let Err(e) = &out {
-                    *lock(&self.state.failed) = Some(e.to_string());
-                }
-                self.handed = self.handed.max(up_to);
-                return out;
+        // Only this thread raises `pending`, so a zero read here stays zero until we queue
+        // something: nothing is ahead of this batch, and the applier is done with the state
+        // machine (it lowers `pending` after applying). Deciding *before* taking the lock
+        // matters: the applier holds it for a whole large batch, and waiting for it here
+        // would stall the raft loop (no fdatasync overlapping the apply, proposals piling
+        // up) — which is what the pipeline exists to avoid.
+        if entries.len() <= INLINE_MAX && self.state.pending.load(Ordering::Acquire) == 0 {
+            // Nothing ahead of this batch: apply it here, without a thread hop.
+            let out = lock(&self.state.sm).apply(entries, up_to);
+            if let Err(e) = &out {
+                *lock(&self.state.failed) = Some(e.to_string());
             }
-            // Counted before the lock is released, so a later batch cannot overtake it.
-            self.state.pending.fetch_add(1, Ordering::AcqRel);
+            self.handed = self.handed.max(up_to);
+            return out;
         }
+        self.state.pending.fetch_add(1, Ordering::AcqRel);
         let job = Job {
             entries: entries
                 .iter()
