@@ -18,7 +18,7 @@ use super::error::{Result, StoreError};
 use super::lease::{ExpiryHost, LeaseClock, expiry_loop};
 use super::mvcc::check_txn_keys;
 use super::setup::{Output, Shared};
-use super::state_machine::{BoxFuture, Replicator};
+use super::state_machine::{BoxFuture, Refused, Replicator};
 use super::types::*;
 use super::watch::Watcher;
 
@@ -371,8 +371,16 @@ impl Inner {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(request_id, tx);
+        // Only a refusal comes back from the raft loop (acceptance is not worth a wake-up):
+        // it answers this writer through its waiter, like an applied result.
+        let shared = self.shared.clone();
+        let refused: Refused = Box::new(move |e| {
+            if let Some(tx) = shared.take_waiter(request_id) {
+                let _ = tx.send(Err(e));
+            }
+        });
         let wait = async {
-            self.replicator.propose(data).await?;
+            self.replicator.propose_detached(data, refused)?;
             rx.await.map_err(|_| StoreError::Stopped)?
         };
         let out = tokio::time::timeout(self.shared.opts.request_timeout, wait).await;

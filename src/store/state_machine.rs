@@ -6,7 +6,7 @@
 //! so the member that proposed an entry answers its waiting client from its own apply; only
 //! the payload ever crosses the network (followers forward proposals to the leader).
 
-use super::error::Result;
+use super::error::{Result, StoreError};
 
 /// One committed raft entry with a non-empty payload.
 #[derive(Debug, Clone, Copy)]
@@ -69,11 +69,31 @@ pub struct RaftStatus {
 
 /// The replication seam between the store and raft. Production: the raft node in `raft/`.
 /// Unit tests of the store may use a fake that applies proposals directly.
+/// Told why a detached proposal was refused (see [`Replicator::propose_detached`]).
+pub type Refused = Box<dyn FnOnce(StoreError) + Send>;
+
 pub trait Replicator: Send + Sync + 'static {
     /// Hand `data` to the leader's log (forwarding to the leader when this member follows).
     /// `Ok` means accepted, not committed: the proposer learns the outcome when its own state
     /// machine applies the entry. Errors: `NoLeader`, `Timeout`, `Stopped`.
     fn propose(&self, data: Vec<u8>) -> BoxFuture<'static, Result<()>>;
+
+    /// [`Replicator::propose`] without waiting for the acceptance: `Err` only when the
+    /// proposal cannot even be handed over; a later refusal (no leader, …) is passed to
+    /// `refused`, acceptance to nobody. A writer then waits on one thing (its apply result)
+    /// instead of two, which saves a thread wake-up per write.
+    ///
+    /// # Errors
+    /// As `propose`, for what can be told at once.
+    fn propose_detached(&self, data: Vec<u8>, refused: Refused) -> Result<()> {
+        let accepted = self.propose(data);
+        tokio::spawn(async move {
+            if let Err(e) = accepted.await {
+                refused(e);
+            }
+        });
+        Ok(())
+    }
 
     /// ReadIndex: a raft index such that once this member has applied it, a local read is
     /// linearizable. Retries internally until a leader answers or the timeout passes.

@@ -58,11 +58,11 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::error::{Result, StoreError};
-use crate::store::state_machine::{BoxFuture, RaftStatus, Replicator, StateMachine};
+use crate::store::state_machine::{BoxFuture, RaftStatus, Refused, Replicator, StateMachine};
 use crate::store::types::Member;
 
 use membership::{MemberFile, MemberMeta, Members, url_to_addr};
-use node::{Input, MemberOp, Node, Shared};
+use node::{Input, MemberOp, Node, ProposeReply, Shared};
 use storage::WalStorage;
 pub use testing::NetFaults;
 pub use transport::{Acceptor, Connector, PlainAcceptor, TcpConnector};
@@ -510,6 +510,17 @@ impl RaftNode {
         }
     }
 
+    fn check_proposal_size(&self, data: &[u8]) -> Result<()> {
+        if data.len() > self.inner.max_proposal_size {
+            return Err(StoreError::InvalidRequest(format!(
+                "proposal of {} bytes exceeds the limit of {}",
+                data.len(),
+                self.inner.max_proposal_size
+            )));
+        }
+        Ok(())
+    }
+
     fn submit(&self, input: Input) -> Result<()> {
         if self.is_stopped() {
             return Err(StoreError::Stopped);
@@ -655,16 +666,21 @@ impl Replicator for RaftNode {
     fn propose(&self, data: Vec<u8>) -> BoxFuture<'static, Result<()>> {
         let this = self.clone();
         Box::pin(async move {
-            if data.len() > this.inner.max_proposal_size {
-                return Err(StoreError::InvalidRequest(format!(
-                    "proposal of {} bytes exceeds the limit of {}",
-                    data.len(),
-                    this.inner.max_proposal_size
-                )));
-            }
+            this.check_proposal_size(&data)?;
             let (reply, rx) = oneshot::channel();
-            this.submit(Input::Propose { data, reply })?;
+            this.submit(Input::Propose {
+                data,
+                reply: ProposeReply::Outcome(reply),
+            })?;
             this.wait(rx, this.inner.request_timeout).await
+        })
+    }
+
+    fn propose_detached(&self, data: Vec<u8>, refused: Refused) -> Result<()> {
+        self.check_proposal_size(&data)?;
+        self.submit(Input::Propose {
+            data,
+            reply: ProposeReply::Refusal(refused),
         })
     }
 

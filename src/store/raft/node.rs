@@ -54,11 +54,31 @@ pub enum MemberOp {
     Promote(u64),
 }
 
+/// Who hears how a proposal fared when the loop takes it.
+pub enum ProposeReply {
+    /// Accepted or refused.
+    Outcome(oneshot::Sender<Result<()>>),
+    /// Only a refusal (the proposer waits for the apply result instead).
+    Refusal(crate::store::state_machine::Refused),
+}
+
+impl ProposeReply {
+    fn send(self, res: Result<()>) {
+        match (self, res) {
+            (ProposeReply::Outcome(tx), res) => {
+                let _ = tx.send(res);
+            }
+            (ProposeReply::Refusal(refused), Err(e)) => refused(e),
+            (ProposeReply::Refusal(_), Ok(())) => {}
+        }
+    }
+}
+
 /// Everything the raft loop reacts to.
 pub enum Input {
     Propose {
         data: Vec<u8>,
-        reply: oneshot::Sender<Result<()>>,
+        reply: ProposeReply,
     },
     Step(Box<Message>),
     ReadIndex {
@@ -246,7 +266,7 @@ impl Node {
                 } else {
                     self.raw.propose(vec![], data).map_err(map_propose_err)
                 };
-                let _ = reply.send(res);
+                reply.send(res);
             }
             Input::Step(msg) => {
                 self.tell_if_removed(msg.from);
