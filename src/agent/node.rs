@@ -142,6 +142,22 @@ fn status(spec: &NodeSpec) -> serde_json::Value {
         )
     };
     disk["lastTransitionTime"] = json!(since(pressure.disk_since));
+    let mut pid = if pressure.pid {
+        cond(
+            "PIDPressure",
+            "True",
+            "KubeletHasInsufficientPID",
+            "kubelet has insufficient PID available",
+        )
+    } else {
+        cond(
+            "PIDPressure",
+            "False",
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available",
+        )
+    };
+    pid["lastTransitionTime"] = json!(since(pressure.pid_since));
     json!({
         "capacity": resources,
         "allocatable": resources,
@@ -165,7 +181,7 @@ fn status(spec: &NodeSpec) -> serde_json::Value {
         "conditions": [
             memory,
             disk,
-            cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+            pid,
             cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
         ],
     })

@@ -1,7 +1,7 @@
 //! Node-pressure eviction, like the kubelet's eviction manager: every monitoring interval
-//! (10 s) read the signals (`memory.available`, `nodefs.*`, `imagefs.*`), compare them with
-//! the hard thresholds (`--eviction-hard`), publish the node's `MemoryPressure` /
-//! `DiskPressure` (kept true for `--eviction-pressure-transition-period` after the last
+//! (10 s) read the signals (`memory.available`, `nodefs.*`, `imagefs.*`, `pid.available`),
+//! compare them with the hard thresholds (`--eviction-hard`), publish the node's
+//! `MemoryPressure` / `DiskPressure` / `PIDPressure` (kept true for `--eviction-pressure-transition-period` after the last
 //! time a threshold was met), and while a threshold is met: for disk, first reclaim
 //! node-level resources (delete unused images), then evict at most one pod, ranked as
 //! upstream ([`rank`]), with grace period 0, status `Failed`/`Evicted` and an `Evicted`
@@ -72,8 +72,10 @@ impl Default for EvictionConfig {
 pub struct NodePressure {
     pub memory: bool,
     pub disk: bool,
+    pub pid: bool,
     pub memory_since: Option<jiff::Timestamp>,
     pub disk_since: Option<jiff::Timestamp>,
+    pub pid_since: Option<jiff::Timestamp>,
 }
 
 impl NodePressure {
@@ -85,6 +87,9 @@ impl NodePressure {
         }
         if self.disk {
             v.push("DiskPressure");
+        }
+        if self.pid {
+            v.push("PIDPressure");
         }
         v
     }
@@ -133,16 +138,22 @@ impl Monitor {
                 .get(&c)
                 .is_some_and(|at| now.saturating_duration_since(*at) <= self.transition)
         };
-        let memory = active(Condition::MemoryPressure);
-        let disk = active(Condition::DiskPressure);
         let stamp = jiff::Timestamp::now();
-        if memory != self.pressure.memory || self.pressure.memory_since.is_none() {
-            self.pressure.memory = memory;
-            self.pressure.memory_since = Some(stamp);
-        }
-        if disk != self.pressure.disk || self.pressure.disk_since.is_none() {
-            self.pressure.disk = disk;
-            self.pressure.disk_since = Some(stamp);
+        let p = &mut self.pressure;
+        for (cond, flag, since) in [
+            (
+                Condition::MemoryPressure,
+                &mut p.memory,
+                &mut p.memory_since,
+            ),
+            (Condition::DiskPressure, &mut p.disk, &mut p.disk_since),
+            (Condition::PidPressure, &mut p.pid, &mut p.pid_since),
+        ] {
+            let now_active = active(cond);
+            if now_active != *flag || since.is_none() {
+                *flag = now_active;
+                *since = Some(stamp);
+            }
         }
         met
     }
@@ -190,7 +201,11 @@ pub fn admit(pressure: &NodePressure, pod: &Pod) -> Option<String> {
     if conds.is_empty() || is_critical(pod) {
         return None;
     }
-    if pressure.memory && !pressure.disk && (!is_best_effort(pod) || tolerates_memory_pressure(pod))
+    // As the kubelet: only memory pressure admits some pods; disk or PID pressure none.
+    if pressure.memory
+        && !pressure.disk
+        && !pressure.pid
+        && (!is_best_effort(pod) || tolerates_memory_pressure(pod))
     {
         return None;
     }
@@ -260,6 +275,12 @@ impl Manager {
                     now_pressure.disk,
                     "NodeHasDiskPressure",
                     "NodeHasNoDiskPressure",
+                ),
+                (
+                    before.pid,
+                    now_pressure.pid,
+                    "NodeHasInsufficientPID",
+                    "NodeHasSufficientPID",
                 ),
             ] {
                 if was != is {
@@ -440,6 +461,37 @@ mod tests {
             pod(json!({"spec": {"priority": 2000001000, "containers": [{"name": "c"}]}}));
         assert_eq!(admit(&p, &critical), None);
         assert_eq!(admit(&NodePressure::default(), &be), None);
+    }
+
+    #[test]
+    fn pid_pressure_follows_its_threshold_and_rejects_every_non_critical_pod() {
+        let mut m = Monitor::new(
+            parse_eviction_hard("pid.available<10%").unwrap(),
+            Duration::ZERO,
+        );
+        let pids = |available| {
+            HashMap::from([(
+                Signal::PidAvailable,
+                Observation {
+                    available,
+                    capacity: 1000,
+                },
+            )])
+        };
+        let t0 = Instant::now();
+        assert!(m.update(&pids(500), t0).is_empty());
+        assert!(!m.pressure().pid);
+        let met = m.update(&pids(50), t0);
+        assert_eq!(met[0].0.signal, Signal::PidAvailable);
+        assert!(m.pressure().pid && !m.pressure().memory && !m.pressure().disk);
+        let burstable = pod(json!({"spec": {"containers": [
+            {"name": "c", "resources": {"requests": {"memory": "10Mi"}}}]}}));
+        assert_eq!(
+            admit(m.pressure(), &burstable).as_deref(),
+            Some("The node had condition: [PIDPressure]. ")
+        );
+        m.update(&pids(500), t0 + Duration::from_secs(1));
+        assert!(!m.pressure().pid);
     }
 
     #[test]

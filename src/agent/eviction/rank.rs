@@ -75,6 +75,9 @@ fn usage_and_request(c: &Candidate, signal: Signal) -> (Option<u64>, u64) {
         Signal::NodeFsInodesFree | Signal::ImageFsInodesFree => {
             (c.usage.as_ref().and_then(|u| u.inodes), 0)
         }
+        // Upstream ranks by priority, then by processes: with no request, every pod with
+        // stats "exceeds" alike and the order falls to priority and count.
+        Signal::PidAvailable => (c.usage.as_ref().and_then(|u| u.pids), 0),
         Signal::NodeFsAvailable | Signal::ImageFsAvailable => (
             c.usage.as_ref().and_then(|u| u.disk),
             pod_request(&c.pod, "ephemeral-storage"),
@@ -251,6 +254,24 @@ mod tests {
         });
         let r = rank(vec![a, b], Signal::NodeFsAvailable);
         assert_eq!(names(&r), ["writer", "quiet"]);
+    }
+
+    #[test]
+    fn pid_ranking_is_by_priority_then_process_count() {
+        let usage = |pids| {
+            Some(PodUsage {
+                pids: Some(pids),
+                ..Default::default()
+            })
+        };
+        let mut few = cand(pod("few", 0, None), None);
+        few.usage = usage(2);
+        let mut forky = cand(pod("forky", 0, None), None);
+        forky.usage = usage(500);
+        let mut important = cand(pod("important", 1000, None), None);
+        important.usage = usage(5000);
+        let r = rank(vec![few, important, forky], Signal::PidAvailable);
+        assert_eq!(names(&r), ["forky", "few", "important"]);
     }
 
     #[test]

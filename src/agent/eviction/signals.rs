@@ -9,6 +9,10 @@
 //! what the pod writes outside its containers' writable layers: its directory (emptyDir
 //! volumes, /etc files) and its log directory.
 //!
+//! `pid.available` is the kernel's task limit (the smaller of `pid_max` and `threads-max`)
+//! minus the tasks running, as the kubelet computes it; a pod's processes are its cgroup's
+//! `pids.current`.
+//!
 //! Owns: nothing. May call: the filesystem (procfs, cgroupfs, statvfs).
 
 use super::threshold::Signal;
@@ -34,6 +38,8 @@ pub struct PodUsage {
     pub disk: Option<u64>,
     /// Files under the pod's directories.
     pub inodes: Option<u64>,
+    /// Processes (tasks) in the pod's cgroup.
+    pub pids: Option<u64>,
 }
 
 /// Where the manager reads signals and pod usage.
@@ -77,6 +83,37 @@ fn meminfo() -> Option<Observation> {
 }
 
 /// (bytes, inodes) observations of the filesystem holding `path`.
+/// `pid.available` as the kubelet reads it: the smaller of `kernel.pid_max` and
+/// `kernel.threads-max` minus the tasks running now (`sysinfo`'s process count, threads
+/// included).
+fn pids() -> Option<Observation> {
+    let limit = |name: &str| -> Option<u64> {
+        std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let capacity = match (limit("pid_max"), limit("threads-max")) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b)?,
+    };
+    let running = nix::sys::sysinfo::sysinfo().ok()?.process_count() as u64;
+    Some(Observation {
+        available: capacity.saturating_sub(running),
+        capacity,
+    })
+}
+
+/// Tasks in a cgroup (`pids.current`, v2 or v1's pids controller).
+fn cgroup_pids(cgroup: &str) -> Option<u64> {
+    let rel = cgroup.trim_start_matches('/');
+    ["/sys/fs/cgroup", "/sys/fs/cgroup/pids"]
+        .iter()
+        .find_map(|root| std::fs::read_to_string(format!("{root}/{rel}/pids.current")).ok())
+        .and_then(|s| s.trim().parse().ok())
+}
+
 fn statvfs(path: &Path) -> Option<(Observation, Observation)> {
     let st = nix::sys::statvfs::statvfs(path).ok()?;
     let frag = st.fragment_size() as u64;
@@ -155,6 +192,9 @@ impl StatsProvider for HostStats {
             out.insert(Signal::ImageFsAvailable, b);
             out.insert(Signal::ImageFsInodesFree, i);
         }
+        if let Some(p) = pids() {
+            out.insert(Signal::PidAvailable, p);
+        }
         out
     }
 
@@ -180,6 +220,7 @@ impl StatsProvider for HostStats {
             container_memory,
             disk: Some(b1 + b2),
             inodes: Some(i1 + i2),
+            pids: cgroup_pids(&pod_cgroup),
         })
     }
 }
@@ -204,6 +245,8 @@ mod tests {
         let d = o[&Signal::NodeFsAvailable];
         assert!(d.capacity > 0 && d.available <= d.capacity);
         assert!(o.contains_key(&Signal::ImageFsInodesFree));
+        let p = o[&Signal::PidAvailable];
+        assert!(p.available > 0 && p.available < p.capacity, "{p:?}");
     }
 
     #[test]

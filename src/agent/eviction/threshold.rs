@@ -20,6 +20,8 @@ pub enum Signal {
     ImageFsAvailable,
     /// Free inodes of that filesystem.
     ImageFsInodesFree,
+    /// Process IDs left: the kernel's limit (`pid_max`, `threads-max`) minus the tasks.
+    PidAvailable,
 }
 
 /// The node condition a signal drives.
@@ -27,16 +29,18 @@ pub enum Signal {
 pub enum Condition {
     MemoryPressure,
     DiskPressure,
+    PidPressure,
 }
 
 impl Signal {
     /// Every signal, in the order the manager acts on them (memory first, like upstream).
-    pub const ALL: [Signal; 5] = [
+    pub const ALL: [Signal; 6] = [
         Signal::MemoryAvailable,
         Signal::NodeFsAvailable,
         Signal::NodeFsInodesFree,
         Signal::ImageFsAvailable,
         Signal::ImageFsInodesFree,
+        Signal::PidAvailable,
     ];
 
     /// The upstream name.
@@ -47,6 +51,7 @@ impl Signal {
             Signal::NodeFsInodesFree => "nodefs.inodesFree",
             Signal::ImageFsAvailable => "imagefs.available",
             Signal::ImageFsInodesFree => "imagefs.inodesFree",
+            Signal::PidAvailable => "pid.available",
         }
     }
 
@@ -60,6 +65,7 @@ impl Signal {
             Signal::MemoryAvailable => "memory",
             Signal::NodeFsAvailable | Signal::ImageFsAvailable => "ephemeral-storage",
             Signal::NodeFsInodesFree | Signal::ImageFsInodesFree => "inodes",
+            Signal::PidAvailable => "pids",
         }
     }
 
@@ -67,13 +73,17 @@ impl Signal {
     pub fn condition(self) -> Condition {
         match self {
             Signal::MemoryAvailable => Condition::MemoryPressure,
+            Signal::PidAvailable => Condition::PidPressure,
             _ => Condition::DiskPressure,
         }
     }
 
-    /// True for signals counted in inodes rather than bytes.
+    /// True for signals counted in inodes (or processes) rather than bytes.
     pub fn is_inodes(self) -> bool {
-        matches!(self, Signal::NodeFsInodesFree | Signal::ImageFsInodesFree)
+        matches!(
+            self,
+            Signal::NodeFsInodesFree | Signal::ImageFsInodesFree | Signal::PidAvailable
+        )
     }
 }
 
