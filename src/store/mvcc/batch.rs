@@ -399,14 +399,16 @@ impl<'a> WriteBatch<'a> {
     /// stops on any apply error and the redo record finishes it at the next start).
     pub fn commit(mut self, applied_index: u64) -> Result<Committed> {
         let writes = self.final_writes(applied_index);
-        let redo = keys::encode_redo(applied_index, &writes);
         let mvcc = self.mvcc;
         {
             let _view = mvcc
                 .view
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if redo.len() <= REDO_MAX_BYTES {
+            // Sized first: a large batch (a compaction can remove thousands of keys) is not
+            // encoded only to be thrown away.
+            if keys::redo_len(&writes) <= REDO_MAX_BYTES {
+                let redo = keys::encode_redo(applied_index, &writes);
                 mvcc.tree.insert(keys::META_REDO, redo)?;
                 apply_writes(&mvcc.tree, writes)?;
             } else {

@@ -39,11 +39,7 @@ pub(crate) const META_REDO: &[u8] = b"m/redo";
 /// `applied_index u64 | count u32 | count × (op u8: 1 put / 0 remove, klen u32, key,
 /// [vlen u32, value])`, all little-endian: one apply batch's final writes, replayable.
 pub(crate) fn encode_redo(index: u64, writes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Vec<u8> {
-    let size: usize = writes
-        .iter()
-        .map(|(k, v)| 9 + k.len() + v.as_ref().map_or(0, Vec::len))
-        .sum();
-    let mut out = Vec::with_capacity(12 + size);
+    let mut out = Vec::with_capacity(redo_len(writes));
     out.extend_from_slice(&index.to_le_bytes());
     out.extend_from_slice(&(writes.len() as u32).to_le_bytes());
     for (k, v) in writes {
@@ -56,6 +52,14 @@ pub(crate) fn encode_redo(index: u64, writes: &[(Vec<u8>, Option<Vec<u8>>)]) -> 
         }
     }
     out
+}
+
+/// The length of [`encode_redo`]'s output (at most; a removal has no value length).
+pub(crate) fn redo_len(writes: &[(Vec<u8>, Option<Vec<u8>>)]) -> usize {
+    12 + writes
+        .iter()
+        .map(|(k, v)| 9 + k.len() + v.as_ref().map_or(0, Vec::len))
+        .sum::<usize>()
 }
 
 /// A redo batch's writes of the form [`WriteBatch`] overlays use (value `None` = remove).
