@@ -110,54 +110,47 @@ fn status(spec: &NodeSpec) -> serde_json::Value {
         .map(|p| p.borrow().clone())
         .unwrap_or_default();
     let since = |t: Option<jiff::Timestamp>| t.map(Time).unwrap_or_else(|| now.clone());
-    let mut memory = if pressure.memory {
-        cond(
-            "MemoryPressure",
-            "True",
+    // One pressure condition: (reason, message) when true and when false, as the kubelet.
+    let pressure_cond =
+        |kind: &str, on: bool, at: Option<jiff::Timestamp>, yes: (&str, &str), no: (&str, &str)| {
+            let (status, (reason, message)) = if on { ("True", yes) } else { ("False", no) };
+            let mut c = cond(kind, status, reason, message);
+            c["lastTransitionTime"] = json!(since(at));
+            c
+        };
+    let memory = pressure_cond(
+        "MemoryPressure",
+        pressure.memory,
+        pressure.memory_since,
+        (
             "KubeletHasInsufficientMemory",
             "kubelet has insufficient memory available",
-        )
-    } else {
-        cond(
-            "MemoryPressure",
-            "False",
+        ),
+        (
             "KubeletHasSufficientMemory",
             "kubelet has sufficient memory available",
-        )
-    };
-    memory["lastTransitionTime"] = json!(since(pressure.memory_since));
-    let mut disk = if pressure.disk {
-        cond(
-            "DiskPressure",
-            "True",
-            "KubeletHasDiskPressure",
-            "kubelet has disk pressure",
-        )
-    } else {
-        cond(
-            "DiskPressure",
-            "False",
-            "KubeletHasNoDiskPressure",
-            "kubelet has no disk pressure",
-        )
-    };
-    disk["lastTransitionTime"] = json!(since(pressure.disk_since));
-    let mut pid = if pressure.pid {
-        cond(
-            "PIDPressure",
-            "True",
+        ),
+    );
+    let disk = pressure_cond(
+        "DiskPressure",
+        pressure.disk,
+        pressure.disk_since,
+        ("KubeletHasDiskPressure", "kubelet has disk pressure"),
+        ("KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+    );
+    let pid = pressure_cond(
+        "PIDPressure",
+        pressure.pid,
+        pressure.pid_since,
+        (
             "KubeletHasInsufficientPID",
             "kubelet has insufficient PID available",
-        )
-    } else {
-        cond(
-            "PIDPressure",
-            "False",
+        ),
+        (
             "KubeletHasSufficientPID",
             "kubelet has sufficient PID available",
-        )
-    };
-    pid["lastTransitionTime"] = json!(since(pressure.pid_since));
+        ),
+    );
     json!({
         "capacity": resources,
         "allocatable": resources,

@@ -67,11 +67,11 @@ pub struct RaftStatus {
     pub is_learner: bool,
 }
 
-/// The replication seam between the store and raft. Production: the raft node in `raft/`.
-/// Unit tests of the store may use a fake that applies proposals directly.
 /// Told why a detached proposal was refused (see [`Replicator::propose_detached`]).
 pub type Refused = Box<dyn FnOnce(StoreError) + Send>;
 
+/// The replication seam between the store and raft. Production: the raft node in `raft/`.
+/// Unit tests of the store may use a fake that applies proposals directly.
 pub trait Replicator: Send + Sync + 'static {
     /// Hand `data` to the leader's log (forwarding to the leader when this member follows).
     /// `Ok` means accepted, not committed: the proposer learns the outcome when its own state

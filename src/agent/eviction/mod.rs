@@ -1,12 +1,13 @@
 //! Node-pressure eviction, like the kubelet's eviction manager: every monitoring interval
 //! (10 s) read the signals (`memory.available`, `nodefs.*`, `imagefs.*`, `pid.available`),
 //! compare them with the hard thresholds (`--eviction-hard`), publish the node's
-//! `MemoryPressure` / `DiskPressure` / `PIDPressure` (kept true for `--eviction-pressure-transition-period` after the last
-//! time a threshold was met), and while a threshold is met: for disk, first reclaim
-//! node-level resources (delete unused images), then evict at most one pod, ranked as
-//! upstream ([`rank`]), with grace period 0, status `Failed`/`Evicted` and an `Evicted`
-//! event. Critical pods are never evicted. [`admit`] is the matching admission check
-//! (no BestEffort pods under memory pressure, nothing non-critical under disk pressure).
+//! `MemoryPressure` / `DiskPressure` / `PIDPressure` (kept true for
+//! `--eviction-pressure-transition-period` after the last time a threshold was met), and
+//! while a threshold is met: for disk, first reclaim node-level resources (delete unused
+//! images), then evict at most one pod, ranked as upstream ([`rank`]), with grace period 0,
+//! status `Failed`/`Evicted` and an `Evicted` event. Critical pods are never evicted.
+//! [`admit`] is the matching admission check (no BestEffort pods under memory pressure,
+//! nothing non-critical under disk or PID pressure).
 //!
 //! Owns: the pressure state of the node. May call: a [`StatsProvider`], the API (listing
 //! this node's pods), the pod sync loop (to stop a pod), image GC, the event sink.

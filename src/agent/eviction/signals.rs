@@ -82,7 +82,6 @@ fn meminfo() -> Option<Observation> {
     })
 }
 
-/// (bytes, inodes) observations of the filesystem holding `path`.
 /// `pid.available` as the kubelet reads it: the smaller of `kernel.pid_max` and
 /// `kernel.threads-max` minus the tasks running now (`sysinfo`'s process count, threads
 /// included).
@@ -114,6 +113,7 @@ fn cgroup_pids(cgroup: &str) -> Option<u64> {
         .and_then(|s| s.trim().parse().ok())
 }
 
+/// (bytes, inodes) observations of the filesystem holding `path`.
 fn statvfs(path: &Path) -> Option<(Observation, Observation)> {
     let st = nix::sys::statvfs::statvfs(path).ok()?;
     let frag = st.fragment_size() as u64;

@@ -77,14 +77,6 @@ impl Signal {
             _ => Condition::DiskPressure,
         }
     }
-
-    /// True for signals counted in inodes (or processes) rather than bytes.
-    pub fn is_inodes(self) -> bool {
-        matches!(
-            self,
-            Signal::NodeFsInodesFree | Signal::ImageFsInodesFree | Signal::PidAvailable
-        )
-    }
 }
 
 /// A threshold value: an absolute quantity or a percentage of capacity.
