@@ -6,8 +6,7 @@
 
 mod common;
 
-use common::agent_server::AgentServer as Server;
-use common::images::build_busybox_image;
+use common::agent_server::{AgentServer as Server, data_dir_with_busybox};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -155,10 +154,7 @@ fn attach_feeds_stdin_streams_output_to_every_client_and_survives_a_kill_9_resta
         return;
     }
     let started = Instant::now();
-    let tmp = tempfile::tempdir().unwrap();
-    let images = tmp.path().join("data/agent/images");
-    std::fs::create_dir_all(&images).unwrap();
-    build_busybox_image(&images, "busybox.tar", IMAGE);
+    let (tmp, _) = data_dir_with_busybox(IMAGE);
     let mut server = Server::start(tmp.path());
     server.apply(PODS);
 

@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::agent_server::AgentServer as Server;
-use common::images::{INDEX_HTML, build_busybox_image};
+use common::agent_server::{AgentServer as Server, data_dir_with_busybox};
+use common::images::INDEX_HTML;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -52,10 +52,7 @@ fn deployment_serves_http_logs_follow_exec_exit_codes_and_survives_a_kill_9_rest
         return;
     }
     let started = Instant::now();
-    let tmp = tempfile::tempdir().unwrap();
-    let images = tmp.path().join("data/agent/images");
-    std::fs::create_dir_all(&images).unwrap();
-    build_busybox_image(&images, "busybox.tar", "k3rs.test/busybox:1");
+    let (tmp, _) = data_dir_with_busybox("k3rs.test/busybox:1");
     let mut server = Server::start(tmp.path());
 
     // A Deployment of 3 reaches Running, and each pod answers HTTP from the host.
@@ -579,10 +576,7 @@ fn pod_start_latency_for_1_and_30_pods() {
     if !is_root() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let images = tmp.path().join("data/agent/images");
-    std::fs::create_dir_all(&images).unwrap();
-    build_busybox_image(&images, "busybox.tar", "k3rs.test/busybox:1");
+    let (tmp, _) = data_dir_with_busybox("k3rs.test/busybox:1");
     let server = Server::start(tmp.path());
     let (p50, max) = measure_start(&server, "one", 1);
     eprintln!("1 pod: p50 {p50:?} max {max:?}");

@@ -8,8 +8,7 @@
 
 mod common;
 
-use common::agent_server::AgentServer as Server;
-use common::images::build_busybox_image;
+use common::agent_server::{AgentServer as Server, data_dir_with_busybox};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -142,10 +141,7 @@ fn memory_pressure_evicts_best_effort_pods_but_not_critical_ones_and_image_gc_re
         return;
     }
     let started = Instant::now();
-    let tmp = tempfile::tempdir().unwrap();
-    let images = tmp.path().join("data/agent/images");
-    std::fs::create_dir_all(&images).unwrap();
-    build_busybox_image(&images, "busybox.tar", "k3rs.test/busybox:1");
+    let (tmp, images) = data_dir_with_busybox("k3rs.test/busybox:1");
     build_data_image(&images, "unused.tar", "k3rs.test/unused:1");
 
     // Real pressure: the threshold is 1 GiB above the host's total memory, so what is

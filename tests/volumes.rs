@@ -7,8 +7,7 @@
 
 mod common;
 
-use common::agent_server::AgentServer as Server;
-use common::images::build_busybox_image;
+use common::agent_server::{AgentServer as Server, data_dir_with_busybox};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -376,10 +375,7 @@ fn pods_get_a_working_service_account_token_and_persistent_volumes_bind_mount_an
         return;
     }
     let started = Instant::now();
-    let tmp = tempfile::tempdir().unwrap();
-    let images = tmp.path().join("data/agent/images");
-    std::fs::create_dir_all(&images).unwrap();
-    build_busybox_image(&images, "busybox.tar", "k3rs.test/busybox:1");
+    let (tmp, _) = data_dir_with_busybox("k3rs.test/busybox:1");
     let server = Server::start(tmp.path());
     service_account_token_projection(&server);
     persistent_volumes(&server);

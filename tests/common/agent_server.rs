@@ -11,6 +11,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// A fresh data directory for an [`AgentServer`] whose agent imports the busybox test image
+/// `image` at start; returns it with its image directory (tests may drop more archives there).
+pub fn data_dir_with_busybox(image: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("data/agent/images");
+    std::fs::create_dir_all(&images).unwrap();
+    super::images::build_busybox_image(&images, "busybox.tar", image);
+    (tmp, images)
+}
+
 pub struct AgentServer {
     pub dir: PathBuf,
     /// https, raft, etcd, agent endpoint.
