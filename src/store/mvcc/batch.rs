@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::MutexGuard;
 
+use super::index::{self, Change, KeyIndex};
 use super::keys::{self, Record};
 use super::{KeyRange, Mvcc, RangeAcc, resolve_read_revision};
 use crate::store::error::{Result, StoreError};
@@ -76,6 +77,10 @@ pub struct WriteBatch<'a> {
     compact: Revision,
     revisions: Vec<RevisionEvents>,
     leases: Vec<LeaseChange>,
+    /// Changes logged by this batch, for the key index at commit.
+    logged: KeyIndex,
+    /// Compactions of this batch: the revision and the keys it visited.
+    compactions: Vec<(Revision, Vec<Vec<u8>>)>,
 }
 
 /// The write in progress of one txn (one revision).
@@ -101,6 +106,8 @@ impl<'a> WriteBatch<'a> {
             overlay: BTreeMap::new(),
             revisions: Vec::new(),
             leases: Vec::new(),
+            logged: KeyIndex::default(),
+            compactions: Vec::new(),
         }
     }
 
@@ -189,35 +196,33 @@ impl<'a> WriteBatch<'a> {
             .collect()
     }
 
-    /// Keys live at `rev` in `range`, from merged history.
+    /// Keys live at `rev` in `range`: the newest change `<= rev` of each key (committed
+    /// index, then this batch's changes, which are newer), its record from the revision log.
     fn records_at(&self, range: &KeyRange, rev: Revision) -> Result<Vec<(Vec<u8>, Record)>> {
-        let Some((lo, hi)) = range.history_bounds() else {
-            return Ok(Vec::new());
-        };
-        let mut out: Vec<(Vec<u8>, Record)> = Vec::new();
-        let mut newest: Option<(Vec<u8>, Vec<u8>)> = None;
-        let flush = |newest: Option<(Vec<u8>, Vec<u8>)>, out: &mut Vec<(Vec<u8>, Record)>| {
-            if let Some((prefix, v)) = newest {
-                let rec = Record::decode(&v)?;
-                if !rec.tombstone {
-                    out.push((keys::decode_history_prefix(&prefix)?, rec));
+        let mut newest: BTreeMap<Vec<u8>, Change> = BTreeMap::new();
+        {
+            let committed = self.mvcc.read_view();
+            for index in [&*committed, &self.logged] {
+                for (key, changes) in range.indexed(index) {
+                    if let Some(c) = index::newest_at(changes, rev) {
+                        newest.insert(key.to_vec(), c);
+                    }
                 }
             }
-            Ok::<(), StoreError>(())
-        };
-        let mut current_prefix: Option<Vec<u8>> = None;
-        for (hk, v) in self.scan(&lo, &hi)? {
-            let (prefix, r) = keys::split_history_key(&hk)?;
-            if current_prefix.as_deref() != Some(prefix) {
-                flush(newest.take(), &mut out)?;
-                current_prefix = Some(prefix.to_vec());
-            }
-            if r <= rev {
-                newest = Some((prefix.to_vec(), v));
-            }
         }
-        flush(newest, &mut out)?;
-        Ok(out)
+        newest
+            .into_iter()
+            .filter(|(_, c)| !c.tombstone)
+            .map(|(key, c)| Ok((key, self.record_at(c.rev, c.seq)?)))
+            .collect()
+    }
+
+    /// The record of the change `(rev, seq)` in the revision log, overlay included.
+    fn record_at(&self, rev: Revision, seq: u32) -> Result<Record> {
+        let v = self
+            .get(&keys::revlog_key(rev, seq))?
+            .ok_or_else(super::missing_change)?;
+        Record::decode(keys::split_revlog_value(&v)?.1)
     }
 
     fn lease_exists(&self, id: i64) -> Result<bool> {
@@ -294,28 +299,25 @@ impl<'a> WriteBatch<'a> {
         }
         let from = self.compact.max(1);
         // Keys changed in [previous compact, rev] (a change at `rev` itself supersedes older
-        // versions); the log entries below `rev` go.
-        let log = self.scan(&keys::revlog_key(from, 0), &keys::revlog_key(rev + 1, 0))?;
-        let changed: BTreeSet<&Vec<u8>> = log.iter().map(|(_, k)| k).collect();
+        // versions); each loses the changes `index::compaction_drops` names.
+        let mut changed = BTreeSet::new();
+        for (_, v) in self.scan(&keys::revlog_key(from, 0), &keys::revlog_key(rev + 1, 0))? {
+            changed.insert(keys::split_revlog_value(&v)?.0.to_vec());
+        }
         let mut drop = Vec::new();
-        for key in changed {
-            let prefix = keys::history_prefix(key);
-            let mut hi = prefix.clone();
-            hi.extend_from_slice(&keys::rev_bytes(rev + 1));
-            let entries = self.scan(&prefix, &hi)?;
-            if let Some(((last_k, last_v), older)) = entries.split_last() {
-                drop.extend(older.iter().map(|(k, _)| k.clone()));
-                let (_, last_rev) = keys::split_history_key(last_k)?;
-                if Record::decode(last_v)?.tombstone && last_rev < rev {
-                    drop.push(last_k.clone());
-                }
+        {
+            let committed = self.mvcc.read_view();
+            for key in &changed {
+                let mut changes = committed.changes(key).to_vec();
+                changes.extend_from_slice(self.logged.changes(key));
+                let n = index::compaction_drops(&changes, rev);
+                drop.extend(changes[..n].iter().map(|c| keys::revlog_key(c.rev, c.seq)));
             }
         }
-        let below = keys::revlog_key(rev, 0);
-        drop.extend(log.iter().map(|(k, _)| k).filter(|k| **k < below).cloned());
         for k in drop {
             self.remove(k);
         }
+        self.compactions.push((rev, changed.into_iter().collect()));
         self.compact = rev;
         Ok(self.header())
     }
@@ -401,7 +403,7 @@ impl<'a> WriteBatch<'a> {
         let writes = self.final_writes(applied_index);
         let mvcc = self.mvcc;
         {
-            let _view = mvcc
+            let mut view = mvcc
                 .view
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -422,6 +424,12 @@ impl<'a> WriteBatch<'a> {
                 // An older redo record must not be replayed over this batch.
                 batch.remove(keys::META_REDO);
                 mvcc.tree.apply_batch(batch)?;
+            }
+            view.absorb(std::mem::take(&mut self.logged));
+            for (rev, keys) in std::mem::take(&mut self.compactions) {
+                for key in keys {
+                    view.compact_key(&key, rev);
+                }
             }
             mvcc.revision
                 .store(self.revision, std::sync::atomic::Ordering::Release);
@@ -610,10 +618,21 @@ impl<'a> WriteBatch<'a> {
         acc.finish_checked()
     }
 
-    /// Appends the `h` and `r` entries of a change to `key` at the txn's revision.
+    /// Appends a change to `key` at the txn's revision: the record to the revision log, its
+    /// place to the key index (at commit).
     fn log_change(&mut self, key: &[u8], rec: &Record, tx: &mut TxnWrite) {
-        self.set(keys::history_key(key, tx.rev), rec.encode());
-        self.set(keys::revlog_key(tx.rev, tx.seq), key.to_vec());
+        self.logged.push(
+            key,
+            Change {
+                rev: tx.rev,
+                seq: tx.seq,
+                tombstone: rec.tombstone,
+            },
+        );
+        self.set(
+            keys::revlog_key(tx.rev, tx.seq),
+            keys::revlog_value(key, rec),
+        );
         tx.seq += 1;
     }
 

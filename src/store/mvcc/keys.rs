@@ -3,28 +3,30 @@
 //!
 //! Everything lives in one sled tree so that a whole apply batch (data, leases and the applied
 //! index) commits atomically (a redo record or one `apply_batch`, see `WriteBatch::commit`).
-//! Prefixes:
+//! Prefixes (layout version 2, `m/format`; `format.rs` upgrades version 1):
 //!
-//! | prefix | key                                   | value                               |
-//! |--------|---------------------------------------|-------------------------------------|
-//! | `c`    | `c` user_key                          | latest record of a live key         |
-//! | `h`    | `h` enc(user_key) rev(8 BE)           | record of that key at that revision |
-//! | `r`    | `r` rev(8 BE) seq(4 BE)               | user key changed at rev (in order)  |
-//! | `l`    | `l` lease_id(8 BE)                    | granted TTL (8 LE)                  |
-//! | `a`    | `a` lease_id(8 BE) user_key           | empty: key attached to lease        |
-//! | `m`    | `m` name                              | metadata (revisions, applied index) |
+//! | prefix | key                                   | value                                  |
+//! |--------|---------------------------------------|----------------------------------------|
+//! | `c`    | `c` user_key                          | latest record of a live key            |
+//! | `r`    | `r` rev(8 BE) seq(4 BE)               | klen(4 LE) user_key record: a change   |
+//! | `l`    | `l` lease_id(8 BE)                    | granted TTL (8 LE)                     |
+//! | `a`    | `a` lease_id(8 BE) user_key           | empty: key attached to lease           |
+//! | `m`    | `m` name                              | metadata (revisions, applied index)    |
 //!
-//! `c` makes ranges at the current revision one sled scan. `h` needs the order-preserving,
-//! prefix-free `enc` so that all revisions of one key are contiguous and keys keep their byte
-//! order even when one key is a prefix of another (plain `key || rev` would interleave `a`+rev
-//! with `a\x00...`). `r` lets watchers replay history in revision order and lets compaction
-//! visit only the keys changed since the previous compaction.
+//! `c` makes ranges at the current revision one sled scan. `r` holds every change in revision
+//! order (until compaction), so a write appends at the tree's right edge, as etcd's bolt
+//! bucket keyed by revision, and watchers replay history with one forward scan. Which
+//! revisions a key has lives in memory (`index.rs`, etcd's `treeIndex`), rebuilt from `r`
+//! at open.
+//!
+//! Version 1 also kept every change under `h enc(user_key) rev` (the record; `r` held only
+//! the key): each put inserted a full record at a random place of a tree that outgrows
+//! sled's cache under sustained writes, and cost a third of the applier's sled work.
 
 use super::super::error::{Result, StoreError};
 use super::super::types::{KeyValue, Revision};
 
 pub(crate) const CURRENT: u8 = b'c';
-pub(crate) const HISTORY: u8 = b'h';
 pub(crate) const REVLOG: u8 = b'r';
 pub(crate) const LEASE: u8 = b'l';
 pub(crate) const ATTACH: u8 = b'a';
@@ -32,6 +34,8 @@ pub(crate) const ATTACH: u8 = b'a';
 pub(crate) const META_APPLIED: &[u8] = b"m/applied_index";
 pub(crate) const META_REVISION: &[u8] = b"m/revision";
 pub(crate) const META_COMPACT: &[u8] = b"m/compact_revision";
+/// The layout version of the tree (absent = version 1, written before the marker existed).
+pub(crate) const META_FORMAT: &[u8] = b"m/format";
 /// The writes of the newest small apply batch (see `WriteBatch::commit`); never part of a
 /// snapshot.
 pub(crate) const META_REDO: &[u8] = b"m/redo";
@@ -109,61 +113,6 @@ pub(crate) fn current_key(key: &[u8]) -> Vec<u8> {
     k
 }
 
-/// Order-preserving, prefix-free encoding: `0x00` → `0x00 0xFF`, terminated by `0x00 0x01`.
-pub(crate) fn encode_user_key(out: &mut Vec<u8>, key: &[u8]) {
-    for &b in key {
-        out.push(b);
-        if b == 0 {
-            out.push(0xFF);
-        }
-    }
-    out.extend_from_slice(&[0x00, 0x01]);
-}
-
-/// `h enc(key)`: the prefix shared by every revision of `key`.
-pub(crate) fn history_prefix(key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(key.len() + 11);
-    k.push(HISTORY);
-    encode_user_key(&mut k, key);
-    k
-}
-
-pub(crate) fn history_key(key: &[u8], rev: Revision) -> Vec<u8> {
-    let mut k = history_prefix(key);
-    k.extend_from_slice(&rev_bytes(rev));
-    k
-}
-
-/// Splits an `h` key into (the per-key prefix, the revision).
-pub(crate) fn split_history_key(hk: &[u8]) -> Result<(&[u8], Revision)> {
-    if hk.len() < 11 || hk[0] != HISTORY {
-        return Err(StoreError::Corrupt("bad history key".into()));
-    }
-    let (prefix, rev) = hk.split_at(hk.len() - 8);
-    Ok((prefix, read_rev(rev)?))
-}
-
-/// Decodes the user key from a per-key `h` prefix.
-pub(crate) fn decode_history_prefix(prefix: &[u8]) -> Result<Vec<u8>> {
-    let body = prefix
-        .get(1..)
-        .and_then(|b| b.strip_suffix(&[0x00, 0x01]))
-        .ok_or_else(|| StoreError::Corrupt("bad history key".into()))?;
-    let mut out = Vec::with_capacity(body.len());
-    let mut i = 0;
-    while i < body.len() {
-        out.push(body[i]);
-        if body[i] == 0 {
-            if body.get(i + 1) != Some(&0xFF) {
-                return Err(StoreError::Corrupt("bad history key escape".into()));
-            }
-            i += 1;
-        }
-        i += 1;
-    }
-    Ok(out)
-}
-
 pub(crate) fn revlog_key(rev: Revision, seq: u32) -> Vec<u8> {
     let mut k = Vec::with_capacity(13);
     k.push(REVLOG);
@@ -173,10 +122,37 @@ pub(crate) fn revlog_key(rev: Revision, seq: u32) -> Vec<u8> {
 }
 
 pub(crate) fn revlog_rev(rk: &[u8]) -> Result<Revision> {
+    Ok(split_revlog_key(rk)?.0)
+}
+
+/// Splits an `r` key into (revision, sequence number within the revision).
+pub(crate) fn split_revlog_key(rk: &[u8]) -> Result<(Revision, u32)> {
     if rk.len() != 13 || rk[0] != REVLOG {
         return Err(StoreError::Corrupt("bad revision log key".into()));
     }
-    read_rev(&rk[1..9])
+    let seq: [u8; 4] = rk[9..13]
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("bad revision log key".into()))?;
+    Ok((read_rev(&rk[1..9])?, u32::from_be_bytes(seq)))
+}
+
+/// The value of an `r` entry: `klen u32 LE | user key | encoded record`.
+pub(crate) fn revlog_value(key: &[u8], rec: &Record) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + key.len() + RECORD_HEADER + rec.value.len());
+    out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    out.extend_from_slice(key);
+    rec.encode_into(&mut out);
+    out
+}
+
+/// The user key and the encoded record of an `r` value (the record is decoded only when
+/// wanted: watch replay skips most entries on the key alone).
+pub(crate) fn split_revlog_value(v: &[u8]) -> Result<(&[u8], &[u8])> {
+    let bad = || StoreError::Corrupt("bad revision log entry".into());
+    let len: [u8; 4] = v.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(bad)?;
+    let end = 4 + u32::from_le_bytes(len) as usize;
+    let key = v.get(4..end).ok_or_else(bad)?;
+    Ok((key, &v[end..]))
 }
 
 pub(crate) fn lease_key(id: i64) -> Vec<u8> {
@@ -212,7 +188,7 @@ pub(crate) fn rev_bytes(rev: Revision) -> [u8; 8] {
     (rev.max(0) as u64).to_be_bytes()
 }
 
-fn read_rev(b: &[u8]) -> Result<Revision> {
+pub(crate) fn read_rev(b: &[u8]) -> Result<Revision> {
     let arr: [u8; 8] = b
         .try_into()
         .map_err(|_| StoreError::Corrupt("bad revision bytes".into()))?;
@@ -243,7 +219,7 @@ pub(crate) fn successor_of_prefix(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// A stored key record (value of `c` and `h` entries). Tombstones keep only the revision.
+/// A stored key record (value of `c` entries, tail of `r` entries). Tombstones keep only the revision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Record {
     pub tombstone: bool,
@@ -255,6 +231,14 @@ pub(crate) struct Record {
 }
 
 const RECORD_HEADER: usize = 1 + 8 * 4;
+
+/// Whether an encoded record is a delete, without decoding the rest.
+pub(crate) fn record_is_tombstone(b: &[u8]) -> Result<bool> {
+    match b.first() {
+        Some(&t @ (0 | 1)) if b.len() >= RECORD_HEADER => Ok(t == 1),
+        _ => Err(StoreError::Corrupt("bad key record".into())),
+    }
+}
 
 impl Record {
     pub(crate) fn tombstone(rev: Revision) -> Self {
@@ -270,13 +254,17 @@ impl Record {
 
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(RECORD_HEADER + self.value.len());
+        self.encode_into(&mut out);
+        out
+    }
+
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
         out.push(u8::from(self.tombstone));
         out.extend_from_slice(&self.create_revision.to_le_bytes());
         out.extend_from_slice(&self.mod_revision.to_le_bytes());
         out.extend_from_slice(&self.version.to_le_bytes());
         out.extend_from_slice(&self.lease.to_le_bytes());
         out.extend_from_slice(&self.value);
-        out
     }
 
     pub(crate) fn decode(b: &[u8]) -> Result<Self> {
@@ -308,23 +296,6 @@ impl Record {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        #[test]
-        fn history_keys_sort_by_user_key_then_revision(
-            a in proptest::collection::vec(prop_oneof![Just(0u8), Just(1u8), Just(0xFFu8), any::<u8>()], 0..5),
-            b in proptest::collection::vec(prop_oneof![Just(0u8), Just(1u8), Just(0xFFu8), any::<u8>()], 0..5),
-            ra in 1i64..1000, rb in 1i64..1000,
-        ) {
-            let ka = history_key(&a, ra);
-            let kb = history_key(&b, rb);
-            prop_assert_eq!(ka.cmp(&kb), a.cmp(&b).then(ra.cmp(&rb)));
-            let (p, r) = split_history_key(&ka).unwrap();
-            prop_assert_eq!(r, ra);
-            prop_assert_eq!(decode_history_prefix(p).unwrap(), a);
-        }
-    }
 
     #[test]
     fn records_round_trip_and_reject_garbage() {

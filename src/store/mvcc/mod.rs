@@ -7,10 +7,12 @@
 //! see `WriteBatch::commit`). The key layout is documented in `keys.rs`.
 //!
 //! Concurrency: one writer at a time (the batch holds `writer`); a batch buffers its writes in
-//! an overlay and commits them under the `view` write lock, so readers
-//! (which hold the `view` read lock for a whole scan) always see whole revisions.
+//! an overlay and commits them (tree and in-memory key index) under the `view` write lock, so
+//! readers (which hold the `view` read lock for a whole scan) always see whole revisions.
 
 mod batch;
+mod format;
+mod index;
 pub(crate) mod keys;
 mod snapshot;
 
@@ -19,7 +21,6 @@ mod model_tests;
 #[cfg(test)]
 mod tests;
 
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
@@ -29,6 +30,7 @@ pub use snapshot::{SnapshotSummary, verify_snapshot};
 
 use super::error::{Result, StoreError};
 use super::types::{Event, EventType, KeyValue, RangeRequest, RangeResponse, Revision};
+use index::KeyIndex;
 use keys::Record;
 
 /// The sled-backed MVCC store. Share it behind an `Arc`.
@@ -36,8 +38,9 @@ pub struct Mvcc {
     db: sled::Db,
     tree: sled::Tree,
     path: PathBuf,
-    /// Held (write) while a batch commits and (read) by every multi-step read.
-    view: RwLock<()>,
+    /// The per-key revision index. Held (write) while a batch commits and (read) by every
+    /// multi-step read.
+    view: RwLock<KeyIndex>,
     /// Serialises write batches.
     writer: Mutex<()>,
     revision: AtomicI64,
@@ -111,23 +114,29 @@ impl KeyRange {
         }
     }
 
-    /// `[lo, hi)` in the `h` keyspace; `None` when the interval is empty.
-    pub(crate) fn history_bounds(&self) -> Option<(Vec<u8>, Vec<u8>)> {
+    /// The keys of the interval with their changes, from the index, in key order.
+    pub(crate) fn indexed<'a>(
+        &'a self,
+        index: &'a KeyIndex,
+    ) -> Box<dyn Iterator<Item = (&'a [u8], &'a [index::Change])> + 'a> {
         match self {
             KeyRange::Single(key) => {
-                let lo = keys::history_prefix(key);
-                let mut hi = lo.clone();
-                hi.extend_from_slice(&[0xFF; 9]);
-                Some((lo, hi))
+                let changes = index.changes(key);
+                Box::new(
+                    (!changes.is_empty())
+                        .then_some((key.as_slice(), changes))
+                        .into_iter(),
+                )
             }
             KeyRange::Span { start, end } => {
-                let lo = keys::history_prefix(start);
-                let hi = match end {
-                    None => keys::prefix_end(keys::HISTORY),
-                    Some(e) if e.as_slice() <= start.as_slice() => return None,
-                    Some(e) => keys::history_prefix(e),
-                };
-                Some((lo, hi))
+                if end.as_deref().is_some_and(|e| e <= start.as_slice()) {
+                    return Box::new(std::iter::empty());
+                }
+                Box::new(
+                    index
+                        .range(start, end.as_deref())
+                        .map(|(k, c)| (k.as_slice(), c.as_slice())),
+                )
             }
         }
     }
@@ -191,14 +200,20 @@ impl Mvcc {
         let db = open_db(path, cache_bytes)?;
         let tree = db.open_tree("mvcc")?;
         finish_interrupted_commit(&tree)?;
+        if format::upgrade_tree(&tree)? {
+            // The upgrade rewrote history in one batch: make it durable before serving.
+            db.flush()?;
+            snapshot::fsync_tree(path)?;
+        }
         let revision = read_meta_i64(&tree, keys::META_REVISION, 1)?;
         let compact = read_meta_i64(&tree, keys::META_COMPACT, 0)?;
         let applied = read_meta_i64(&tree, keys::META_APPLIED, 0)?;
+        let index = KeyIndex::load(&tree)?;
         Ok(Mvcc {
             db,
             tree,
             path: path.to_path_buf(),
-            view: RwLock::new(()),
+            view: RwLock::new(index),
             writer: Mutex::new(()),
             revision: AtomicI64::new(revision),
             compact_revision: AtomicI64::new(compact),
@@ -226,7 +241,7 @@ impl Mvcc {
         self.db.size_on_disk().unwrap_or(0)
     }
 
-    fn read_view(&self) -> RwLockReadGuard<'_, ()> {
+    fn read_view(&self) -> RwLockReadGuard<'_, KeyIndex> {
         self.view
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -247,7 +262,7 @@ impl Mvcc {
     /// # Errors
     /// `FutureRevision`, `Compacted`, storage failures.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
-        let _view = self.read_view();
+        let view = self.read_view();
         let current = self.current_revision();
         let rev = resolve_read_revision(req.revision, current, self.compact_revision())?;
         let range = KeyRange::new(&req.key, &req.range_end);
@@ -259,47 +274,16 @@ impl Mvcc {
                     acc.push(&k[1..], || Record::decode(&v));
                 }
             }
-        } else if let Some((lo, hi)) = range.history_bounds() {
-            self.visit_history_at(lo, hi, rev, |key, rec| acc.push_record(key, rec))?;
+        } else {
+            for (key, changes) in range.indexed(&view) {
+                if let Some(at) = index::newest_at(changes, rev).filter(|c| !c.tombstone) {
+                    acc.push_record(key.to_vec(), self.record_at(at.rev, at.seq)?);
+                }
+            }
         }
         let mut resp = acc.finish_checked()?;
         resp.header.revision = current;
         Ok(resp)
-    }
-
-    /// Calls `f` for every key live at `rev` within `[lo, hi)` of the `h` keyspace, in key
-    /// order: two seeks per key (its first entry, then its newest entry `<= rev`).
-    fn visit_history_at(
-        &self,
-        lo: Vec<u8>,
-        hi: Vec<u8>,
-        rev: Revision,
-        mut f: impl FnMut(Vec<u8>, Record),
-    ) -> Result<()> {
-        let mut cursor = Bound::Included(lo);
-        loop {
-            let Some(first) = self
-                .tree
-                .range::<Vec<u8>, _>((cursor.clone(), Bound::Excluded(hi.clone())))
-                .next()
-            else {
-                return Ok(());
-            };
-            let (hk, _) = first?;
-            let (prefix, _) = keys::split_history_key(&hk)?;
-            let mut newest = prefix.to_vec();
-            newest.extend_from_slice(&keys::rev_bytes(rev));
-            if let Some(item) = self.tree.range(prefix.to_vec()..=newest).next_back() {
-                let (_, v) = item?;
-                let rec = Record::decode(&v)?;
-                if !rec.tombstone {
-                    f(keys::decode_history_prefix(prefix)?, rec);
-                }
-            }
-            let mut next = prefix.to_vec();
-            next.extend_from_slice(&[0xFF; 8]);
-            cursor = Bound::Excluded(next);
-        }
     }
 
     /// Watch history: the events of whole revisions from `from` on, for keys `matches`
@@ -314,7 +298,7 @@ impl Mvcc {
         max_events: usize,
         matches: &dyn Fn(&[u8]) -> bool,
     ) -> Result<HistoryChunk> {
-        let _view = self.read_view();
+        let view = self.read_view();
         let compact = self.compact_revision();
         if from < compact {
             return Err(StoreError::Compacted {
@@ -335,7 +319,7 @@ impl Mvcc {
             .range(lo..keys::prefix_end(keys::REVLOG))
             .enumerate()
         {
-            let (rk, key) = item?;
+            let (rk, v) = item?;
             let rev = keys::revlog_rev(&rk)?;
             if scanned_rev != Some(rev)
                 && (events >= max_events || scanned >= max_events.saturating_mul(8))
@@ -344,10 +328,11 @@ impl Mvcc {
                 break;
             }
             scanned_rev = Some(rev);
-            if !matches(&key) {
+            let (key, rec) = keys::split_revlog_value(&v)?;
+            if !matches(key) {
                 continue;
             }
-            let event = self.history_event(&key, rev)?;
+            let event = self.history_event(&view, key, Record::decode(rec)?, rev)?;
             events += 1;
             match chunk.revisions.last_mut() {
                 Some(r) if r.revision == rev => r.events.push(event),
@@ -360,22 +345,20 @@ impl Mvcc {
         Ok(chunk)
     }
 
-    /// The event that changed `key` at `rev`, with the previous version as `prev_kv` when
-    /// it is still in history.
-    fn history_event(&self, key: &[u8], rev: Revision) -> Result<Event> {
-        let hk = keys::history_key(key, rev);
-        let rec = match self.tree.get(&hk)? {
-            Some(v) => Record::decode(&v)?,
-            None => return Err(StoreError::Corrupt("revision log without history".into())),
-        };
-        let prefix = keys::history_prefix(key);
-        let prev_kv = match self.tree.range(prefix..hk).next_back() {
-            Some(item) => {
-                let (_, v) = item?;
-                let prev = Record::decode(&v)?;
-                (!prev.tombstone).then(|| prev.into_kv(key.to_vec()))
+    /// The event of the change `rec` to `key` at `rev`, with the previous version as
+    /// `prev_kv` when it is still in history.
+    fn history_event(
+        &self,
+        index: &KeyIndex,
+        key: &[u8],
+        rec: Record,
+        rev: Revision,
+    ) -> Result<Event> {
+        let prev_kv = match index::newest_at(index.changes(key), rev - 1) {
+            Some(prev) if !prev.tombstone => {
+                Some(self.record_at(prev.rev, prev.seq)?.into_kv(key.to_vec()))
             }
-            None => None,
+            _ => None,
         };
         Ok(if rec.tombstone {
             Event {
@@ -394,6 +377,15 @@ impl Mvcc {
                 prev_kv,
             }
         })
+    }
+
+    /// The committed record of the change `(rev, seq)` in the revision log.
+    fn record_at(&self, rev: Revision, seq: u32) -> Result<Record> {
+        let v = self
+            .tree
+            .get(keys::revlog_key(rev, seq))?
+            .ok_or_else(missing_change)?;
+        Record::decode(keys::split_revlog_value(&v)?.1)
     }
 
     /// The granted TTL of lease `id`, if it exists.
@@ -438,6 +430,11 @@ impl Mvcc {
         }
         Ok(out)
     }
+}
+
+/// An index entry whose change is missing from the revision log.
+pub(crate) fn missing_change() -> StoreError {
+    StoreError::Corrupt("history index entry without its revision log entry".into())
 }
 
 /// Checks a read revision (0 = current) against the current and compact revisions.

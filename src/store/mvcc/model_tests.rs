@@ -666,9 +666,12 @@ fn check_sequence(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 prop_assert_eq!(res, want, "history from {}", from);
             }
             Op::Reopen => {
+                let kept = mvcc.read_view().clone();
                 drop(mvcc);
                 mvcc = Mvcc::open(dir.path(), 4 << 20).unwrap();
                 prop_assert_eq!(mvcc.applied_index(), index);
+                // The index kept up batch by batch equals the one rebuilt from the log.
+                prop_assert_eq!(&*mvcc.read_view(), &kept);
             }
         }
         let leases: Vec<(i64, i64)> = model.leases.iter().map(|(i, t)| (*i, *t)).collect();

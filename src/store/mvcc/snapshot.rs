@@ -17,7 +17,9 @@ use super::keys;
 use crate::store::error::{Result, StoreError};
 
 const MAGIC: &[u8; 8] = b"K3RSSNAP";
-const VERSION: u32 = 1;
+/// The snapshot format follows the tree's layout (`format.rs`): version 1 snapshots hold a
+/// layout-1 tree and are upgraded on restore.
+const VERSION: u32 = 2;
 
 impl Mvcc {
     /// A consistent copy of the whole state (taken under the view lock, so between batches).
@@ -54,7 +56,12 @@ impl Mvcc {
     /// # Errors
     /// `Corrupt` (state untouched) or storage failures.
     pub fn restore(&self, snapshot: &[u8], index: u64) -> Result<()> {
-        let entries = parse(snapshot)?;
+        let (version, entries) = parse(snapshot)?;
+        let entries = if version == 1 {
+            super::format::upgrade_entries(entries)?
+        } else {
+            entries
+        };
         let _writer = self
             .writer
             .lock()
@@ -81,15 +88,16 @@ impl Mvcc {
         batch.insert(keys::META_APPLIED, &keys::encode_i64(index as i64));
         // A redo record belongs to the replaced state (and a snapshot never carries one).
         batch.remove(keys::META_REDO);
-        let _view = self
+        let mut view = self
             .view
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.tree.apply_batch(batch)?;
+        *view = super::index::KeyIndex::load(&self.tree)?;
         self.revision.store(revision, Ordering::Release);
         self.compact_revision.store(compact, Ordering::Release);
         self.applied_index.store(index, Ordering::Release);
-        drop(_view);
+        drop(view);
         // Raft drops its log up to `index` once a snapshot is installed, so the restored
         // state must not be lost to a crash: make it durable now.
         self.sync()
@@ -114,7 +122,7 @@ fn io_err(path: &Path, source: std::io::Error) -> StoreError {
     }
 }
 
-fn fsync_tree(dir: &Path) -> Result<()> {
+pub(super) fn fsync_tree(dir: &Path) -> Result<()> {
     let entries = std::fs::read_dir(dir).map_err(|e| io_err(dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| io_err(dir, e))?;
@@ -156,7 +164,7 @@ pub struct SnapshotSummary {
 /// # Errors
 /// `Corrupt` naming what is wrong.
 pub fn verify_snapshot(snap: &[u8]) -> Result<SnapshotSummary> {
-    let entries = parse(snap)?;
+    let (_, entries) = parse(snap)?;
     let mut revision = 1;
     for (k, v) in &entries {
         if k.as_slice() == keys::META_REVISION {
@@ -173,8 +181,11 @@ fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("snapshot: {what}"))
 }
 
-/// Verifies and decodes a snapshot into its entries.
-fn parse(snap: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+/// A snapshot's format version and its `(key, value)` entries.
+type Parsed = (u32, Vec<(Vec<u8>, Vec<u8>)>);
+
+/// Verifies and decodes a snapshot.
+fn parse(snap: &[u8]) -> Result<Parsed> {
     if snap.len() < 8 + 4 + 8 + 8 + 32 {
         return Err(corrupt("too short"));
     }
@@ -186,8 +197,11 @@ fn parse(snap: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         return Err(corrupt("bad magic"));
     }
     let mut r = Reader { buf: &data[8..] };
-    if r.u32()? != VERSION {
-        return Err(corrupt("unsupported version"));
+    let version = r.u32()?;
+    if !(1..=VERSION).contains(&version) {
+        return Err(corrupt(&format!(
+            "format version {version} is newer than this k3rs reads ({VERSION})"
+        )));
     }
     let _applied = r.u64()?;
     let count = r.u64()?;
@@ -200,7 +214,7 @@ fn parse(snap: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     if !r.buf.is_empty() {
         return Err(corrupt("trailing bytes"));
     }
-    Ok(entries)
+    Ok((version, entries))
 }
 
 struct Reader<'a> {
