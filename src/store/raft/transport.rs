@@ -48,6 +48,8 @@ const KIND_MEMBER_REPLY: u8 = 5;
 const KIND_REMOVED: u8 = 6;
 /// Messages queued per peer before we start dropping.
 const PEER_QUEUE: usize = 4096;
+/// Messages written to a peer in one go at most.
+const SEND_BATCH: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -177,14 +179,22 @@ pub trait PeerService: Send + Sync + 'static {
     fn member(&self, req: MemberRequest) -> BoxFuture<'static, MemberReply>;
 }
 
-async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, kind: u8, payload: &[u8]) -> io::Result<()> {
+/// Appends one frame to `out`.
+fn push_frame(out: &mut Vec<u8>, kind: u8, payload: &[u8]) -> io::Result<()> {
     let len = u32::try_from(payload.len() + 1)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
-    let mut head = [0u8; 5];
-    head[..4].copy_from_slice(&len.to_be_bytes());
-    head[4] = kind;
-    w.write_all(&head).await?;
-    w.write_all(payload).await?;
+    out.reserve(5 + payload.len());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.push(kind);
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+/// Writes one frame in one write.
+async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, kind: u8, payload: &[u8]) -> io::Result<()> {
+    let mut frame = Vec::new();
+    push_frame(&mut frame, kind, payload)?;
+    w.write_all(&frame).await?;
     w.flush().await
 }
 
@@ -352,74 +362,109 @@ impl PeerTask {
         let mut conn: Option<BoxStream> = None;
         let mut backoff = Duration::from_millis(50);
         let mut next_attempt = Instant::now();
+        let mut batch = Vec::new();
+        let mut out = Vec::new();
         loop {
-            let msg = tokio::select! {
+            let first = tokio::select! {
                 () = self.cancel.cancelled() => return,
                 m = self.rx.recv() => match m { Some(m) => m, None => return },
             };
-            let is_snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
-            if let Some(f) = &self.faults
-                && !f.allows(msg.from, msg.to)
-            {
-                self.report(is_snapshot, false);
-                continue;
+            // Everything already queued goes out in one write: one syscall (and one TLS
+            // record) per Ready instead of two per message.
+            batch.push(first);
+            while batch.len() < SEND_BATCH {
+                match self.rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
             }
-            if conn.is_none() {
-                if Instant::now() < next_attempt {
+            out.clear();
+            let mut snapshots = 0usize;
+            for msg in batch.drain(..) {
+                let is_snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
+                if let Some(f) = &self.faults
+                    && !f.allows(msg.from, msg.to)
+                {
                     self.report(is_snapshot, false);
                     continue;
                 }
-                let fut = self.connector.connect(self.addr.clone());
-                match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
-                    Ok(Ok(s)) => {
-                        backoff = Duration::from_millis(50);
-                        conn = Some(s);
-                    }
-                    res => {
-                        let err = match res {
-                            Ok(Err(e)) => e.to_string(),
-                            _ => "connect timed out".to_string(),
-                        };
-                        tracing::debug!(peer = self.to, addr = %self.addr, error = %err, "raft: peer unreachable");
-                        next_attempt = Instant::now() + backoff;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                if conn.is_none() {
+                    if Instant::now() < next_attempt {
                         self.report(is_snapshot, false);
                         continue;
                     }
+                    let fut = self.connector.connect(self.addr.clone());
+                    match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
+                        Ok(Ok(s)) => {
+                            backoff = Duration::from_millis(50);
+                            conn = Some(s);
+                        }
+                        res => {
+                            let err = match res {
+                                Ok(Err(e)) => e.to_string(),
+                                _ => "connect timed out".to_string(),
+                            };
+                            tracing::debug!(peer = self.to, addr = %self.addr, error = %err, "raft: peer unreachable");
+                            next_attempt = Instant::now() + backoff;
+                            backoff = (backoff * 2).min(MAX_BACKOFF);
+                            self.report(is_snapshot, false);
+                            continue;
+                        }
+                    }
                 }
-            }
-            let bytes = match msg.write_to_bytes() {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(error = %e, "raft: cannot encode message");
+                let bytes = match msg.write_to_bytes() {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "raft: cannot encode message");
+                        continue;
+                    }
+                };
+                if bytes.len() >= self.max_frame as usize {
+                    // The peer would drop the connection on it; say why instead of looping.
+                    tracing::error!(
+                        peer = self.to,
+                        bytes = bytes.len(),
+                        limit = self.max_frame,
+                        "raft: message larger than max_message_size (a snapshot?); raise the limit on every member"
+                    );
+                    self.report(is_snapshot, false);
                     continue;
                 }
-            };
-            if bytes.len() >= self.max_frame as usize {
-                // The peer would drop the connection on it; say why instead of looping.
-                tracing::error!(
-                    peer = self.to,
-                    bytes = bytes.len(),
-                    limit = self.max_frame,
-                    "raft: message larger than max_message_size (a snapshot?); raise the limit on every member"
-                );
-                self.report(is_snapshot, false);
-                continue;
+                if let Err(e) = push_frame(&mut out, KIND_RAFT, &bytes) {
+                    tracing::warn!(error = %e, "raft: cannot frame message");
+                    self.report(is_snapshot, false);
+                    continue;
+                }
+                snapshots += usize::from(is_snapshot);
             }
             let Some(stream) = conn.as_mut() else {
                 continue;
             };
-            match write_frame(stream, KIND_RAFT, &bytes).await {
+            if out.is_empty() {
+                continue;
+            }
+            let sent = match stream.write_all(&out).await {
+                Ok(()) => stream.flush().await,
+                Err(e) => Err(e),
+            };
+            match sent {
                 Ok(()) => {
-                    if is_snapshot {
+                    for _ in 0..snapshots {
                         self.report(true, true);
                     }
                 }
                 Err(e) => {
                     tracing::debug!(peer = self.to, error = %e, "raft: send failed, reconnecting");
                     conn = None;
-                    self.report(is_snapshot, false);
+                    for _ in 0..snapshots {
+                        self.report(true, false);
+                    }
+                    self.report(false, false);
                 }
+            }
+            // A large batch (a snapshot) should not pin its buffer for the life of the peer.
+            if out.capacity() > 1 << 20 {
+                out = Vec::new();
             }
         }
     }
