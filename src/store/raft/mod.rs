@@ -323,9 +323,12 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
         .map_err(|e| StoreError::Raft(e.to_string()))?;
     let (tx, rx) = std::sync::mpsc::sync_channel(8192);
     let cancel = CancellationToken::new();
+    let net = net_runtime(&config.name, cancel.clone())?;
+    // Stops the peer runtime's thread if the start fails from here on.
+    let stop_net_on_error = cancel.clone().drop_guard();
     let mut transport = Transport::new(
         file.id,
-        tokio::runtime::Handle::current(),
+        net.clone(),
         tx.clone(),
         config.connector.clone(),
         config.faults.clone(),
@@ -375,21 +378,62 @@ pub async fn start(config: RaftConfig, mut sm: Box<dyn StateMachine>) -> Result<
             connector: config.connector.clone(),
         }),
     };
-    let server = tokio::spawn(transport::serve(
-        listener,
+    // The listener moves to the peer runtime's reactor (see `net_runtime`).
+    let listener = listener.into_std().map_err(|e| StoreError::Io {
+        path: config.listen_addr.clone(),
+        source: e,
+    })?;
+    let service = Arc::new(Service {
+        node: Arc::downgrade(&handle.inner),
+    });
+    let (acceptor, faults, max_frame) = (
         config.acceptor.clone(),
-        tx,
-        Arc::new(Service {
-            node: Arc::downgrade(&handle.inner),
-        }),
         config.faults.clone(),
         config.max_message_size,
-        cancel,
-    ));
+    );
+    let server = net.spawn(async move {
+        match TcpListener::from_std(listener) {
+            Ok(listener) => {
+                transport::serve(listener, acceptor, tx, service, faults, max_frame, cancel).await;
+            }
+            Err(e) => tracing::error!(error = %e, "raft: cannot serve peers"),
+        }
+    });
     if let Ok(mut slot) = handle.inner.server.lock() {
         *slot = Some(server);
     }
+    stop_net_on_error.disarm();
     Ok(handle)
+}
+
+/// A single-threaded tokio runtime of its own for the peer transport, on a thread that lives
+/// until `cancel`. Replication must not queue behind client work: on the shared runtime a
+/// raft message (the leader's append, a follower's answer) waited in the same run queues as
+/// every watcher's delivery, so a write's round trip grew with the number of watchers.
+fn net_runtime(name: &str, cancel: CancellationToken) -> Result<tokio::runtime::Handle> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name(format!("raftnet-{name}"))
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = tx.send(Ok(rt.handle().clone()));
+            rt.block_on(cancel.cancelled());
+        })
+        .map_err(|e| StoreError::Raft(format!("spawn peer transport thread: {e}")))?;
+    match rx.recv() {
+        Ok(Ok(handle)) => Ok(handle),
+        Ok(Err(e)) => Err(StoreError::Raft(format!("peer transport runtime: {e}"))),
+        Err(_) => Err(StoreError::Raft("peer transport thread died".into())),
+    }
 }
 
 async fn join_with_retry(
