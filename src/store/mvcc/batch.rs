@@ -222,7 +222,7 @@ impl<'a> WriteBatch<'a> {
         let v = self
             .get(&keys::revlog_key(rev, seq))?
             .ok_or_else(super::missing_change)?;
-        Record::decode(keys::split_revlog_value(&v)?.1)
+        keys::revlog_record(&v)
     }
 
     fn lease_exists(&self, id: i64) -> Result<bool> {

@@ -254,22 +254,16 @@ mod tests {
     #[test]
     fn version_1_snapshot_entries_upgrade_like_a_tree() {
         let (_dir, _db, tree) = v1_tree();
-        let entries: Vec<_> = tree
-            .iter()
-            .map(|i| {
-                let (k, v) = i.unwrap();
-                (k.to_vec(), v.to_vec())
-            })
-            .collect();
-        let upgraded = upgrade_entries(entries).unwrap();
+        let contents = |tree: &sled::Tree| -> Vec<(Vec<u8>, Vec<u8>)> {
+            tree.iter()
+                .map(|i| {
+                    let (k, v) = i.unwrap();
+                    (k.to_vec(), v.to_vec())
+                })
+                .collect()
+        };
+        let upgraded = upgrade_entries(contents(&tree)).unwrap();
         upgrade_tree(&tree).unwrap();
-        let now: Vec<_> = tree
-            .iter()
-            .map(|i| {
-                let (k, v) = i.unwrap();
-                (k.to_vec(), v.to_vec())
-            })
-            .collect();
-        assert_eq!(upgraded, now);
+        assert_eq!(upgraded, contents(&tree));
     }
 }

@@ -58,17 +58,15 @@ impl KeyIndex {
             let (rk, v) = item?;
             let (rev, seq) = keys::split_revlog_key(&rk)?;
             let (key, rec) = keys::split_revlog_value(&v)?;
-            let change = Change {
-                rev,
-                seq,
-                tombstone: keys::record_is_tombstone(rec)?,
-            };
-            match index.keys.get_mut(key) {
-                Some(changes) => changes.push(change),
-                None => {
-                    index.keys.insert(key.to_vec(), vec![change]);
-                }
-            }
+            let tombstone = keys::record_is_tombstone(rec)?;
+            index.push(
+                key,
+                Change {
+                    rev,
+                    seq,
+                    tombstone,
+                },
+            );
         }
         Ok(index)
     }
@@ -84,8 +82,8 @@ impl KeyIndex {
         lo: &[u8],
         hi: Option<&[u8]>,
     ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Vec<Change>)> + 'a {
-        let hi = hi.map_or(Bound::Unbounded, |h| Bound::Excluded(h.to_vec()));
-        self.keys.range((Bound::Included(lo.to_vec()), hi))
+        let hi = hi.map_or(Bound::Unbounded, Bound::Excluded);
+        self.keys.range::<[u8], _>((Bound::Included(lo), hi))
     }
 
     /// Appends a change (newer than every change of `key` so far).

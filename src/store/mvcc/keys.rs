@@ -155,6 +155,11 @@ pub(crate) fn split_revlog_value(v: &[u8]) -> Result<(&[u8], &[u8])> {
     Ok((key, &v[end..]))
 }
 
+/// The record of an `r` value.
+pub(crate) fn revlog_record(v: &[u8]) -> Result<Record> {
+    Record::decode(split_revlog_value(v)?.1)
+}
+
 pub(crate) fn lease_key(id: i64) -> Vec<u8> {
     let mut k = Vec::with_capacity(9);
     k.push(LEASE);
@@ -268,11 +273,9 @@ impl Record {
     }
 
     pub(crate) fn decode(b: &[u8]) -> Result<Self> {
-        if b.len() < RECORD_HEADER || b[0] > 1 {
-            return Err(StoreError::Corrupt("bad key record".into()));
-        }
+        let tombstone = record_is_tombstone(b)?;
         Ok(Record {
-            tombstone: b[0] == 1,
+            tombstone,
             create_revision: decode_i64(&b[1..9])?,
             mod_revision: decode_i64(&b[9..17])?,
             version: decode_i64(&b[17..25])?,

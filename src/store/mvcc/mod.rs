@@ -385,7 +385,7 @@ impl Mvcc {
             .tree
             .get(keys::revlog_key(rev, seq))?
             .ok_or_else(missing_change)?;
-        Record::decode(keys::split_revlog_value(&v)?.1)
+        keys::revlog_record(&v)
     }
 
     /// The granted TTL of lease `id`, if it exists.
