@@ -346,6 +346,13 @@ impl Transport {
     }
 }
 
+/// A peer task's connection and its reconnect backoff.
+struct Link {
+    conn: Option<BoxStream>,
+    backoff: Duration,
+    next_attempt: Instant,
+}
+
 struct PeerTask {
     to: u64,
     addr: String,
@@ -359,9 +366,11 @@ struct PeerTask {
 
 impl PeerTask {
     async fn run(mut self) {
-        let mut conn: Option<BoxStream> = None;
-        let mut backoff = Duration::from_millis(50);
-        let mut next_attempt = Instant::now();
+        let mut link = Link {
+            conn: None,
+            backoff: Duration::from_millis(50),
+            next_attempt: Instant::now(),
+        };
         let mut batch = Vec::new();
         let mut out = Vec::new();
         loop {
@@ -382,62 +391,19 @@ impl PeerTask {
             let mut snapshots = 0usize;
             for msg in batch.drain(..) {
                 let is_snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
-                if let Some(f) = &self.faults
-                    && !f.allows(msg.from, msg.to)
-                {
+                let allowed = self
+                    .faults
+                    .as_ref()
+                    .is_none_or(|f| f.allows(msg.from, msg.to));
+                if !allowed || !self.connect(&mut link).await {
                     self.report(is_snapshot, false);
                     continue;
                 }
-                if conn.is_none() {
-                    if Instant::now() < next_attempt {
-                        self.report(is_snapshot, false);
-                        continue;
-                    }
-                    let fut = self.connector.connect(self.addr.clone());
-                    match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
-                        Ok(Ok(s)) => {
-                            backoff = Duration::from_millis(50);
-                            conn = Some(s);
-                        }
-                        res => {
-                            let err = match res {
-                                Ok(Err(e)) => e.to_string(),
-                                _ => "connect timed out".to_string(),
-                            };
-                            tracing::debug!(peer = self.to, addr = %self.addr, error = %err, "raft: peer unreachable");
-                            next_attempt = Instant::now() + backoff;
-                            backoff = (backoff * 2).min(MAX_BACKOFF);
-                            self.report(is_snapshot, false);
-                            continue;
-                        }
-                    }
+                if self.append_frame(&mut out, &msg, is_snapshot) {
+                    snapshots += usize::from(is_snapshot);
                 }
-                let bytes = match msg.write_to_bytes() {
-                    Ok(b) => b,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "raft: cannot encode message");
-                        continue;
-                    }
-                };
-                if bytes.len() >= self.max_frame as usize {
-                    // The peer would drop the connection on it; say why instead of looping.
-                    tracing::error!(
-                        peer = self.to,
-                        bytes = bytes.len(),
-                        limit = self.max_frame,
-                        "raft: message larger than max_message_size (a snapshot?); raise the limit on every member"
-                    );
-                    self.report(is_snapshot, false);
-                    continue;
-                }
-                if let Err(e) = push_frame(&mut out, KIND_RAFT, &bytes) {
-                    tracing::warn!(error = %e, "raft: cannot frame message");
-                    self.report(is_snapshot, false);
-                    continue;
-                }
-                snapshots += usize::from(is_snapshot);
             }
-            let Some(stream) = conn.as_mut() else {
+            let Some(stream) = link.conn.as_mut() else {
                 continue;
             };
             if out.is_empty() {
@@ -455,7 +421,7 @@ impl PeerTask {
                 }
                 Err(e) => {
                     tracing::debug!(peer = self.to, error = %e, "raft: send failed, reconnecting");
-                    conn = None;
+                    link.conn = None;
                     for _ in 0..snapshots {
                         self.report(true, false);
                     }
@@ -467,6 +433,64 @@ impl PeerTask {
                 out = Vec::new();
             }
         }
+    }
+
+    /// Connects unless connected or still backing off; whether a connection is up.
+    async fn connect(&self, link: &mut Link) -> bool {
+        if link.conn.is_some() {
+            return true;
+        }
+        if Instant::now() < link.next_attempt {
+            return false;
+        }
+        let fut = self.connector.connect(self.addr.clone());
+        match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
+            Ok(Ok(s)) => {
+                link.backoff = Duration::from_millis(50);
+                link.conn = Some(s);
+                true
+            }
+            res => {
+                let err = match res {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "connect timed out".to_string(),
+                };
+                tracing::debug!(peer = self.to, addr = %self.addr, error = %err, "raft: peer unreachable");
+                link.next_attempt = Instant::now() + link.backoff;
+                link.backoff = (link.backoff * 2).min(MAX_BACKOFF);
+                false
+            }
+        }
+    }
+
+    /// Encodes `msg` as a frame straight into `out`; false (reported where raft must know)
+    /// when it cannot be sent.
+    fn append_frame(&self, out: &mut Vec<u8>, msg: &Message, is_snapshot: bool) -> bool {
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
+        out.push(KIND_RAFT);
+        if let Err(e) = msg.write_to_vec(out) {
+            out.truncate(start);
+            tracing::warn!(error = %e, "raft: cannot encode message");
+            return false;
+        }
+        let payload = out.len() - start - 5;
+        if payload >= self.max_frame as usize {
+            out.truncate(start);
+            // The peer would drop the connection on it; say why instead of looping.
+            tracing::error!(
+                peer = self.to,
+                bytes = payload,
+                limit = self.max_frame,
+                "raft: message larger than max_message_size (a snapshot?); raise the limit on every member"
+            );
+            self.report(is_snapshot, false);
+            return false;
+        }
+        // `len` counts kind + payload, as `push_frame` writes it; below max_frame, so it fits.
+        let len = (payload + 1) as u32;
+        out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+        true
     }
 
     fn report(&self, is_snapshot: bool, ok: bool) {
