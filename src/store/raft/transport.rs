@@ -690,6 +690,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn batched_frames_read_back_one_by_one_and_oversized_messages_are_reported() {
+        let (events, inputs) = std::sync::mpsc::sync_channel(8);
+        let (_tx, rx) = mpsc::channel(1);
+        let task = PeerTask {
+            to: 2,
+            addr: "127.0.0.1:1".into(),
+            rx,
+            events,
+            connector: Arc::new(TcpConnector),
+            faults: None,
+            cancel: CancellationToken::new(),
+            max_frame: 64,
+        };
+        let msg = |context: &[u8]| {
+            let mut m = Message::default();
+            m.set_msg_type(MessageType::MsgHeartbeat);
+            m.to = 2;
+            m.context = context.to_vec().into();
+            m
+        };
+        let mut out = Vec::new();
+        assert!(task.append_frame(&mut out, &msg(b"one"), false));
+        assert!(task.append_frame(&mut out, &msg(b"two"), false));
+        let framed = out.len();
+        assert!(!task.append_frame(&mut out, &msg(&[7; 100]), false));
+        assert_eq!(out.len(), framed, "a refused message leaves nothing behind");
+        assert!(matches!(inputs.try_recv(), Ok(Input::Unreachable(2))));
+        let (mut a, mut b) = tokio::io::duplex(1024);
+        a.write_all(&out).await.unwrap();
+        drop(a);
+        for want in [&b"one"[..], b"two"] {
+            let (kind, payload) = read_frame(&mut b, 64).await.unwrap().unwrap();
+            assert_eq!(kind, KIND_RAFT);
+            let got = Message::parse_from_bytes(&payload).unwrap();
+            assert_eq!(&got.context[..], want);
+        }
+        assert!(read_frame(&mut b, 64).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
     async fn a_peer_sending_garbage_is_disconnected_without_reaching_raft() {
         let (tx, rx) = std::sync::mpsc::sync_channel(8);
         let (mut a, b) = tokio::io::duplex(1024);
