@@ -202,6 +202,14 @@ impl Node {
                 ));
             }
         };
+        // A clean stop leaves the applied state on disk: sled writes back only in the
+        // background, and what reads the state before raft replays its log at the next start
+        // (the cluster-CA recovery in `peek`) must see every write this member applied.
+        if outcome.is_ok()
+            && let Err(e) = self.sm.sync()
+        {
+            tracing::warn!(error = %e, "raft: cannot sync the state at stop");
+        }
         if self.removed {
             self.mark_removed();
         }
