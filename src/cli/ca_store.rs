@@ -102,6 +102,11 @@ pub async fn publish(store: crate::store::Store, secret: String, pki: crate::pki
     loop {
         match store.txn(txn.clone()).await {
             Ok(r) if r.succeeded => {
+                // The recovery reads this member's state before raft replays its log, so the
+                // bundle must be in the state's files, not only in the log.
+                if let Err(e) = store.sync_local().await {
+                    tracing::warn!(error = %e, "cannot sync the stored cluster CA to disk");
+                }
                 tracing::info!("stored the sealed cluster CA in the datastore");
                 return;
             }

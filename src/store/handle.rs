@@ -53,6 +53,19 @@ impl Store {
         self.inner.header(revision)
     }
 
+    /// Makes this member's applied state durable in its own files now. sled writes back only
+    /// in the background (the raft log already holds every acknowledged write); this is for
+    /// state read before raft replays its log at the next start (`peek`).
+    ///
+    /// # Errors
+    /// Storage or I/O failures; `Stopped` if the blocking task could not run.
+    pub async fn sync_local(&self) -> Result<()> {
+        let shared = self.inner.shared.clone();
+        tokio::task::spawn_blocking(move || shared.mvcc.sync())
+            .await
+            .map_err(|_| StoreError::Stopped)?
+    }
+
     /// The newest applied revision on this member.
     pub fn current_revision(&self) -> Revision {
         self.inner.shared.mvcc.current_revision()
