@@ -180,20 +180,25 @@ impl<'a> WriteBatch<'a> {
         Ok(out)
     }
 
-    fn get_current(&self, key: &[u8]) -> Result<Option<Record>> {
-        self.get(&keys::current_key(key))?
-            .map(|v| Record::decode(&v))
-            .transpose()
+    /// The newest change of `key`: this batch's, else the committed index's.
+    fn newest_change(&self, key: &[u8]) -> Option<Change> {
+        match self.logged.changes(key).last() {
+            Some(c) => Some(*c),
+            None => self.mvcc.read_view().changes(key).last().copied(),
+        }
     }
 
+    /// The live record of `key` (`None`: never written, deleted or compacted away).
+    fn get_current(&self, key: &[u8]) -> Result<Option<Record>> {
+        match self.newest_change(key) {
+            Some(c) if !c.tombstone => Ok(Some(self.record_at(c.rev, c.seq)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The live keys of `range` with their records, this batch's (and txn's) writes included.
     fn current_records(&self, range: &KeyRange) -> Result<Vec<(Vec<u8>, Record)>> {
-        let Some((lo, hi)) = range.current_bounds() else {
-            return Ok(Vec::new());
-        };
-        self.scan(&lo, &hi)?
-            .into_iter()
-            .map(|(k, v)| Ok((k[1..].to_vec(), Record::decode(&v)?)))
-            .collect()
+        self.records_at(range, Revision::MAX)
     }
 
     /// Keys live at `rev` in `range`: the newest change `<= rev` of each key (committed
@@ -659,7 +664,6 @@ impl<'a> WriteBatch<'a> {
             value,
         };
         self.log_change(&p.key, &rec, tx);
-        self.set(keys::current_key(&p.key), rec.encode());
         let old_lease = old.as_ref().map_or(0, |o| o.lease);
         if old_lease != lease {
             if old_lease != 0 {
@@ -703,7 +707,6 @@ impl<'a> WriteBatch<'a> {
     /// Deletes a live key at the txn's revision; returns its previous kv.
     fn delete_key(&mut self, key: Vec<u8>, old: Record, tx: &mut TxnWrite) -> KeyValue {
         self.log_change(&key, &Record::tombstone(tx.rev), tx);
-        self.remove(keys::current_key(&key));
         if old.lease != 0 {
             self.remove(keys::attach_key(old.lease, &key));
         }

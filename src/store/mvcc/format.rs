@@ -1,13 +1,16 @@
 //! Layout versions of the MVCC tree (`m/format`, see `keys.rs`) and the upgrade of stores
 //! and snapshots written in an older layout.
 //!
-//! Version 1 (before `m/format` existed): `h enc(key) rev` → record, `r rev seq` → user key.
+//! Version 1 (before `m/format` existed): `h enc(key) rev` → record, `r rev seq` → user key,
+//! `c key` → the live record.
 //! Version 2: `r rev seq` → user key + record, no `h` (the per-key index is in memory).
 //! Upgrading joins the two: every `h` entry's record moves to its `r` entry and the `h`
 //! entry goes. Compaction in version 1 dropped the `r` entries below the compact revision
 //! but kept each key's newest `h` entry there, so those get a fresh sequence number in their
 //! revision (nothing reads the revision log below the compact revision, so their order there
 //! does not matter).
+//! Version 3: no `c` either (the index names each key's newest change, whose record is in
+//! `r`): upgrading removes every `c` entry.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,10 +19,12 @@ use crate::store::error::{Result, StoreError};
 use crate::store::types::Revision;
 
 /// The layout this build writes.
-pub(super) const FORMAT: i64 = 2;
+pub(super) const FORMAT: i64 = 3;
 
 /// Version 1's history prefix.
 const HISTORY_V1: u8 = b'h';
+/// Versions 1 and 2's prefix of live records.
+const CURRENT_V2: u8 = b'c';
 
 /// Splits a version-1 `h` key (`h enc(key) rev`) into the user key and the revision.
 fn split_history_key_v1(hk: &[u8]) -> Result<(Vec<u8>, Revision)> {
@@ -44,21 +49,26 @@ fn split_history_key_v1(hk: &[u8]) -> Result<(Vec<u8>, Revision)> {
 /// Final writes (`None` removes), keyed and ordered as sled stores them.
 type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
-/// Brings `tree` to [`FORMAT`]: marks an empty tree, upgrades a version-1 tree in one atomic
+/// Brings `tree` to [`FORMAT`]: marks an empty tree, upgrades an older one in one atomic
 /// batch. Returns whether it rewrote anything (the caller then makes it durable).
 ///
 /// # Errors
 /// `Corrupt` for a layout newer than this build reads or undecodable version-1 entries
 /// (the tree is then untouched); storage failures.
 pub(super) fn upgrade_tree(tree: &sled::Tree) -> Result<bool> {
-    if let Some(v) = tree.get(keys::META_FORMAT)? {
-        return match keys::decode_i64(&v)? {
-            FORMAT => Ok(false),
-            other => Err(StoreError::Corrupt(format!(
-                "the store's layout version {other} is not one this k3rs reads ({FORMAT}); \
-                 run the k3rs release that wrote it"
-            ))),
-        };
+    // No marker: version 1, or a new empty tree (which the upgrade leaves empty).
+    let version = match tree.get(keys::META_FORMAT)? {
+        Some(v) => keys::decode_i64(&v)?,
+        None => 1,
+    };
+    if version == FORMAT {
+        return Ok(false);
+    }
+    if !(1..FORMAT).contains(&version) {
+        return Err(StoreError::Corrupt(format!(
+            "the store's layout version {version} is not one this k3rs reads ({FORMAT}); \
+             run the k3rs release that wrote it"
+        )));
     }
     let scan = |prefix: u8| -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         tree.range(keys::prefix_start(prefix)..keys::prefix_end(prefix))
@@ -68,24 +78,20 @@ pub(super) fn upgrade_tree(tree: &sled::Tree) -> Result<bool> {
             })
             .collect()
     };
-    let history = scan(HISTORY_V1)?;
-    let revlog = scan(keys::REVLOG)?;
-    let upgraded = !history.is_empty() || !revlog.is_empty();
-    let mut writes = if upgraded {
+    let mut entries = scan(CURRENT_V2)?;
+    if version == 1 {
+        entries.extend(scan(HISTORY_V1)?);
+        entries.extend(scan(keys::REVLOG)?);
+    }
+    let upgraded = !entries.is_empty();
+    if upgraded {
         tracing::info!(
-            history = history.len(),
-            "store: upgrading the history layout to version {FORMAT}"
+            from = version,
+            "store: upgrading the layout to version {FORMAT}"
         );
-        upgrade_history(history, revlog)?
-    } else {
-        Writes::new()
-    };
-    writes.insert(
-        keys::META_FORMAT.to_vec(),
-        Some(keys::encode_i64(FORMAT).to_vec()),
-    );
+    }
     let mut batch = sled::Batch::default();
-    for (k, v) in writes {
+    for (k, v) in upgrade_writes(entries, version)? {
         match v {
             Some(v) => batch.insert(k, v),
             None => batch.remove(k),
@@ -95,30 +101,53 @@ pub(super) fn upgrade_tree(tree: &sled::Tree) -> Result<bool> {
     Ok(upgraded)
 }
 
-/// The entries of a version-1 snapshot in [`FORMAT`].
+/// The entries of a snapshot of layout `version` in [`FORMAT`].
 ///
 /// # Errors
 /// `Corrupt` for undecodable history entries.
-pub(super) fn upgrade_entries(entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let (mut history, mut revlog, mut rest) = (Vec::new(), Vec::new(), Writes::new());
+pub(super) fn upgrade_entries(
+    entries: Vec<(Vec<u8>, Vec<u8>)>,
+    version: i64,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let (mut old, mut rest) = (Vec::new(), Writes::new());
     for (k, v) in entries {
         match k.first() {
-            Some(&HISTORY_V1) => history.push((k, v)),
-            Some(&keys::REVLOG) => revlog.push((k, v)),
+            Some(&CURRENT_V2) => old.push((k, v)),
+            Some(&HISTORY_V1 | &keys::REVLOG) if version == 1 => old.push((k, v)),
             _ => {
                 rest.insert(k, Some(v));
             }
         }
     }
-    rest.extend(upgrade_history(history, revlog)?);
-    rest.insert(
-        keys::META_FORMAT.to_vec(),
-        Some(keys::encode_i64(FORMAT).to_vec()),
-    );
+    rest.extend(upgrade_writes(old, version)?);
     Ok(rest
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
         .collect())
+}
+
+/// The writes that bring the entries a layout-`version` tree holds under the prefixes that
+/// changed since (`c`; for version 1 also `h` and `r`) to [`FORMAT`], with the marker.
+fn upgrade_writes(entries: Vec<(Vec<u8>, Vec<u8>)>, version: i64) -> Result<Writes> {
+    let (mut history, mut revlog) = (Vec::new(), Vec::new());
+    let mut writes = Writes::new();
+    for (k, v) in entries {
+        match k.first() {
+            Some(&HISTORY_V1) => history.push((k, v)),
+            Some(&keys::REVLOG) => revlog.push((k, v)),
+            _ => {
+                writes.insert(k, None);
+            }
+        }
+    }
+    if version == 1 {
+        writes.extend(upgrade_history(history, revlog)?);
+    }
+    writes.insert(
+        keys::META_FORMAT.to_vec(),
+        Some(keys::encode_i64(FORMAT).to_vec()),
+    );
+    Ok(writes)
 }
 
 /// Version-1 `h` (record) and `r` (user key) entries → version-2 writes: every `h` key is
@@ -176,6 +205,10 @@ mod tests {
         k
     }
 
+    fn current_key_v2(key: &[u8]) -> Vec<u8> {
+        [&[CURRENT_V2], key].concat()
+    }
+
     fn v1_put(tree: &sled::Tree, key: &[u8], rev: Revision, seq: u32, rec: &Record) {
         tree.insert(history_key_v1(key, rev), rec.encode()).unwrap();
         tree.insert(keys::revlog_key(rev, seq), key.to_vec())
@@ -204,7 +237,7 @@ mod tests {
         v1_put(&tree, b"b", 5, 0, &rec(5, b"b5"));
         v1_put(&tree, b"c", 5, 1, &rec(5, b"c5"));
         v1_put(&tree, b"c", 6, 0, &Record::tombstone(6));
-        tree.insert(keys::current_key(b"a"), rec(3, b"a3").encode())
+        tree.insert(current_key_v2(b"a"), rec(3, b"a3").encode())
             .unwrap();
         tree.insert(keys::META_REVISION, &keys::encode_i64(6))
             .unwrap();
@@ -227,10 +260,7 @@ mod tests {
         assert_eq!(change(&tree, 6, 0), (b"c".to_vec(), Record::tombstone(6)));
         assert_eq!(tree.scan_prefix([HISTORY_V1]).count(), 0);
         assert_eq!(tree.scan_prefix([keys::REVLOG]).count(), 4);
-        assert_eq!(
-            tree.get(keys::current_key(b"a")).unwrap().unwrap(),
-            rec(3, b"a3").encode()
-        );
+        assert_eq!(tree.scan_prefix([CURRENT_V2]).count(), 0);
         // Marked: a second open does not upgrade again.
         assert!(!upgrade_tree(&tree).unwrap());
     }
@@ -248,22 +278,73 @@ mod tests {
         tree.insert(keys::META_FORMAT, &keys::encode_i64(FORMAT + 1))
             .unwrap();
         let err = upgrade_tree(&tree).unwrap_err().to_string();
-        assert!(err.contains("layout version 3"), "{err}");
+        let newer = format!("layout version {}", FORMAT + 1);
+        assert!(err.contains(&newer), "{err}");
+    }
+
+    fn contents(tree: &sled::Tree) -> Vec<(Vec<u8>, Vec<u8>)> {
+        tree.iter()
+            .map(|i| {
+                let (k, v) = i.unwrap();
+                (k.to_vec(), v.to_vec())
+            })
+            .collect()
     }
 
     #[test]
     fn version_1_snapshot_entries_upgrade_like_a_tree() {
         let (_dir, _db, tree) = v1_tree();
-        let contents = |tree: &sled::Tree| -> Vec<(Vec<u8>, Vec<u8>)> {
-            tree.iter()
-                .map(|i| {
-                    let (k, v) = i.unwrap();
-                    (k.to_vec(), v.to_vec())
-                })
-                .collect()
-        };
-        let upgraded = upgrade_entries(contents(&tree)).unwrap();
+        let upgraded = upgrade_entries(contents(&tree), 1).unwrap();
         upgrade_tree(&tree).unwrap();
         assert_eq!(upgraded, contents(&tree));
+    }
+
+    /// A version-2 tree: `a` live at 3 (also under `c`), `b` deleted at 4, a lease.
+    fn v2_tree() -> (tempfile::TempDir, sled::Db, sled::Tree) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let tree = db.open_tree("mvcc").unwrap();
+        tree.insert(
+            keys::revlog_key(3, 0),
+            keys::revlog_value(b"a", &rec(3, b"a3")),
+        )
+        .unwrap();
+        tree.insert(
+            keys::revlog_key(4, 0),
+            keys::revlog_value(b"b", &Record::tombstone(4)),
+        )
+        .unwrap();
+        tree.insert(current_key_v2(b"a"), rec(3, b"a3").encode())
+            .unwrap();
+        tree.insert(keys::lease_key(7), &keys::encode_i64(60))
+            .unwrap();
+        tree.insert(keys::META_FORMAT, &keys::encode_i64(2))
+            .unwrap();
+        (dir, db, tree)
+    }
+
+    #[test]
+    fn a_version_2_tree_loses_only_its_copies_of_live_records() {
+        let (_dir, _db, tree) = v2_tree();
+        let before = contents(&tree);
+        let snapshot = upgrade_entries(before.clone(), 2).unwrap();
+        assert!(upgrade_tree(&tree).unwrap());
+        let after = contents(&tree);
+        assert_eq!(after, snapshot, "a snapshot upgrades like the tree");
+        assert_eq!(tree.scan_prefix([CURRENT_V2]).count(), 0);
+        let kept: Vec<_> = before
+            .into_iter()
+            .filter(|(k, _)| k[0] != CURRENT_V2 && k.as_slice() != keys::META_FORMAT)
+            .collect();
+        let rest: Vec<_> = after
+            .into_iter()
+            .filter(|(k, _)| k.as_slice() != keys::META_FORMAT)
+            .collect();
+        assert_eq!(rest, kept, "history, leases and metadata untouched");
+        assert_eq!(
+            keys::decode_i64(&tree.get(keys::META_FORMAT).unwrap().unwrap()).unwrap(),
+            FORMAT
+        );
+        assert!(!upgrade_tree(&tree).unwrap());
     }
 }

@@ -93,27 +93,6 @@ impl KeyRange {
         }
     }
 
-    /// `[lo, hi)` in the `c` keyspace; `None` when the interval is empty.
-    pub(crate) fn current_bounds(&self) -> Option<(Vec<u8>, Vec<u8>)> {
-        match self {
-            KeyRange::Single(key) => {
-                let lo = keys::current_key(key);
-                let mut hi = lo.clone();
-                hi.push(0);
-                Some((lo, hi))
-            }
-            KeyRange::Span { start, end } => {
-                let lo = keys::current_key(start);
-                let hi = match end {
-                    None => keys::prefix_end(keys::CURRENT),
-                    Some(e) if e.as_slice() <= start.as_slice() => return None,
-                    Some(e) => keys::current_key(e),
-                };
-                Some((lo, hi))
-            }
-        }
-    }
-
     /// The keys of the interval with their changes, from the index, in key order.
     pub(crate) fn indexed<'a>(
         &'a self,
@@ -267,18 +246,9 @@ impl Mvcc {
         let rev = resolve_read_revision(req.revision, current, self.compact_revision())?;
         let range = KeyRange::new(&req.key, &req.range_end);
         let mut acc = RangeAcc::new(req);
-        if rev == current {
-            if let Some((lo, hi)) = range.current_bounds() {
-                for item in self.tree.range(lo..hi) {
-                    let (k, v) = item?;
-                    acc.push(&k[1..], || Record::decode(&v));
-                }
-            }
-        } else {
-            for (key, changes) in range.indexed(&view) {
-                if let Some(at) = index::newest_at(changes, rev).filter(|c| !c.tombstone) {
-                    acc.push_record(key.to_vec(), self.record_at(at.rev, at.seq)?);
-                }
+        for (key, changes) in range.indexed(&view) {
+            if let Some(at) = index::newest_at(changes, rev).filter(|c| !c.tombstone) {
+                acc.push(key, || self.record_at(at.rev, at.seq));
             }
         }
         let mut resp = acc.finish_checked()?;

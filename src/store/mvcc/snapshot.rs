@@ -17,9 +17,9 @@ use super::keys;
 use crate::store::error::{Result, StoreError};
 
 const MAGIC: &[u8; 8] = b"K3RSSNAP";
-/// The snapshot format follows the tree's layout (`format.rs`): version 1 snapshots hold a
-/// layout-1 tree and are upgraded on restore.
-const VERSION: u32 = 2;
+/// The snapshot format follows the tree's layout (`format.rs`): a version-n snapshot holds a
+/// layout-n tree, and older ones are upgraded on restore.
+const VERSION: u32 = super::format::FORMAT as u32;
 
 impl Mvcc {
     /// A consistent copy of the whole state (taken under the view lock, so between batches).
@@ -57,8 +57,8 @@ impl Mvcc {
     /// `Corrupt` (state untouched) or storage failures.
     pub fn restore(&self, snapshot: &[u8], index: u64) -> Result<()> {
         let (version, entries) = parse(snapshot)?;
-        let entries = if version == 1 {
-            super::format::upgrade_entries(entries)?
+        let entries = if version < VERSION {
+            super::format::upgrade_entries(entries, i64::from(version))?
         } else {
             entries
         };
