@@ -5,8 +5,12 @@
 //!
 //! ```text
 //! cargo run --release --example etcd_bench -- [--secs 3] [--rows put,range,watch] \
-//!     k3rs=k3rs etcd=etcd k3rs3=k3rs3 etcd3=etcd3
+//!     [--repeat N] k3rs=k3rs etcd=etcd k3rs3=k3rs3 etcd3=etcd3
 //! ```
+//! `--repeat N` runs every target N times, each round with freshly started servers and every
+//! other round in reverse order (so drift of the machine does not favour one side), and
+//! reports per row the median of the rounds plus each round's ratio: single 3-second runs
+//! on a small VM scatter by ±15 %, for etcd as much as for k3rs.
 //! A target is `label=WHAT`:
 //! - `host:port` — a running server;
 //! - `inproc` — the k3rs store behind a one-member raft group, serving the etcd API in this
@@ -449,24 +453,56 @@ async fn run(t: &Target, secs: f64, only: &[String]) -> Res<Vec<(String, Stats)>
     Ok(rows)
 }
 
-type Results = Vec<(String, Vec<(String, Stats)>)>;
+/// Per target: its label and, per row, the row's name and one `Stats` per round.
+type Results = Vec<(String, Vec<(String, Vec<Stats>)>)>;
 
-fn print_pair(a: &(String, Vec<(String, Stats)>), b: Option<&(String, Vec<(String, Stats)>)>) {
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The median of each figure over the rounds.
+fn summary(rounds: &[Stats]) -> Stats {
+    Stats {
+        ops: median(rounds.iter().map(|s| s.ops).collect()),
+        p50_ms: median(rounds.iter().map(|s| s.p50_ms).collect()),
+        p99_ms: median(rounds.iter().map(|s| s.p99_ms).collect()),
+    }
+}
+
+type Rows = (String, Vec<(String, Vec<Stats>)>);
+
+fn print_pair(a: &Rows, b: Option<&Rows>) {
     let (la, ra) = a;
+    let rounds = ra.first().map_or(1, |(_, r)| r.len());
     print!("| benchmark | {la} ops/s | {la} p50 ms | {la} p99 ms |");
     if let Some((lb, _)) = b {
         print!(" {lb} ops/s | {lb} p50 ms | {lb} p99 ms | {la}/{lb} ops | target met |");
+        if rounds > 1 {
+            print!(" {la}/{lb} per round |");
+        }
     }
     println!();
-    println!("|---|{}", "---:|".repeat(if b.is_some() { 8 } else { 3 }));
-    for (i, (name, s)) in ra.iter().enumerate() {
+    let cols = match b {
+        Some(_) if rounds > 1 => 9,
+        Some(_) => 8,
+        None => 3,
+    };
+    println!("|---|{}", "---:|".repeat(cols));
+    for (i, (name, runs)) in ra.iter().enumerate() {
+        let s = summary(runs);
         print!(
             "| {name} | {:.0} | {:.2} | {:.2} |",
             s.ops, s.p50_ms, s.p99_ms
         );
         if let Some((_, rb)) = b
-            && let Some((_, o)) = rb.get(i)
+            && let Some((_, other)) = rb.get(i)
         {
+            let o = summary(other);
             let ratio = s.ops / o.ops;
             let met = ratio >= 1.0 && s.p99_ms <= o.p99_ms;
             print!(
@@ -476,6 +512,14 @@ fn print_pair(a: &(String, Vec<(String, Stats)>), b: Option<&(String, Vec<(Strin
                 o.p99_ms,
                 if met { "yes" } else { "no" }
             );
+            if rounds > 1 {
+                let per: Vec<String> = runs
+                    .iter()
+                    .zip(other)
+                    .map(|(x, y)| format!("{:.2}", x.ops / y.ops))
+                    .collect();
+                print!(" {} |", per.join(" "));
+            }
         }
         println!();
     }
@@ -485,12 +529,18 @@ fn print_pair(a: &(String, Vec<(String, Stats)>), b: Option<&(String, Vec<(Strin
 #[tokio::main]
 async fn main() -> Res<()> {
     let mut secs = 3.0;
+    let mut repeat = 1usize;
     let mut specs = Vec::new();
     let mut only = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--secs" {
             secs = args.next().ok_or("--secs needs a value")?.parse()?;
+        } else if a == "--repeat" {
+            repeat = args.next().ok_or("--repeat needs a value")?.parse()?;
+            if repeat == 0 {
+                return Err("--repeat must be at least 1".into());
+            }
         } else if a == "--rows" {
             let v = args.next().ok_or("--rows needs a value")?;
             only = v.split(',').map(String::from).collect();
@@ -501,24 +551,41 @@ async fn main() -> Res<()> {
     if specs.is_empty() {
         specs = vec!["k3rs=inproc".into(), "etcd=etcd".into()];
     }
-    let mut results: Results = Vec::new();
-    for spec in &specs {
-        let (label, what) = spec.split_once('=').ok_or("targets are label=WHAT")?;
-        let target = match what {
-            "inproc" => inproc(label).await?,
-            "etcd" | "spawn" => spawn_etcd(label, 1).await?,
-            "etcd3" => spawn_etcd(label, 3).await?,
-            "k3rs" => spawn_k3rs(label, 1).await?,
-            "k3rs3" => spawn_k3rs(label, 3).await?,
-            ep => Target {
-                label: label.into(),
-                endpoint: ep.into(),
-                _dir: None,
-                children: Vec::new(),
-            },
-        };
-        let rows = run(&target, secs, &only).await?;
-        results.push((target.label.clone(), rows));
+    let mut results: Results = specs
+        .iter()
+        .map(|spec| (spec.clone(), Vec::new()))
+        .collect();
+    for round in 0..repeat {
+        let mut order: Vec<usize> = (0..specs.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let (label, what) = specs[i].split_once('=').ok_or("targets are label=WHAT")?;
+            let target = match what {
+                "inproc" => inproc(label).await?,
+                "etcd" | "spawn" => spawn_etcd(label, 1).await?,
+                "etcd3" => spawn_etcd(label, 3).await?,
+                "k3rs" => spawn_k3rs(label, 1).await?,
+                "k3rs3" => spawn_k3rs(label, 3).await?,
+                ep => Target {
+                    label: label.into(),
+                    endpoint: ep.into(),
+                    _dir: None,
+                    children: Vec::new(),
+                },
+            };
+            let rows = run(&target, secs, &only).await?;
+            drop(target);
+            let (slot_label, slot) = &mut results[i];
+            *slot_label = label.to_string();
+            for (n, (name, stats)) in rows.into_iter().enumerate() {
+                match slot.get_mut(n) {
+                    Some((_, runs)) => runs.push(stats),
+                    None => slot.push((name, vec![stats])),
+                }
+            }
+        }
     }
     for pair in results.chunks(2) {
         print_pair(&pair[0], pair.get(1));
