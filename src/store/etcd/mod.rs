@@ -24,6 +24,7 @@
 pub mod backend;
 pub mod client;
 mod cluster;
+mod coalesce;
 mod convert;
 mod kv;
 mod lease;
@@ -86,6 +87,7 @@ pub async fn serve_listener(
     }
     // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs hold small responses ~40 ms.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = futures::TryStreamExt::map_ok(incoming, coalesce::Coalesced::new);
     router(backend)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await?;
@@ -106,7 +108,8 @@ pub async fn serve_tls_listener(
     if let Ok(a) = listener.local_addr() {
         tracing::info!(addr = %a, "etcd api listening (tls, client certificates required)");
     }
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<tls::TlsConn>>(64);
+    let (tx, rx) =
+        tokio::sync::mpsc::channel::<std::io::Result<coalesce::Coalesced<tls::TlsConn>>>(64);
     let stop = shutdown.clone();
     tokio::spawn(async move {
         loop {
@@ -129,7 +132,7 @@ pub async fn serve_tls_listener(
                     .await
                 {
                     Ok(Ok(conn)) => {
-                        let _ = tx.send(Ok(conn)).await;
+                        let _ = tx.send(Ok(coalesce::Coalesced::new(conn))).await;
                     }
                     Ok(Err(e)) => tracing::info!(?peer, error = %e, "etcd api: tls client refused"),
                     Err(_) => tracing::info!(?peer, "etcd api: tls handshake timed out"),
