@@ -551,17 +551,22 @@ async fn main() -> Res<()> {
     if specs.is_empty() {
         specs = vec!["k3rs=inproc".into(), "etcd=etcd".into()];
     }
-    let mut results: Results = specs
+    // Every spec is checked before the first server starts.
+    let targets: Vec<(&str, &str)> = specs
         .iter()
-        .map(|spec| (spec.clone(), Vec::new()))
+        .map(|spec| spec.split_once('=').ok_or("targets are label=WHAT"))
+        .collect::<Result<_, _>>()?;
+    let mut results: Results = targets
+        .iter()
+        .map(|(label, _)| (label.to_string(), Vec::new()))
         .collect();
     for round in 0..repeat {
-        let mut order: Vec<usize> = (0..specs.len()).collect();
+        let mut order: Vec<usize> = (0..targets.len()).collect();
         if round % 2 == 1 {
             order.reverse();
         }
         for i in order {
-            let (label, what) = specs[i].split_once('=').ok_or("targets are label=WHAT")?;
+            let (label, what) = targets[i];
             let target = match what {
                 "inproc" => inproc(label).await?,
                 "etcd" | "spawn" => spawn_etcd(label, 1).await?,
@@ -577,8 +582,7 @@ async fn main() -> Res<()> {
             };
             let rows = run(&target, secs, &only).await?;
             drop(target);
-            let (slot_label, slot) = &mut results[i];
-            *slot_label = label.to_string();
+            let slot = &mut results[i].1;
             for (n, (name, stats)) in rows.into_iter().enumerate() {
                 match slot.get_mut(n) {
                     Some((_, runs)) => runs.push(stats),
