@@ -49,6 +49,33 @@ fn split_history_key_v1(hk: &[u8]) -> Result<(Vec<u8>, Revision)> {
 /// Final writes (`None` removes), keyed and ordered as sled stores them.
 type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// What an older layout holds under the prefixes that changed since: `c` keys (versions 1
+/// and 2), and for version 1 its `h` and `r` entries.
+#[derive(Default)]
+struct Outdated {
+    current: Vec<Vec<u8>>,
+    history: Vec<(Vec<u8>, Vec<u8>)>,
+    revlog: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Outdated {
+    fn is_empty(&self) -> bool {
+        self.current.is_empty() && self.history.is_empty() && self.revlog.is_empty()
+    }
+
+    /// The writes that bring these entries to [`FORMAT`], with the marker: every `c` key
+    /// removed, version-1 history rewritten.
+    fn into_writes(self) -> Result<Writes> {
+        let mut writes: Writes = self.current.into_iter().map(|k| (k, None)).collect();
+        writes.extend(upgrade_history(self.history, self.revlog)?);
+        writes.insert(
+            keys::META_FORMAT.to_vec(),
+            Some(keys::encode_i64(FORMAT).to_vec()),
+        );
+        Ok(writes)
+    }
+}
+
 /// Brings `tree` to [`FORMAT`]: marks an empty tree, upgrades an older one in one atomic
 /// batch. Returns whether it rewrote anything (the caller then makes it durable).
 ///
@@ -70,20 +97,27 @@ pub(super) fn upgrade_tree(tree: &sled::Tree) -> Result<bool> {
              run the k3rs release that wrote it"
         )));
     }
+    let range = |prefix: u8| tree.range(keys::prefix_start(prefix)..keys::prefix_end(prefix));
     let scan = |prefix: u8| -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        tree.range(keys::prefix_start(prefix)..keys::prefix_end(prefix))
+        range(prefix)
             .map(|item| {
                 let (k, v) = item?;
                 Ok((k.to_vec(), v.to_vec()))
             })
             .collect()
     };
-    let mut entries = scan(CURRENT_V2)?;
+    let mut outdated = Outdated {
+        current: range(CURRENT_V2)
+            .keys()
+            .map(|k| Ok(k?.to_vec()))
+            .collect::<Result<_>>()?,
+        ..Outdated::default()
+    };
     if version == 1 {
-        entries.extend(scan(HISTORY_V1)?);
-        entries.extend(scan(keys::REVLOG)?);
+        outdated.history = scan(HISTORY_V1)?;
+        outdated.revlog = scan(keys::REVLOG)?;
     }
-    let upgraded = !entries.is_empty();
+    let upgraded = !outdated.is_empty();
     if upgraded {
         tracing::info!(
             from = version,
@@ -91,7 +125,7 @@ pub(super) fn upgrade_tree(tree: &sled::Tree) -> Result<bool> {
         );
     }
     let mut batch = sled::Batch::default();
-    for (k, v) in upgrade_writes(entries, version)? {
+    for (k, v) in outdated.into_writes()? {
         match v {
             Some(v) => batch.insert(k, v),
             None => batch.remove(k),
@@ -109,45 +143,22 @@ pub(super) fn upgrade_entries(
     entries: Vec<(Vec<u8>, Vec<u8>)>,
     version: i64,
 ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let (mut old, mut rest) = (Vec::new(), Writes::new());
+    let (mut outdated, mut rest) = (Outdated::default(), Writes::new());
     for (k, v) in entries {
         match k.first() {
-            Some(&CURRENT_V2) => old.push((k, v)),
-            Some(&HISTORY_V1 | &keys::REVLOG) if version == 1 => old.push((k, v)),
+            Some(&CURRENT_V2) => outdated.current.push(k),
+            Some(&HISTORY_V1) if version == 1 => outdated.history.push((k, v)),
+            Some(&keys::REVLOG) if version == 1 => outdated.revlog.push((k, v)),
             _ => {
                 rest.insert(k, Some(v));
             }
         }
     }
-    rest.extend(upgrade_writes(old, version)?);
+    rest.extend(outdated.into_writes()?);
     Ok(rest
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
         .collect())
-}
-
-/// The writes that bring the entries a layout-`version` tree holds under the prefixes that
-/// changed since (`c`; for version 1 also `h` and `r`) to [`FORMAT`], with the marker.
-fn upgrade_writes(entries: Vec<(Vec<u8>, Vec<u8>)>, version: i64) -> Result<Writes> {
-    let (mut history, mut revlog) = (Vec::new(), Vec::new());
-    let mut writes = Writes::new();
-    for (k, v) in entries {
-        match k.first() {
-            Some(&HISTORY_V1) => history.push((k, v)),
-            Some(&keys::REVLOG) => revlog.push((k, v)),
-            _ => {
-                writes.insert(k, None);
-            }
-        }
-    }
-    if version == 1 {
-        writes.extend(upgrade_history(history, revlog)?);
-    }
-    writes.insert(
-        keys::META_FORMAT.to_vec(),
-        Some(keys::encode_i64(FORMAT).to_vec()),
-    );
-    Ok(writes)
 }
 
 /// Version-1 `h` (record) and `r` (user key) entries → version-2 writes: every `h` key is
